@@ -1,0 +1,127 @@
+package policy
+
+import "time"
+
+// Config is the uncompiled policy: trust material, identity rules and access
+// rules, as an admin writes them. The toml tags give the names used in
+// gatehouse's config file; this package itself reads no TOML. Compile turns a
+// Config into an immutable *Policy and reports every error with the key path
+// that caused it (for example `policy[2].vpn.allow[1]`).
+type Config struct {
+	Trust    TrustConfig    `toml:"trust"`
+	Identity IdentityConfig `toml:"identity"`
+	Rules    []RuleConfig   `toml:"policy"`
+}
+
+// TrustConfig says which client certificates are trusted and what the server
+// presents. File paths are read by Compile.
+type TrustConfig struct {
+	// ClientCA lists PEM files of the root CAs that issue client
+	// certificates (employees and devices). Required.
+	ClientCA []string `toml:"client_ca"`
+	// Intermediates lists PEM files of intermediate CAs the server adds to a
+	// presented chain, so clients that send only their leaf still verify.
+	Intermediates []string `toml:"intermediates"`
+	// CRL lists CRL files (PEM or DER). Each must be signed by one of the
+	// configured CAs.
+	CRL []string `toml:"crl"`
+	// Revocation is "require" (the default: every non-root certificate of a
+	// chain must be covered by a current, verified CRL, else the decision is
+	// "revocation unknown" and denied), "best_effort" (check what is
+	// configured, allow when no CRL covers a CA) or "off".
+	Revocation string `toml:"revocation"`
+	// ServerCert and ServerKey are the PEM certificate chain and key that
+	// gatehouse presents to clients, in EAP-TLS and on the enrollment API.
+	ServerCert string `toml:"server_cert"`
+	ServerKey  string `toml:"server_key"`
+	// TLSMinVersion is "1.2" (the default) or "1.3".
+	TLSMinVersion string `toml:"tls_min_version"`
+}
+
+// IdentityConfig says how a certificate names its holder.
+type IdentityConfig struct {
+	// UserFrom is the ordered list of fields tried for a user's lookup key;
+	// the first present wins. Fields: "upn", "email", "cn", "dns", "serial",
+	// "fingerprint". Default: ["upn", "email", "cn"].
+	UserFrom []string `toml:"user_from"`
+	// Device rules mark a certificate as a device; the first that matches
+	// wins. A certificate no rule marks is a user.
+	Device []DeviceRuleConfig `toml:"device"`
+}
+
+// DeviceRuleConfig marks certificates as devices. Every condition set must
+// hold; a rule with no condition is an error.
+type DeviceRuleConfig struct {
+	Name string `toml:"name"`
+	// IssuerCA is a PEM file of a CA (root or intermediate): certificates
+	// whose verified chain contains it are devices.
+	IssuerCA string `toml:"issuer_ca"`
+	// OU matches a subject organizationalUnit exactly.
+	OU string `toml:"ou"`
+	// HasField requires an identity field to be present, e.g. "serial".
+	HasField string `toml:"has_field"`
+	// LookupBy is the ordered list of fields tried for the device's lookup
+	// key. Default: ["serial", "cn"].
+	LookupBy []string `toml:"lookup_by"`
+}
+
+// RuleConfig is one [[policy]] rule. Rules are tried in order; the first
+// whose conditions all hold decides. A rule with no condition matches every
+// trusted certificate that has a directory entry.
+type RuleConfig struct {
+	Name string `toml:"name"`
+	// Kind limits the rule to "user" or "device"; empty matches both.
+	Kind string `toml:"kind"`
+	// Groups: the entry must be in at least one, named by DN or by the value
+	// of the group's first RDN (e.g. "engineering"); DNs compare parsed and
+	// case-insensitively.
+	Groups []string `toml:"groups"`
+	// Identity conditions: field → accepted values, compared exactly
+	// (case-insensitively for upn, email and dns); a value starting with "*"
+	// matches that suffix, e.g. "*@example.com".
+	Identity map[string][]string `toml:"identity"`
+	// Deny makes a matching rule refuse access (with its name as the reason).
+	Deny bool        `toml:"deny"`
+	WiFi *WiFiConfig `toml:"wifi"`
+	VPN  *VPNConfig  `toml:"vpn"`
+}
+
+// WiFiConfig is what an allowing rule gives a Wi-Fi client. A rule without a
+// wifi table does not admit Wi-Fi clients.
+type WiFiConfig struct {
+	VLAN           string   `toml:"vlan"` // number 1-4094 or a VLAN name
+	SessionTimeout Duration `toml:"session_timeout"`
+	FilterID       string   `toml:"filter_id"`
+	Class          string   `toml:"class"`
+}
+
+// VPNConfig is what an allowing rule gives a VPN client. A rule without a vpn
+// table does not admit VPN clients.
+type VPNConfig struct {
+	// Allow entries read "PREFIX [PROTO[/PORTS]]...", e.g. "10.0.0.0/8",
+	// "10.20.0.5 tcp/22,443", "10.0.0.53 udp/53 tcp/53", "10.1.0.0/16 icmp",
+	// "10.2.0.0/16 tcp/8000-8100". A bare address is a /32 or /128.
+	Allow []string `toml:"allow"`
+	// DNS resolvers pushed to the client.
+	DNS []string `toml:"dns"`
+	// Routes sent to the client; default: the Allow prefixes.
+	Routes []string `toml:"routes"`
+	// FullTunnel routes all traffic through the VPN (0.0.0.0/0, ::/0).
+	FullTunnel bool `toml:"full_tunnel"`
+}
+
+// Duration is a time.Duration written as a string such as "8h" or "90s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
