@@ -2,48 +2,93 @@ package policy
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 )
 
 var errNoPolicy = errors.New("policy: no policy loaded")
 
-// Policy is a compiled, immutable Config.
-type Policy struct {
-	serverTLS *tls.Config
-}
-
 // RevocationResult is the revocation status of one certificate of a chain.
 type RevocationResult struct {
 	Subject string // subject DN of the certificate checked
 	Source  string // what answered, e.g. "crl testdata/pki/employee-int.crl"
-	Status  string // "good", "revoked", "unknown", "not_checked"
+	Status  string // "good", "revoked" or "unknown"
 	Detail  string // e.g. revocation time, or why status is unknown
 }
 
-// Compile validates cfg and builds an immutable Policy. now is used for
-// nothing but reading files; validity is checked at decision time.
-// Errors name the key path, e.g. `policy[2].vpn.allow[1]: "10.0/8": bad prefix`.
-func Compile(cfg *Config) (*Policy, error) {
-	return nil, errors.New("policy: not implemented")
-}
-
-// Verify runs the trust step on a presented chain at the current time. The
-// returned Decision has Code CodeAllowed when the chain is trusted (which
-// means only "trusted", not "allowed": Decide finishes the job).
+// Verify runs the trust step on a presented chain (leaf first) at the
+// current time. The returned Decision has Code CodeAllowed when the chain is
+// trusted — which means only "trusted": Decide finishes the job.
 func (p *Policy) Verify(chain []*x509.Certificate) Decision {
 	return p.VerifyAt(chain, time.Now())
 }
 
 // VerifyAt is Verify at a given time.
 func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
-	return Decision{Code: CodeUntrusted, Reason: "not implemented"}
+	return p.trust.verify(chain, now)
 }
 
 // Decide finishes a decision that passed the trust step (d from p.Verify):
-// identity, directory, rules.
+// identity, directory, rules. d is returned unchanged if it is not trusted.
 func (a *Authorizer) Decide(ctx context.Context, p *Policy, d Decision) Decision {
+	if d.Code != CodeAllowed || len(d.Chain) == 0 {
+		return d
+	}
+	id, err := IdentityOf(d.Chain[0])
+	if err != nil {
+		d.Code, d.Reason = CodeNoIdentity, err.Error()
+		return d
+	}
+	p.identity.classify(&id, d.Chain)
+	d.Identity = id
+	if id.Name == "" {
+		d.Code, d.Reason = CodeNoIdentity, fmt.Sprintf("certificate carries none of the %s identity fields configured", id.Kind)
+		return d
+	}
+	if a.dir == nil {
+		d.Code, d.Reason = CodeDirectoryUnavailable, "no directory configured"
+		return d
+	}
+	dn, groups, err := a.dir.Lookup(ctx, id.Kind.String(), id.lookupFields())
+	if err != nil {
+		d.Code = CodeDirectoryError
+		var u interface{ Unavailable() bool }
+		if errors.As(err, &u) && u.Unavailable() {
+			d.Code = CodeDirectoryUnavailable
+		}
+		d.Reason = fmt.Sprintf("directory lookup of %s %q failed: %v", id.Field, id.Name, err)
+		return d
+	}
+	if dn == "" {
+		d.Code, d.Reason = CodeNotInDirectory, fmt.Sprintf("no directory entry for %s %s %q", id.Kind, id.Field, id.Name)
+		return d
+	}
+	d.DN, d.Groups = dn, groups
+	var buf [16]entryGroup
+	eg := buf[:0]
+	for _, g := range groups {
+		k, name, err := parseDN(g)
+		if err != nil {
+			a.log.Warn("policy: directory returned a malformed group DN", "group", g, "err", err)
+			continue
+		}
+		eg = append(eg, entryGroup{dn: k, name: name})
+	}
+	for _, r := range p.rules {
+		if !r.matches(&d.Identity, eg) {
+			continue
+		}
+		d.Rule = r.name
+		if r.deny {
+			d.Code, d.Reason = CodeRuleDenies, "rule "+r.name+" denies access"
+			return d
+		}
+		d.Allowed, d.Code, d.Reason = true, CodeAllowed, "rule "+r.name+" allows access"
+		d.WiFi, d.VPN = r.wifi, r.vpn
+		return d
+	}
+	d.Code, d.Reason = CodeNoRule, "no rule matches"
 	return d
 }

@@ -1,0 +1,257 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Revocation modes.
+const (
+	RevocationRequire    = "require"
+	RevocationBestEffort = "best_effort"
+	RevocationOff        = "off"
+)
+
+// trust is the compiled trust step.
+type trust struct {
+	roots         *x509.CertPool
+	intermediates []*x509.Certificate // configured, added to every presented chain
+	cas           []*x509.Certificate // roots and intermediates, for CRL issuers and device rules
+	crls          map[[32]byte][]*crl // by SHA-256 of the issuing CA certificate
+	revocation    string
+}
+
+// crl is a CRL verified at compile time against the CA that issued it.
+type crl struct {
+	source     string
+	thisUpdate time.Time
+	nextUpdate time.Time
+	revoked    map[string]time.Time // serial bytes → revocation time
+}
+
+func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
+	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*crl{}, revocation: c.Revocation}
+	switch c.Revocation {
+	case "":
+		t.revocation = RevocationRequire
+	case RevocationRequire, RevocationBestEffort, RevocationOff:
+	default:
+		errs.add("trust.revocation", c.Revocation, errors.New(`must be "require", "best_effort" or "off"`))
+	}
+	if len(c.ClientCA) == 0 {
+		errs.add("trust.client_ca", "", errors.New("at least one client CA is required"))
+	}
+	for i, f := range c.ClientCA {
+		certs, err := readCerts(f)
+		if err != nil {
+			errs.add(fmt.Sprintf("trust.client_ca[%d]", i), f, err)
+			continue
+		}
+		for _, cert := range certs {
+			if !cert.IsCA {
+				errs.add(fmt.Sprintf("trust.client_ca[%d]", i), f, fmt.Errorf("%q is not a CA certificate", cert.Subject))
+				continue
+			}
+			t.roots.AddCert(cert)
+			t.cas = append(t.cas, cert)
+		}
+	}
+	for i, f := range c.Intermediates {
+		certs, err := readCerts(f)
+		if err != nil {
+			errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, err)
+			continue
+		}
+		t.intermediates = append(t.intermediates, certs...)
+		t.cas = append(t.cas, certs...)
+	}
+	for i, f := range c.CRL {
+		key := fmt.Sprintf("trust.crl[%d]", i)
+		l, err := readCRL(f)
+		if err != nil {
+			errs.add(key, f, err)
+			continue
+		}
+		var issuer *x509.Certificate
+		for _, ca := range t.cas {
+			if l.CheckSignatureFrom(ca) == nil {
+				issuer = ca
+				break
+			}
+		}
+		if issuer == nil {
+			errs.add(key, f, fmt.Errorf("CRL issued by %q is not signed by any configured CA", l.Issuer))
+			continue
+		}
+		c := &crl{source: f, thisUpdate: l.ThisUpdate, nextUpdate: l.NextUpdate, revoked: map[string]time.Time{}}
+		for _, e := range l.RevokedCertificateEntries {
+			c.revoked[string(e.SerialNumber.Bytes())] = e.RevocationTime
+		}
+		k := sha256.Sum256(issuer.Raw)
+		t.crls[k] = append(t.crls[k], c)
+	}
+	return t
+}
+
+// verify runs chain verification, EKU, validity and revocation at now.
+func (t *trust) verify(presented []*x509.Certificate, now time.Time) Decision {
+	if len(presented) == 0 || presented[0] == nil {
+		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}
+	}
+	leaf := presented[0]
+	inter := x509.NewCertPool()
+	for _, c := range presented[1:] {
+		inter.AddCert(c)
+	}
+	for _, c := range t.intermediates {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{
+		Roots:         t.roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return t.classify(leaf, opts, err)
+	}
+	if !hasClientAuth(leaf) {
+		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
+	}
+	chain := chains[0]
+	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
+	if t.revocation == RevocationOff {
+		return d
+	}
+	d.Revocation = make([]RevocationResult, 0, len(chain)-1)
+	for i := 0; i < len(chain)-1; i++ {
+		r := t.revoked(chain[i], chain[i+1], now)
+		d.Revocation = append(d.Revocation, r)
+		switch {
+		case r.Status == "revoked":
+			d.Code, d.Reason = CodeRevoked, fmt.Sprintf("certificate %q is revoked (%s)", r.Subject, r.Detail)
+			return d
+		case r.Status == "unknown" && t.revocation == RevocationRequire:
+			d.Code, d.Reason = CodeRevocationUnknown, fmt.Sprintf("revocation status of %q unknown: %s", r.Subject, r.Detail)
+			return d
+		}
+	}
+	return d
+}
+
+// classify turns a verification error into a decision code. An expired (or
+// not yet valid) certificate is reported as such only if the chain would
+// verify inside its validity period; otherwise it is simply untrusted.
+func (t *trust) classify(leaf *x509.Certificate, opts x509.VerifyOptions, err error) Decision {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) {
+		switch inv.Reason {
+		case x509.Expired:
+			at := leaf.NotAfter.Add(-time.Second)
+			if leaf.NotBefore.After(opts.CurrentTime) {
+				at = leaf.NotBefore.Add(time.Second)
+			}
+			opts.CurrentTime = at
+			if _, err2 := leaf.Verify(opts); err2 == nil {
+				return Decision{Code: CodeExpired, Reason: fmt.Sprintf("certificate is outside its validity period (%s to %s)",
+					leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))}
+			}
+			return Decision{Code: CodeExpired, Reason: "a certificate in the chain is outside its validity period"}
+		case x509.IncompatibleUsage:
+			return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
+		}
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return Decision{Code: CodeUntrusted, Reason: fmt.Sprintf("certificate issued by %q does not chain to a trusted client CA", leaf.Issuer)}
+	}
+	return Decision{Code: CodeUntrusted, Reason: "chain verification failed: " + err.Error()}
+}
+
+func hasClientAuth(c *x509.Certificate) bool {
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageClientAuth {
+			return true
+		}
+	}
+	return false
+}
+
+// revoked checks cert, issued by issuer, against the CRLs of that issuer.
+func (t *trust) revoked(cert, issuer *x509.Certificate, now time.Time) RevocationResult {
+	r := RevocationResult{Subject: cert.Subject.String(), Status: "unknown"}
+	lists := t.crls[sha256.Sum256(issuer.Raw)]
+	if len(lists) == 0 {
+		r.Detail = fmt.Sprintf("no CRL configured for issuer %q", issuer.Subject)
+		return r
+	}
+	var best *crl
+	for _, l := range lists {
+		if best == nil || l.thisUpdate.After(best.thisUpdate) {
+			best = l
+		}
+	}
+	r.Source = "crl " + best.source
+	switch {
+	case now.Before(best.thisUpdate):
+		r.Detail = "CRL is not valid yet (thisUpdate " + best.thisUpdate.UTC().Format(time.RFC3339) + ")"
+	case !best.nextUpdate.IsZero() && now.After(best.nextUpdate):
+		r.Detail = "CRL expired (nextUpdate " + best.nextUpdate.UTC().Format(time.RFC3339) + ")"
+	default:
+		if at, ok := best.revoked[string(cert.SerialNumber.Bytes())]; ok {
+			r.Status, r.Detail = "revoked", "revoked at "+at.UTC().Format(time.RFC3339)
+		} else {
+			r.Status = "good"
+		}
+	}
+	return r
+}
+
+// readCerts reads every certificate of a PEM file.
+func readCerts(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return certs, nil
+}
+
+// readCRL reads a CRL in PEM ("X509 CRL") or DER form.
+func readCRL(file string) (*x509.RevocationList, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "X509 CRL" {
+			return nil, fmt.Errorf("PEM block %q is not an X509 CRL", blk.Type)
+		}
+		b = blk.Bytes
+	}
+	return x509.ParseRevocationList(b)
+}
