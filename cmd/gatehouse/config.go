@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// fileConfig is config.toml as decoded. Each section is the Config type of
+// the package that uses it; only this package reads TOML.
+type fileConfig struct {
+	Server   serverConfig          `toml:"server"`
+	Trust    policy.TrustConfig    `toml:"trust"`
+	Identity policy.IdentityConfig `toml:"identity"`
+	Policy   []policy.RuleConfig   `toml:"policy"`
+	sections
+}
+
+// serverConfig is the [server] section.
+type serverConfig struct {
+	LogLevel      string `toml:"log_level"`      // debug, info (default), warn, error
+	LogFormat     string `toml:"log_format"`     // text (default) or json
+	MetricsListen string `toml:"metrics_listen"` // reserved for metrics; empty = off
+	StateDir      string `toml:"state_dir"`      // default /var/lib/gatehouse
+}
+
+// loaded is a decoded and compiled configuration.
+type loaded struct {
+	file   string
+	cfg    fileConfig
+	policy *policy.Policy
+}
+
+// configError is a configuration problem; its text starts with the file name.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+// loadConfig reads, strictly decodes and compiles a config file. Relative
+// paths inside it are taken relative to the file's directory.
+func loadConfig(file string) (*loaded, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", file, err)}
+	}
+	l := &loaded{file: file}
+	md, err := toml.Decode(string(b), &l.cfg)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "toml: "))}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		var msgs []string
+		for _, k := range und {
+			msgs = append(msgs, fmt.Sprintf("%s: %s: unknown key", file, k))
+		}
+		return nil, &configError{strings.Join(msgs, "\n")}
+	}
+	dir := filepath.Dir(file)
+	c := &l.cfg
+	if c.Server.StateDir == "" {
+		c.Server.StateDir = "/var/lib/gatehouse"
+	}
+	rel(dir, &c.Server.StateDir)
+	relAll(dir, c.Trust.ClientCA)
+	relAll(dir, c.Trust.Intermediates)
+	relAll(dir, c.Trust.CRL)
+	rel(dir, &c.Trust.ServerCert)
+	rel(dir, &c.Trust.ServerKey)
+	for i := range c.Identity.Device {
+		rel(dir, &c.Identity.Device[i].IssuerCA)
+	}
+	var errs []string
+	if err := c.sections.prepare(dir); err != nil {
+		errs = append(errs, prefixLines(file, err)...)
+	}
+	pc := policy.Config{Trust: c.Trust, Identity: c.Identity, Rules: c.Policy}
+	p, err := policy.Compile(&pc)
+	if err != nil {
+		errs = append(errs, prefixLines(file, err)...)
+	}
+	switch c.Server.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("%s: server.log_level: %q: must be debug, info, warn or error", file, c.Server.LogLevel))
+	}
+	switch c.Server.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Sprintf("%s: server.log_format: %q: must be text or json", file, c.Server.LogFormat))
+	}
+	if len(errs) > 0 {
+		return nil, &configError{strings.Join(errs, "\n")}
+	}
+	l.policy = p
+	return l, nil
+}
+
+// prefixLines puts "file: " before each error of a joined error.
+func prefixLines(file string, err error) []string {
+	var out []string
+	var j interface{ Unwrap() []error }
+	if errors.As(err, &j) {
+		for _, e := range j.Unwrap() {
+			out = append(out, prefixLines(file, e)...)
+		}
+		return out
+	}
+	return []string{file + ": " + err.Error()}
+}
+
+func rel(dir string, p *string) {
+	if *p != "" && !filepath.IsAbs(*p) {
+		*p = filepath.Join(dir, *p)
+	}
+}
+
+func relAll(dir string, ps []string) {
+	for i := range ps {
+		rel(dir, &ps[i])
+	}
+}
+
+// readSecret returns an inline secret or the trimmed content of its file.
+// Errors name the key, never the secret.
+func readSecret(key, inline, file string) (string, error) {
+	if inline != "" && file != "" {
+		return "", fmt.Errorf("%s and %s_file are exclusive", key, key)
+	}
+	if file == "" {
+		return inline, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_file: %w", key, err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s_file: %s: empty", key, file)
+	}
+	return s, nil
+}

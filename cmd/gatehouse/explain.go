@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, error) {
+	fs := newFlags("explain", stdout)
+	cfgFile := fs.String("config", "config.toml", "configuration `file`")
+	certFile := fs.String("cert", "", "client certificate `file` (PEM; may hold the chain too)")
+	chainFile := fs.String("chain", "", "extra intermediate certificates `file` (PEM) the client would send")
+	noCache := fs.Bool("no-cache", false, "bypass the directory cache")
+	at := fs.String("at", "", "decide at this `time` (RFC 3339) instead of now")
+	if err := parseFlags(fs, args); err != nil {
+		return exitUsage, err
+	}
+	if *certFile == "" {
+		return exitUsage, &usageError{"explain: --cert is required"}
+	}
+	now := time.Now()
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			return exitUsage, &usageError{fmt.Sprintf("explain: --at: %v", err)}
+		}
+		now = t
+	}
+	l, err := loadConfig(*cfgFile)
+	if err != nil {
+		return exitUsage, err
+	}
+	chain, err := readChain(*certFile)
+	if err != nil {
+		return exitUsage, fmt.Errorf("explain: --cert: %w", err)
+	}
+	if *chainFile != "" {
+		more, err := readChain(*chainFile)
+		if err != nil {
+			return exitUsage, fmt.Errorf("explain: --chain: %w", err)
+		}
+		chain = append(chain, more...)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	dir, err := openDirectory(ctx, l, logger, *noCache)
+	if err != nil {
+		return exitFailure, err
+	}
+	defer dir.close()
+	a := policy.NewAuthorizer(l.policy, dir, logger)
+	d := l.policy.VerifyAt(chain, now)
+	d = a.Decide(ctx, l.policy, d)
+	writeExplain(stdout, chain[0], d)
+	if d.Allowed {
+		return exitOK, nil
+	}
+	return exitDenied, nil
+}
+
+// readChain reads every certificate of a PEM file, leaf first.
+func readChain(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate", file)
+	}
+	return out, nil
+}
+
+// writeExplain prints each step of a decision, for people.
+func writeExplain(w io.Writer, leaf *x509.Certificate, d policy.Decision) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	row("certificate", "%s", leaf.Subject)
+	row("  issuer", "%s", leaf.Issuer)
+	row("  serial", "%s", leaf.SerialNumber.Text(16))
+	row("  valid", "%s to %s", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	trustFailed := d.Chain == nil
+	if trustFailed {
+		row("chain", "FAILED: %s", d.Reason)
+	} else {
+		var names []string
+		for _, c := range d.Chain {
+			names = append(names, c.Subject.CommonName)
+		}
+		row("chain", "trusted: %s", strings.Join(names, " → "))
+	}
+	for _, r := range d.Revocation {
+		src := r.Source
+		if src == "" {
+			src = "no source"
+		}
+		detail := ""
+		if r.Detail != "" {
+			detail = ": " + r.Detail
+		}
+		row("revocation", "%s: %s (%s)%s", r.Subject, r.Status, src, detail)
+	}
+	if !trustFailed && d.Identity.Fingerprint != "" {
+		id := d.Identity
+		how := "lookup by " + id.Field + " " + fmt.Sprintf("%q", id.Name)
+		if id.Name == "" {
+			how = "no lookup field present"
+		}
+		if id.DeviceRule != "" {
+			how += " (device rule " + id.DeviceRule + ")"
+		}
+		row("identity", "%s; %s", id.Kind, how)
+		for _, f := range []struct {
+			k string
+			v []string
+		}{{"upn", id.UPN}, {"email", id.Email}, {"cn", nonEmpty(id.CN)}, {"dns", id.DNS}, {"serial", nonEmpty(id.Serial)}, {"ou", id.OU}, {"fingerprint", nonEmpty(id.Fingerprint)}} {
+			if len(f.v) > 0 {
+				row("  "+f.k, "%s", strings.Join(f.v, ", "))
+			}
+		}
+	}
+	if d.DN != "" {
+		row("directory", "%s", d.DN)
+		if len(d.Groups) == 0 {
+			row("groups", "(none)")
+		}
+		for i, g := range d.Groups {
+			k := ""
+			if i == 0 {
+				k = "groups"
+			}
+			row(k, "%s", g)
+		}
+	}
+	if d.Rule != "" {
+		row("rule", "%s", d.Rule)
+	}
+	verdict := "DENY"
+	if d.Allowed {
+		verdict = "ALLOW"
+	}
+	row("decision", "%s (%s): %s", verdict, d.Code, d.Reason)
+	if d.Allowed {
+		row("wifi", "%s", wifiString(d.WiFi))
+		row("vpn", "%s", vpnString(d.VPN))
+	}
+	tw.Flush()
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+func wifiString(w policy.WiFi) string {
+	var parts []string
+	if w.VLAN != "" {
+		parts = append(parts, "vlan "+w.VLAN)
+	}
+	if w.SessionTimeout > 0 {
+		parts = append(parts, "session-timeout "+w.SessionTimeout.String())
+	}
+	if w.FilterID != "" {
+		parts = append(parts, "filter-id "+w.FilterID)
+	}
+	if w.Class != "" {
+		parts = append(parts, "class "+w.Class)
+	}
+	if len(parts) == 0 {
+		return "admitted, no attributes"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func vpnString(v *policy.VPNAccess) string {
+	if v == nil {
+		return "not permitted"
+	}
+	var parts []string
+	for _, d := range v.Allow {
+		parts = append(parts, destString(d))
+	}
+	s := "allow " + strings.Join(parts, "; ")
+	if len(parts) == 0 {
+		s = "allow nothing"
+	}
+	if v.FullTunnel {
+		s += "; full tunnel"
+	}
+	if len(v.DNS) > 0 {
+		s += fmt.Sprintf("; dns %v", v.DNS)
+	}
+	return s
+}
+
+func destString(d policy.Destination) string {
+	s := d.Prefix.String()
+	switch d.Proto {
+	case policy.ProtoAny:
+		return s
+	case policy.ProtoTCP:
+		s += " tcp"
+	case policy.ProtoUDP:
+		s += " udp"
+	case policy.ProtoICMP:
+		return s + " icmp"
+	}
+	var ports []string
+	for _, r := range d.Ports {
+		if r.First == r.Last {
+			ports = append(ports, fmt.Sprint(r.First))
+		} else {
+			ports = append(ports, fmt.Sprintf("%d-%d", r.First, r.Last))
+		}
+	}
+	if len(ports) > 0 {
+		s += "/" + strings.Join(ports, ",")
+	}
+	return s
+}
