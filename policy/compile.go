@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // FieldError is one configuration error: the key path that holds the bad
@@ -38,6 +40,9 @@ type Policy struct {
 	rules     []*rule
 	serverTLS *tls.Config // nil when no server certificate is configured
 	summary   Summary
+
+	groups  sync.Map     // group DN string → entryGroup; see groupKey
+	ngroups atomic.Int64 // entries added to groups
 }
 
 // Summary describes a compiled policy for `gatehouse check`.

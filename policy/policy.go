@@ -27,7 +27,35 @@ func (p *Policy) Verify(chain []*x509.Certificate) Decision {
 
 // VerifyAt is Verify at a given time.
 func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
-	return p.trust.verify(chain, now)
+	d := p.trust.verify(chain, now)
+	if d.Code == CodeAllowed {
+		id, err := IdentityOf(d.Chain[0])
+		if err != nil {
+			d.Code, d.Reason = CodeNoIdentity, err.Error()
+		}
+		d.Identity = id
+	}
+	return d
+}
+
+// maxGroupKeys bounds the cache of parsed group DNs.
+const maxGroupKeys = 1 << 14
+
+// groupKey parses a group DN as returned by the directory, remembering the
+// result: directories return the same few group DNs over and over.
+func (p *Policy) groupKey(dn string) (entryGroup, error) {
+	if v, ok := p.groups.Load(dn); ok {
+		return v.(entryGroup), nil
+	}
+	k, name, err := parseDN(dn)
+	if err != nil {
+		return entryGroup{}, err
+	}
+	e := entryGroup{dn: k, name: name}
+	if p.ngroups.Add(1) <= maxGroupKeys {
+		p.groups.Store(dn, e)
+	}
+	return e, nil
 }
 
 // Decide finishes a decision that passed the trust step (d from p.Verify):
@@ -36,13 +64,8 @@ func (a *Authorizer) Decide(ctx context.Context, p *Policy, d Decision) Decision
 	if d.Code != CodeAllowed || len(d.Chain) == 0 {
 		return d
 	}
-	id, err := IdentityOf(d.Chain[0])
-	if err != nil {
-		d.Code, d.Reason = CodeNoIdentity, err.Error()
-		return d
-	}
-	p.identity.classify(&id, d.Chain)
-	d.Identity = id
+	id := &d.Identity
+	p.identity.classify(id, d.Chain)
 	if id.Name == "" {
 		d.Code, d.Reason = CodeNoIdentity, fmt.Sprintf("certificate carries none of the %s identity fields configured", id.Kind)
 		return d
@@ -69,12 +92,12 @@ func (a *Authorizer) Decide(ctx context.Context, p *Policy, d Decision) Decision
 	var buf [16]entryGroup
 	eg := buf[:0]
 	for _, g := range groups {
-		k, name, err := parseDN(g)
+		e, err := p.groupKey(g)
 		if err != nil {
 			a.log.Warn("policy: directory returned a malformed group DN", "group", g, "err", err)
 			continue
 		}
-		eg = append(eg, entryGroup{dn: k, name: name})
+		eg = append(eg, e)
 	}
 	for _, r := range p.rules {
 		if !r.matches(&d.Identity, eg) {
