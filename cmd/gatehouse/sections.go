@@ -1,7 +1,115 @@
 package main
 
-// sections holds the config sections of the directory, radius and vpn
-// packages. prepare resolves their relative paths and secrets.
-type sections struct{}
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
 
-func (s *sections) prepare(dir string) error { return nil }
+	"github.com/gatehouse/gatehouse/directory"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/radius"
+	"github.com/gatehouse/gatehouse/vpn"
+)
+
+// sections holds the config sections that belong to the directory, radius
+// and vpn packages, decoded straight into their Config types.
+type sections struct {
+	Directory directory.Config `toml:"directory"`
+	Radius    radius.Config    `toml:"radius"`
+	VPN       vpn.Config       `toml:"vpn"`
+}
+
+// prepare resolves relative paths against the config file's directory.
+func (s *sections) prepare(dir string) error {
+	rel(dir, &s.Directory.File)
+	rel(dir, &s.Directory.LDAP.CAFile)
+	rel(dir, &s.Directory.LDAP.BindPasswordFile)
+	rel(dir, &s.Radius.AccountingFile)
+	for i := range s.Radius.Clients {
+		rel(dir, &s.Radius.Clients[i].SecretFile)
+	}
+	rel(dir, &s.VPN.PrivateKeyFile)
+	return nil
+}
+
+// summary lines for `gatehouse check`.
+func (s *sections) summary() []string {
+	out := []string{fmt.Sprintf("directory:     %s", s.Directory.Backend)}
+	if s.Directory.Backend == "file" {
+		out[0] += " " + s.Directory.File
+	} else {
+		out[0] += fmt.Sprintf(" %v", s.Directory.LDAP.URLs)
+	}
+	out = append(out, fmt.Sprintf("radius:        auth %s, accounting %s, %d clients", s.Radius.Listen, s.Radius.AccountingListen, len(s.Radius.Clients)))
+	if s.VPN.Enabled {
+		out = append(out, fmt.Sprintf("vpn:           %s port %d, pool %s, enrollment %s", s.VPN.Interface, s.VPN.ListenPort, s.VPN.AddressPool, s.VPN.EnrollListen))
+	} else {
+		out = append(out, "vpn:           disabled")
+	}
+	return out
+}
+
+// dirHandle is an opened directory for one-shot commands.
+type dirHandle struct {
+	d       *directory.Directory
+	noCache bool
+}
+
+func (h *dirHandle) Lookup(ctx context.Context, kind string, fields map[string]string) (string, []string, error) {
+	if h.noCache {
+		return h.d.LookupNoCache(ctx, kind, fields)
+	}
+	return h.d.Lookup(ctx, kind, fields)
+}
+
+func (h *dirHandle) check(ctx context.Context) error { return h.d.Check(ctx) }
+func (h *dirHandle) close()                          { h.d.Close() }
+
+// openDirectory opens the configured directory without starting background
+// work (for check and explain).
+func openDirectory(_ context.Context, l *loaded, logger *slog.Logger, noCache bool) (*dirHandle, error) {
+	d, err := directory.New(l.cfg.Directory, logger)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
+	return &dirHandle{d: d, noCache: noCache}, nil
+}
+
+// build creates every server of a configuration, validating it; it starts
+// nothing.
+type servers struct {
+	dir    *directory.Directory
+	auth   *policy.Authorizer
+	radius *radius.Server
+	vpn    *vpn.Server // nil when disabled
+}
+
+func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
+	c := &l.cfg
+	s := &servers{}
+	var err error
+	if s.dir, err = directory.New(c.Directory, logger.With("component", "directory")); err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
+	s.auth = policy.NewAuthorizer(l.policy, s.dir, logger.With("component", "policy"))
+	rc := c.Radius
+	if rc.AccountingFile == "" {
+		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
+	}
+	maxTLS, err := radius.MaxTLSVersion(rc.TLSMaxVersion)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
+	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(maxTLS), logger.With("component", "radius")); err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
+	if c.VPN.Enabled {
+		vc := c.VPN
+		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
+		if s.vpn, err = vpn.New(vc, s.auth, s.auth.ServerTLS(0), logger.With("component", "vpn")); err != nil {
+			return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+		}
+	}
+	return s, nil
+}

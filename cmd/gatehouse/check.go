@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("check", stdout)
+	cfgFile := fs.String("config", "config.toml", "configuration `file`")
+	testDir := fs.Bool("directory", false, "also connect and bind to the directory")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	l, err := loadConfig(*cfgFile)
+	if err != nil {
+		return err
+	}
+	s := l.policy.Summary()
+	fmt.Fprintf(stdout, "%s: OK\n", l.file)
+	fmt.Fprintf(stdout, "client CAs:    %s\n", strings.Join(s.ClientCAs, "; "))
+	if len(s.Intermediates) > 0 {
+		fmt.Fprintf(stdout, "intermediates: %s\n", strings.Join(s.Intermediates, "; "))
+	}
+	fmt.Fprintf(stdout, "revocation:    %s, %d CRLs\n", s.Revocation, s.CRLs)
+	if s.ServerCert != "" {
+		fmt.Fprintf(stdout, "server cert:   %s\n", s.ServerCert)
+	}
+	fmt.Fprintf(stdout, "rules:         %s\n", strings.Join(s.Rules, ", "))
+	for _, line := range l.cfg.sections.summary() {
+		fmt.Fprintln(stdout, line)
+	}
+	if *testDir {
+		dir, err := openDirectory(ctx, l, slog.New(slog.DiscardHandler), true)
+		if err != nil {
+			return err
+		}
+		defer dir.close()
+		if err := dir.check(ctx); err != nil {
+			return fmt.Errorf("check: directory: %w", err)
+		}
+		fmt.Fprintln(stdout, "directory:     reachable, bind OK")
+	}
+	return nil
+}

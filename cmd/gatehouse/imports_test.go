@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportRules keeps ARCHITECTURE.md's import rules true: policy and
+// directory import no package of ours, radius and vpn never import each
+// other, and only cmd reads TOML.
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/gatehouse/gatehouse/"
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "../../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		pkg := strings.TrimPrefix(p.ImportPath, mod)
+		top, _, _ := strings.Cut(pkg, "/")
+		for _, imp := range p.Imports {
+			ours := strings.HasPrefix(imp, mod)
+			dep := strings.TrimPrefix(imp, mod)
+			depTop, _, _ := strings.Cut(dep, "/")
+			switch {
+			case imp == "github.com/BurntSushi/toml" && top != "cmd":
+				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
+			case !ours || depTop == top:
+			case top == "policy" || top == "directory":
+				t.Errorf("%s imports %s: %s may import no package of ours", pkg, dep, top)
+			case top == "radius" && depTop == "vpn", top == "vpn" && depTop == "radius":
+				t.Errorf("%s imports %s: radius and vpn never import each other", pkg, dep)
+			case top != "cmd" && depTop == "cmd":
+				t.Errorf("%s imports %s", pkg, dep)
+			}
+		}
+	}
+	if seen < 3 {
+		t.Fatalf("go list saw only %d packages", seen)
+	}
+}

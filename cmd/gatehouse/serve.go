@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+)
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	cfgFile := fs.String("config", "config.toml", "configuration `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	l, err := loadConfig(*cfgFile)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, l.cfg.Server)
+	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
+		return fmt.Errorf("serve: state_dir: %w", err)
+	}
+	s, err := buildServers(l, logger)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(l.file)
+	if err != nil {
+		return err
+	}
+	rl := newReloader(l.file, raw, s.auth, logger.With("component", "reload"))
+	if s.vpn != nil {
+		v := s.vpn
+		rl.onSwap = func(*loaded) { v.Revalidate(ctx) }
+	}
+	logger.Info("gatehouse starting", "version", version, "config", l.file,
+		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))
+	return runAll(ctx, logger, map[string]func(context.Context) error{
+		"directory": s.dir.Run,
+		"radius":    s.radius.Run,
+		"reload":    rl.Run,
+		"vpn": func(ctx context.Context) error {
+			if s.vpn == nil {
+				return nil
+			}
+			return s.vpn.Run(ctx)
+		},
+	})
+}
+
+// runAll runs each component until ctx is done or one fails, then stops the
+// others and returns after all have returned. The first failure is returned;
+// a component that returns nil early (nothing to do) stops nothing.
+func runAll(ctx context.Context, logger *slog.Logger, parts map[string]func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for name, run := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				logger.Error("component failed; shutting down", "component", name, "err", err)
+				once.Do(func() { first = fmt.Errorf("serve: %s: %w", name, err) })
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		logger.Info("gatehouse stopped")
+	}
+	return first
+}
+
+func newLogger(w io.Writer, c serverConfig) *slog.Logger {
+	var level slog.Level
+	switch c.LogLevel {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
