@@ -61,8 +61,8 @@ type Config struct {
 	// followed through member), "memberuid" (posixGroup memberUid holds the
 	// entry's uid; not nested) or "ad_transitive" (Active Directory's
 	// LDAP_MATCHING_RULE_IN_CHAIN, one query, nested by the server).
-	// The file backend always follows member and uniqueMember (nested) and
-	// memberUid; GroupMode only matters to "ldap".
+	// The file backend follows uniqueMember for "uniquemember", memberUid
+	// for "memberuid", and member (nested) for every other mode.
 	GroupMode string `toml:"group_mode"`
 	// NestedDepth is how many levels of group nesting are followed beyond
 	// direct membership. Default 8; negative means direct groups only;

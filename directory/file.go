@@ -17,7 +17,7 @@ import (
 type fileData struct {
 	entries   []*memEntry            // under the base DN, in file order
 	byCanon   map[string]*memEntry   // canonical DN → entry
-	memberIn  map[string][]*memEntry // canonical member DN → groups listing it (member, uniqueMember)
+	memberIn  map[string][]*memEntry // canonical member DN → groups listing it in the group-mode attribute
 	uidGroups map[string][]*memEntry // lower-case uid → posixGroups listing it in memberUid
 	modTime   time.Time
 	size      int64
@@ -36,7 +36,7 @@ type fileBackend struct {
 
 func newFileBackend(s *settings, logger *slog.Logger, queries *atomic.Uint64, onReload func()) (*fileBackend, error) {
 	b := &fileBackend{s: s, logger: logger, queries: queries, onReload: onReload}
-	fd, err := loadFile(s.cfg.File, s.baseDN)
+	fd, err := b.load()
 	if err != nil {
 		return nil, err
 	}
@@ -44,8 +44,27 @@ func newFileBackend(s *settings, logger *slog.Logger, queries *atomic.Uint64, on
 	return b, nil
 }
 
-// loadFile reads and indexes the LDIF file.
-func loadFile(path, baseDN string) (*fileData, error) {
+func (b *fileBackend) load() (*fileData, error) {
+	return loadFile(b.s.cfg.File, b.s.baseDN, memberAttr(b.s.groupMode))
+}
+
+// memberAttr is the DN-valued membership attribute the file backend follows
+// for a group mode: uniqueMember for "uniquemember", none for "memberuid",
+// member otherwise (an LDIF file rarely carries memberOf; member is what it
+// is derived from).
+func memberAttr(mode string) string {
+	switch mode {
+	case "uniquemember":
+		return "uniquemember"
+	case "memberuid":
+		return ""
+	}
+	return "member"
+}
+
+// loadFile reads and indexes the LDIF file; memberAttr names the membership
+// attribute indexed (memberUid is indexed when it is empty).
+func loadFile(path, baseDN, memberAttr string) (*fileData, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("directory: file: %w", err)
@@ -93,14 +112,15 @@ func loadFile(path, baseDN string) (*fileData, error) {
 		}
 		fd.byCanon[m.canon] = m
 		fd.entries = append(fd.entries, m)
-		for _, attr := range []string{"member", "uniquemember"} {
-			for _, v := range m.attrs[attr] {
-				c, err := canonDN(v)
-				if err != nil {
-					return nil, fmt.Errorf("directory: file: %s: line %d: %s %q: %w", path, r.Line, attr, v, err)
-				}
-				fd.memberIn[c] = append(fd.memberIn[c], m)
+		for _, v := range m.attrs[memberAttr] {
+			c, err := canonDN(v)
+			if err != nil {
+				return nil, fmt.Errorf("directory: file: %s: line %d: %s %q: %w", path, r.Line, memberAttr, v, err)
 			}
+			fd.memberIn[c] = append(fd.memberIn[c], m)
+		}
+		if memberAttr != "" {
+			continue
 		}
 		for _, v := range m.attrs["memberuid"] {
 			k := strings.ToLower(v)
@@ -164,14 +184,14 @@ func (fd *fileData) groupsOf(m *memEntry, depth int) []string {
 }
 
 func (b *fileBackend) check(ctx context.Context) error {
-	_, err := loadFile(b.s.cfg.File, b.s.baseDN)
+	_, err := b.load()
 	return err
 }
 
 func (b *fileBackend) reload() error {
 	b.reloadMu.Lock()
 	defer b.reloadMu.Unlock()
-	fd, err := loadFile(b.s.cfg.File, b.s.baseDN)
+	fd, err := b.load()
 	if err != nil {
 		return err
 	}

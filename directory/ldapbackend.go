@@ -21,10 +21,12 @@ const groupBatch = 32
 
 // ldapBackend answers lookups from an LDAP server through a pool.
 type ldapBackend struct {
-	s       *settings
-	logger  *slog.Logger
-	pool    *pool
-	queries *atomic.Uint64
+	// searchFn runs one search; it is b.search except in unit tests.
+	searchFn func(ctx context.Context, req *ldap.SearchRequest, paged bool) ([]*ldap.Entry, error)
+	s        *settings
+	logger   *slog.Logger
+	pool     *pool
+	queries  *atomic.Uint64
 }
 
 func newLDAPBackend(s *settings, logger *slog.Logger, queries *atomic.Uint64) (*ldapBackend, error) {
@@ -32,7 +34,9 @@ func newLDAPBackend(s *settings, logger *slog.Logger, queries *atomic.Uint64) (*
 	if err != nil {
 		return nil, err
 	}
-	return &ldapBackend{s: s, logger: logger, pool: p, queries: queries}, nil
+	b := &ldapBackend{s: s, logger: logger, pool: p, queries: queries}
+	b.searchFn = b.search
+	return b, nil
 }
 
 func (b *ldapBackend) run(ctx context.Context) error { return b.pool.run(ctx) }
@@ -84,7 +88,7 @@ func (b *ldapBackend) lookup(ctx context.Context, kind, filter string) (string, 
 	}
 	req := ldap.NewSearchRequest(b.s.baseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		2, timeLimit(ctx), false, filter, attrs, nil)
-	entries, err := b.search(ctx, req, false)
+	entries, err := b.searchFn(ctx, req, false)
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) && len(entries) > 1:
 		return "", nil, ambiguous(len(entries))
@@ -202,7 +206,7 @@ func (b *ldapBackend) groupsHolding(ctx context.Context, attr string, dns []stri
 func (b *ldapBackend) groupSearch(ctx context.Context, filter string) ([]string, error) {
 	req := ldap.NewSearchRequest(b.s.baseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, timeLimit(ctx), false, filter, []string{"1.1"}, nil)
-	entries, err := b.search(ctx, req, true)
+	entries, err := b.searchFn(ctx, req, true)
 	if err != nil {
 		return nil, err
 	}
