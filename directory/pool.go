@@ -274,7 +274,7 @@ func (p *pool) do(ctx context.Context, op func(*ldap.Conn) error) error {
 		if err == nil {
 			return nil
 		}
-		if !connFailure(err) {
+		if !c.conn.IsClosing() && !connFailure(err) {
 			return err
 		}
 		p.discard(c)
@@ -287,11 +287,15 @@ func (p *pool) do(ctx context.Context, op func(*ldap.Conn) error) error {
 }
 
 // connFailure reports whether err means the connection (or server) is not
-// usable, as opposed to an LDAP answer.
+// usable, as opposed to an answer from the server: anything that is not an
+// LDAP result, and the results that say the server cannot serve.
 func connFailure(err error) bool {
+	var le *ldap.Error
+	if !errors.As(err, &le) {
+		return true
+	}
 	return ldap.IsErrorAnyOf(err, ldap.ErrorNetwork, ldap.LDAPResultBusy, ldap.LDAPResultUnavailable,
-		ldap.LDAPResultServerDown, ldap.LDAPResultTimeout, ldap.LDAPResultConnectError, ldap.LDAPResultTimeLimitExceeded) ||
-		errors.Is(err, ldap.ErrNilConnection)
+		ldap.LDAPResultServerDown, ldap.LDAPResultTimeout, ldap.LDAPResultConnectError, ldap.LDAPResultTimeLimitExceeded)
 }
 
 // probe checks every connection with a root DSE read, drops failed ones,
