@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -54,3 +55,5 @@ func readFile(t testing.TB, path string) []byte {
 	must(t, err)
 	return b
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
