@@ -33,6 +33,8 @@ type Directory struct {
 	flights flights
 	stats   counters
 	wg      sync.WaitGroup // in-flight background lookups
+	bgMu    sync.RWMutex   // orders wg.Add (read side) before Close's Wait
+	closed  bool           // guarded by bgMu
 }
 
 // counters are the Directory's statistics, updated atomically.
@@ -100,6 +102,9 @@ func (d *Directory) Run(ctx context.Context) error {
 // Close closes the server connections; later lookups fail as unavailable.
 // It waits for lookups running in the background.
 func (d *Directory) Close() {
+	d.bgMu.Lock()
+	d.closed = true
+	d.bgMu.Unlock()
 	d.be.close()
 	d.wg.Wait()
 }
@@ -174,6 +179,17 @@ func (d *Directory) lookup(ctx context.Context, kind string, fields map[string]s
 // start runs the lookup of fl in the background, bounded by the timeout,
 // so that no caller's cancellation cancels it for the others.
 func (d *Directory) start(key string, fl *flight, kind, filter string, shared bool) {
+	d.bgMu.RLock()
+	defer d.bgMu.RUnlock()
+	if d.closed {
+		fl.err = unavailable("closed")
+		if shared {
+			d.flights.finish(key, fl)
+		} else {
+			close(fl.done)
+		}
+		return
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

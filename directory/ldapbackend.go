@@ -45,9 +45,8 @@ func (b *ldapBackend) reload() error                 { return nil }
 
 // search runs one search (paged when pageSize > 0) and returns its entries.
 func (b *ldapBackend) search(ctx context.Context, req *ldap.SearchRequest, paged bool) ([]*ldap.Entry, error) {
-	var entries []*ldap.Entry
-	err := b.pool.do(ctx, func(c *ldap.Conn) error {
-		entries = entries[:0]
+	v, err := b.pool.do(ctx, func(c *ldap.Conn) (any, error) {
+		var entries []*ldap.Entry
 		var paging *ldap.ControlPaging
 		r := *req
 		if paged {
@@ -61,18 +60,19 @@ func (b *ldapBackend) search(ctx context.Context, req *ldap.SearchRequest, paged
 				entries = append(entries, res.Entries...)
 			}
 			if err != nil {
-				return err
+				return entries, err
 			}
 			if paging == nil {
-				return nil
+				return entries, nil
 			}
 			ctl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
 			if !ok || len(ctl.Cookie) == 0 {
-				return nil
+				return entries, nil
 			}
 			paging.SetCookie(ctl.Cookie)
 		}
 	})
+	entries, _ := v.([]*ldap.Entry)
 	return entries, err
 }
 

@@ -35,7 +35,8 @@ type pool struct {
 	slots  []*slot
 	next   atomic.Uint32
 	closed atomic.Bool
-	wg     sync.WaitGroup // background closes and abandoned operations
+	wg     sync.WaitGroup // background closes and operations
+	bgMu   sync.RWMutex   // orders wg.Add (read side) before close's Wait
 
 	mu sync.Mutex
 	// guarded by mu
@@ -237,53 +238,74 @@ func (p *pool) dial(ctx context.Context, i int) (*ldap.Conn, error) {
 	return c, nil
 }
 
+// goBG runs f in a goroutine that close waits for; after close it reports
+// false and runs nothing.
+func (p *pool) goBG(f func()) bool {
+	p.bgMu.RLock()
+	defer p.bgMu.RUnlock()
+	if p.closed.Load() {
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
 // discard marks c broken and closes it in the background.
 func (p *pool) discard(c *pconn) {
 	if c.broken.Swap(true) {
 		return
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	if !p.goBG(func() { c.conn.Close() }) {
 		c.conn.Close()
-	}()
+	}
 }
 
-// do runs op on a pooled connection, bounded by ctx. A connection that
-// fails at the network level, or is still busy when ctx ends, is discarded;
-// a network failure is retried once on another connection.
-func (p *pool) do(ctx context.Context, op func(*ldap.Conn) error) error {
+// do runs op on a pooled connection, bounded by ctx, and returns its
+// result. A connection that fails at the network level, or is still busy
+// when ctx ends, is discarded (an abandoned op's result is dropped); a
+// network failure is retried once on another connection.
+func (p *pool) do(ctx context.Context, op func(*ldap.Conn) (any, error)) (any, error) {
+	type result struct {
+		v   any
+		err error
+	}
 	var lastErr error
 	for range 2 {
 		c, err := p.get(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		errc := make(chan error, 1)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			errc <- op(c.conn)
-		}()
+		resc := make(chan result, 1)
+		if !p.goBG(func() {
+			v, err := op(c.conn)
+			resc <- result{v, err}
+		}) {
+			return nil, unavailable("closed")
+		}
+		var r result
 		select {
-		case err = <-errc:
+		case r = <-resc:
 		case <-ctx.Done():
 			p.discard(c)
-			return unavailable("%s: %w", p.urls[c.url].Redacted(), ctx.Err())
+			return nil, unavailable("%s: %w", p.urls[c.url].Redacted(), ctx.Err())
 		}
-		if err == nil {
-			return nil
+		if r.err == nil {
+			return r.v, nil
 		}
-		if !c.conn.IsClosing() && !connFailure(err) {
-			return err
+		if !c.conn.IsClosing() && !connFailure(r.err) {
+			return r.v, r.err
 		}
 		p.discard(c)
-		lastErr = fmt.Errorf("%s: %w", p.urls[c.url].Redacted(), err)
+		lastErr = fmt.Errorf("%s: %w", p.urls[c.url].Redacted(), r.err)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return &UnavailableError{Err: lastErr}
+	return nil, &UnavailableError{Err: lastErr}
 }
 
 // connFailure reports whether err means the connection (or server) is not
@@ -342,9 +364,7 @@ func (p *pool) probeSlot(ctx context.Context, sl *slot) {
 	}
 	if old := sl.c.Swap(nc); old != nil {
 		// Let requests in flight on the old connection finish.
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
+		if !p.goBG(func() {
 			t := time.NewTimer(p.s.timeout)
 			defer t.Stop()
 			select {
@@ -352,7 +372,9 @@ func (p *pool) probeSlot(ctx context.Context, sl *slot) {
 			case <-ctx.Done():
 			}
 			p.discard(old)
-		}()
+		}) {
+			p.discard(old)
+		}
 	}
 	if p.closed.Load() {
 		p.discard(nc)
@@ -361,12 +383,12 @@ func (p *pool) probeSlot(ctx context.Context, sl *slot) {
 
 func (p *pool) ping(ctx context.Context, c *pconn) error {
 	errc := make(chan error, 1)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	if !p.goBG(func() {
 		_, err := c.conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
 		errc <- err
-	}()
+	}) {
+		return errors.New("closed")
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -392,7 +414,9 @@ func (p *pool) run(ctx context.Context) error {
 
 // close closes every connection and waits for background work.
 func (p *pool) close() {
+	p.bgMu.Lock()
 	p.closed.Store(true)
+	p.bgMu.Unlock()
 	for _, sl := range p.slots {
 		if c := sl.c.Swap(nil); c != nil {
 			p.discard(c)
