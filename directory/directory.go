@@ -119,7 +119,8 @@ func (d *Directory) Lookup(ctx context.Context, kind string, fields map[string]s
 }
 
 // LookupNoCache is Lookup without reading the cache (for `gatehouse explain
-// --no-cache`); its answer still refreshes the cache.
+// --no-cache`): it always asks the backend and never serves a stale answer;
+// its answer still refreshes the cache.
 func (d *Directory) LookupNoCache(ctx context.Context, kind string, fields map[string]string) (string, []string, error) {
 	return d.lookup(ctx, kind, fields, false)
 }
@@ -198,7 +199,7 @@ func (d *Directory) start(key string, fl *flight, kind, filter string, shared bo
 		cancel()
 		now := time.Now()
 		if d.cache != nil {
-			d.settle(key, now, &dn, &groups, &err)
+			d.settle(key, now, shared, &dn, &groups, &err)
 		}
 		fl.dn, fl.groups, fl.err = dn, groups, err
 		if shared {
@@ -210,8 +211,9 @@ func (d *Directory) start(key string, fl *flight, kind, filter string, shared bo
 }
 
 // settle caches a definite answer, or replaces an outage error with a
-// stale answer when serve_stale allows it.
-func (d *Directory) settle(key string, now time.Time, dn *string, groups *[]string, err *error) {
+// stale answer when serve_stale (and allowStale: not for LookupNoCache)
+// allows it.
+func (d *Directory) settle(key string, now time.Time, allowStale bool, dn *string, groups *[]string, err *error) {
 	switch {
 	case *err == nil || errors.Is(*err, ErrAmbiguous):
 		ttl := d.s.cacheTTL
@@ -221,7 +223,7 @@ func (d *Directory) settle(key string, now time.Time, dn *string, groups *[]stri
 		if ttl > 0 {
 			d.cache.put(key, &cacheEntry{dn: *dn, groups: *groups, err: *err, fetched: now, expires: now.Add(ttl)})
 		}
-	case d.s.serveStale && IsUnavailable(*err):
+	case allowStale && d.s.serveStale && IsUnavailable(*err):
 		e := d.cache.get([]byte(key))
 		if e == nil {
 			return

@@ -17,4 +17,24 @@
 // concurrent identical lookups share one query. During an outage a lookup
 // fails with an error whose Unavailable method returns true — or, when the
 // admin allows it, is answered from a cached entry up to a stated age.
+//
+// A [directory] table decodes straight into [Config], for example:
+//
+//	[directory]
+//	backend     = "ldap"
+//	base_dn     = "dc=example,dc=com"
+//	group_mode  = "memberof"
+//	cache_ttl   = "5m"
+//	on_outage   = "serve_stale"
+//	stale_max_age = "1h"
+//	timeout     = "3s"
+//
+//	[directory.ldap]
+//	urls       = ["ldap://ldap1.example.com", "ldap://ldap2.example.com"]
+//	start_tls  = true
+//	ca_file    = "/etc/gatehouse/ldap-ca.pem"
+//	bind_dn    = "cn=gatehouse,ou=services,dc=example,dc=com"
+//	bind_password_file = "/etc/gatehouse/ldap-password"
+//
+// or, for a file: backend = "file", file = "/etc/gatehouse/directory.ldif".
 package directory

@@ -118,3 +118,36 @@ func TestCanonDN(t *testing.T) {
 		t.Fatalf("utf8: %q %q", z1, z2)
 	}
 }
+
+// FuzzFileLookup: whatever the e-mail, the file backend finds at most the
+// entry whose mail equals it (case-insensitively): input never acts as a
+// wildcard or filter syntax.
+func FuzzFileLookup(f *testing.F) {
+	for _, s := range []string{"alice@example.com", "*", "star*@example.com", "st*", "x)(mail=*", `\2a`, "ZOE@example.com", "dup@example.com"} {
+		f.Add(s)
+	}
+	d, err := New(Config{Backend: "file", File: exampleLDIF, CacheTTL: Duration{-1}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	fd := d.be.(*fileBackend).data.Load()
+	f.Fuzz(func(t *testing.T, email string) {
+		dn, _, err := d.Lookup(context.Background(), "user", map[string]string{"email": email})
+		if err != nil {
+			if email != "" && strings.EqualFold(email, "dup@example.com") {
+				return
+			}
+			t.Fatalf("%q: %v", email, err)
+		}
+		if dn == "" {
+			return
+		}
+		m := fd.byCanon[canonOrRaw(dn)]
+		for _, v := range m.attrs["mail"] {
+			if strings.EqualFold(v, email) {
+				return
+			}
+		}
+		t.Fatalf("%q found %q", email, dn)
+	})
+}

@@ -91,8 +91,14 @@ func TestOutageStopRestart(t *testing.T) {
 func TestOutageSIGSTOP(t *testing.T) {
 	s := startSlapd(t)
 	const timeout = 700 * time.Millisecond
-	d := newDir(t, "ldap", s, func(c *Config) { c.Timeout = Duration{timeout} })
-	startRun(t, d)
+	before := runtime.NumGoroutine()
+	cfg := s.config("")
+	cfg.Timeout = Duration{timeout}
+	d, err := New(cfg, testLogger(t))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
 	must(t, lookupAlice(d))
 
 	s.pause()
@@ -116,6 +122,9 @@ func TestOutageSIGSTOP(t *testing.T) {
 
 	s.resume()
 	eventually(t, 10*time.Second, func() error { return lookupAlice(d) })
+	cancel()
+	must(t, <-done)
+	checkGoroutines(t, before)
 }
 
 func TestServeStale(t *testing.T) {
@@ -147,6 +156,10 @@ func TestServeStale(t *testing.T) {
 	}
 	if st := d.Stats(); st.Stale != 2 {
 		t.Fatalf("stats %+v, want 2 stale", st)
+	}
+	// explain --no-cache shows the outage, not the stale answer.
+	if _, _, err := d.LookupNoCache(ctx, "user", aliceFields); !IsUnavailable(err) {
+		t.Fatalf("no-cache during outage: %v", err)
 	}
 }
 
