@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -386,4 +387,44 @@ func TestQueriesPerLookup(t *testing.T) {
 			t.Errorf("%s: %d queries, want %d", tc.mode, got, tc.want)
 		}
 	}
+}
+
+// TestFailoverFromHungPrimary: a primary that accepts TCP but never answers
+// does not eat the whole timeout; the secondary answers in time.
+func TestFailoverFromHungPrimary(t *testing.T) {
+	s := startSlapd(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	const timeout = 2 * time.Second
+	d := newDir(t, "ldap", s, func(c *Config) {
+		c.LDAP.URLs = []string{"ldap://" + l.Addr().String(), s.ldapURL()}
+		c.Timeout = Duration{timeout}
+	})
+	start := time.Now()
+	must(t, lookupAlice(d))
+	if took := time.Since(start); took > timeout {
+		t.Fatalf("took %v", took)
+	}
+	must(t, lookupAlice(d))
 }

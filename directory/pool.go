@@ -85,21 +85,15 @@ func newPool(s *settings, logger *slog.Logger) (*pool, error) {
 	return p, nil
 }
 
-// get returns a usable connection, dialling one if its slot is empty.
+// get returns a usable connection: its round-robin slot's, else it fills
+// that slot by dialling — unless backing off or another caller is already
+// dialling it, when any other usable connection serves.
 func (p *pool) get(ctx context.Context) (*pconn, error) {
 	if p.closed.Load() {
 		return nil, unavailable("closed")
 	}
-	sl := p.slots[int(p.next.Add(1))%len(p.slots)]
-	if c := sl.c.Load(); c.usable() {
-		return c, nil
-	}
-	select {
-	case sl.lock <- struct{}{}:
-	case <-ctx.Done():
-		return nil, unavailable("%w", ctx.Err())
-	}
-	defer func() { <-sl.lock }()
+	i := int(p.next.Add(1)) % len(p.slots)
+	sl := p.slots[i]
 	if c := sl.c.Load(); c.usable() {
 		return c, nil
 	}
@@ -107,11 +101,33 @@ func (p *pool) get(ctx context.Context) (*pconn, error) {
 	wait, lastErr := time.Until(p.retryAt), p.lastErr
 	p.mu.Unlock()
 	if wait > 0 {
+		if c := p.anyUsable(i); c != nil {
+			return c, nil
+		}
 		return nil, &UnavailableError{Err: lastErr}
+	}
+	select {
+	case sl.lock <- struct{}{}:
+	default:
+		if c := p.anyUsable(i); c != nil {
+			return c, nil
+		}
+		select {
+		case sl.lock <- struct{}{}:
+		case <-ctx.Done():
+			return nil, unavailable("%w", ctx.Err())
+		}
+	}
+	defer func() { <-sl.lock }()
+	if c := sl.c.Load(); c.usable() {
+		return c, nil
 	}
 	c, err := p.dialAny(ctx)
 	p.record(err)
 	if err != nil {
+		if c := p.anyUsable(i); c != nil {
+			return c, nil
+		}
 		return nil, &UnavailableError{Err: err}
 	}
 	if old := sl.c.Swap(c); old != nil {
@@ -122,6 +138,16 @@ func (p *pool) get(ctx context.Context) (*pconn, error) {
 		return nil, unavailable("closed")
 	}
 	return c, nil
+}
+
+// anyUsable returns a usable connection from another slot than skip.
+func (p *pool) anyUsable(skip int) *pconn {
+	for j := 1; j < len(p.slots); j++ {
+		if c := p.slots[(skip+j)%len(p.slots)].c.Load(); c.usable() {
+			return c
+		}
+	}
+	return nil
 }
 
 // record updates the backoff state after a dial and logs transitions.
@@ -146,11 +172,17 @@ func (p *pool) record(err error) {
 }
 
 // dialAny dials the URLs in order and returns the first that connects and
-// binds.
+// binds. Each URL gets an equal share of the time left, so a black-holed
+// primary cannot use up the whole timeout.
 func (p *pool) dialAny(ctx context.Context) (*pconn, error) {
 	var errs []error
 	for i := range p.urls {
-		c, err := p.dial(ctx, i)
+		uctx, cancel := ctx, context.CancelFunc(func() {})
+		if d, ok := ctx.Deadline(); ok && i < len(p.urls)-1 {
+			uctx, cancel = context.WithTimeout(ctx, time.Until(d)/time.Duration(len(p.urls)-i))
+		}
+		c, err := p.dial(uctx, i)
+		cancel()
 		if err == nil {
 			return &pconn{conn: c, url: i}, nil
 		}
