@@ -1,13 +1,9 @@
 module github.com/gatehouse/gatehouse
 
-<<<<<<< HEAD
-go 1.26
-
-require github.com/BurntSushi/toml v1.6.0 // indirect
-=======
 go 1.26.0
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/go-asn1-ber/asn1-ber v1.5.8
 	github.com/go-ldap/ldap/v3 v3.4.15
 )
@@ -17,4 +13,3 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 )
->>>>>>> directory
