@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeConfig writes config.toml's text with edits applied into a temp dir
+// whose paths point at the repository's testdata, and returns its path.
+func writeConfig(t testing.TB, edit func(string) string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := filepath.Abs("../..")
+	s := strings.ReplaceAll(string(b), `"testdata/`, `"`+root+`/testdata/`)
+	s = strings.Replace(s, `state_dir = "state"`, `state_dir = "`+filepath.ToSlash(t.TempDir())+`"`, 1)
+	if edit != nil {
+		s = edit(s)
+	}
+	f := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(f, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func replace(old, new string) func(string) string {
+	return func(s string) string {
+		if !strings.Contains(s, old) {
+			panic("config.toml no longer contains " + old)
+		}
+		return strings.Replace(s, old, new, 1)
+	}
+}
+
+func TestShippedConfigLoads(t *testing.T) {
+	l, err := loadConfig("../../config.toml")
+	if err != nil {
+		t.Fatalf("config.toml: %v", err)
+	}
+	if got := l.policy.Summary().Rules; len(got) != 3 {
+		t.Fatalf("rules %v", got)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"unknown key", replace(`log_level = "info"`, `log_levl = "info"`), "config.toml: server.log_levl: unknown key"},
+		{"unknown key in rule", replace(`name = "sales"`, "name = \"sales\"\nvlan = 3"), "config.toml: policy.vlan: unknown key"},
+		{"wrong type", replace(`listen_port = 51820`, `listen_port = "51820"`), "(last key \"vpn.listen_port\"): incompatible types"},
+		{"bad duration", replace(`session_timeout = "8h", class`, `session_timeout = "8 hours", class`), "session_timeout"},
+		{"syntax", replace(`[radius]`, `[radius`), "config.toml: line"},
+		{"bad prefix", replace(`"10.20.0.5 tcp/22,443"`, `"10.0/8 tcp/22"`), `config.toml: policy[1].vpn.allow[1]: "10.0/8 tcp/22": bad prefix`},
+		{"bad vlan", replace(`vlan = "30"`, `vlan = "0"`), `config.toml: policy[0].wifi.vlan: "0": VLAN number must be 1-4094`},
+		{"missing CA", replace(`employee-root.pem", "`, `nope.pem", "`), "config.toml: trust.client_ca[0]"},
+		{"bad log level", replace(`log_level = "info"`, `log_level = "loud"`), `config.toml: server.log_level: "loud"`},
+		{"bad radius network", replace(`network = "127.0.0.0/8"`, `network = "127.0.0/8"`), "127.0.0/8"},
+		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := writeConfig(t, tt.edit)
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"check", "-config", f}, &out, &errb)
+			if code != exitUsage || !strings.Contains(errb.String(), tt.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and %q", code, errb.String(), exitUsage, tt.want)
+			}
+			if strings.Contains(errb.String(), "testing123") {
+				t.Fatal("secret in error output")
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-config", "../../config.toml"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "radius:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"check", "-nope"}, {"explain", "-config", "../../config.toml"}, {"check", "extra"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-config", "/nonexistent.toml"}, &out, &errb); code != exitUsage {
+		t.Errorf("missing config: exit %d", code)
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"version"}, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "gatehouse ") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
+func FuzzLoadConfig(f *testing.F) {
+	b, err := os.ReadFile("../../config.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(b))
+	f.Add("[[policy]]\nname = \"x\"\nvpn = { allow = [\"10.0.0.0/8 tcp/1-2\"] }\n")
+	f.Add("[trust]\nclient_ca = 3\n")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, s string) {
+		p := filepath.Join(dir, "fuzz.toml")
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := loadConfig(p)
+		if err == nil && l.policy == nil {
+			t.Fatal("no error and no policy")
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), p) {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}
