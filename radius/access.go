@@ -62,10 +62,10 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, now time.Time)
 	if ss.eap.Started() {
 		s.sessions.promote(ss)
 	}
-	var d *policy.Decision
 	if step.Outcome == eap.Decide {
-		d, step = s.decide(ss)
+		ss.decision, step = s.decide(ss)
 	}
+	d := ss.decision
 	switch step.Outcome {
 	case eap.Discard:
 		s.drop(dEAPDiscard)

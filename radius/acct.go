@@ -162,4 +162,3 @@ func (a *acctLog) close() error {
 	}
 	return a.f.Close()
 }
-

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/radius/eap"
 )
 
@@ -16,9 +17,10 @@ type session struct {
 
 	// mu is held while a request of this conversation is handled; a second
 	// request arriving meanwhile is dropped.
-	mu      sync.Mutex
-	eap     *eap.ServerSession
-	evicted atomic.Bool // removed from the table while busy: close when done
+	mu       sync.Mutex
+	eap      *eap.ServerSession
+	evicted  atomic.Bool      // removed from the table while busy: close when done
+	decision *policy.Decision // set when the handshake finished; guarded by mu
 
 	// Guarded by sessionTable.mu.
 	created, last time.Time

@@ -153,9 +153,10 @@ func peerRun(c *tls.Conn) error {
 // MSK returns the Master Session Key after Success.
 func (c *Peer) MSK() []byte { return c.msk }
 
-// State returns the TLS connection state (after the handshake).
+// State returns the TLS connection state once the TLS part finished (zero
+// before).
 func (c *Peer) State() tls.ConnectionState {
-	if c.p == nil {
+	if c.p == nil || !c.fin {
 		return tls.ConnectionState{}
 	}
 	return c.p.tls.ConnectionState()
