@@ -94,8 +94,11 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 }
 
 var (
-	reMPPE = regexp.MustCompile(`MPPE keys OK: (\d+)\s+mismatch: (\d+)`)
-	reAttr = regexp.MustCompile(`Attribute (\d+) \(([^)]*)\) length=(\d+)`)
+	reMPPE    = regexp.MustCompile(`MPPE keys OK: (\d+)\s+mismatch: (\d+)`)
+	reMSK     = regexp.MustCompile(`EAP-TLS: Derived key - hexdump\(len=64\):((?: [0-9a-f]{2})+)`)
+	reSendKey = regexp.MustCompile(`MS-MPPE-Send-Key \(sign\) - hexdump\(len=32\):((?: [0-9a-f]{2})+)`)
+	reRecvKey = regexp.MustCompile(`MS-MPPE-Recv-Key \(crypt\) - hexdump\(len=32\):((?: [0-9a-f]{2})+)`)
+	reAttr    = regexp.MustCompile(`Attribute (\d+) \(([^)]*)\) length=(\d+)`)
 )
 
 func TestEAPOLTestInterop(t *testing.T) {
