@@ -191,8 +191,9 @@ func (p packet) verifyAcctAuth(m hash.Hash, secret []byte) bool {
 // reply builds a response packet in place. The Message-Authenticator is
 // always the first attribute.
 type reply struct {
-	b   []byte
-	err error
+	b      []byte
+	err    error
+	maZero bool // compute the Message-Authenticator over a zero authenticator
 }
 
 func newReply(buf []byte, code, id byte, reqAuth []byte) reply {
@@ -253,7 +254,8 @@ func (r *reply) addVSA(vendor uint32, vt byte, v []byte) {
 }
 
 // finish sets the length, the Message-Authenticator (computed with the
-// Request Authenticator in the header) and the Response Authenticator.
+// Request Authenticator in the header, or zeroes when maZero is set)
+// and the Response Authenticator.
 // h is an HMAC-MD5 keyed with the secret, m a plain MD5.
 func (r *reply) finish(h, m hash.Hash, secret []byte) ([]byte, error) {
 	if r.err != nil {
@@ -265,7 +267,17 @@ func (r *reply) finish(h, m hash.Hash, secret []byte) ([]byte, error) {
 	b := r.b
 	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
 	h.Reset()
-	h.Write(b)
+	if r.maZero {
+		// An Accounting-Response to an Accounting-Request: computed
+		// over a zeroed authenticator field, as FreeRADIUS does (an
+		// answer to Status-Server uses the Request Authenticator).
+		var zero [16]byte
+		h.Write(b[:4])
+		h.Write(zero[:])
+		h.Write(b[20:])
+	} else {
+		h.Write(b)
+	}
 	h.Sum(b[22:22:38])
 	m.Reset()
 	m.Write(b)

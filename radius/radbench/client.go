@@ -235,13 +235,18 @@ func EncodeRequest(p *layeh.Packet) ([]byte, error) {
 
 // CheckReplyMA verifies the Message-Authenticator of a reply (RFC 3579
 // section 3.2, computed with the Request Authenticator) and that it is the
-// first attribute (BlastRADIUS hardening).
+// first attribute (BlastRADIUS hardening). For an Accounting-Response to
+// an Accounting-Request pass reqAuth nil: the MAC is then computed over a
+// zeroed authenticator, as FreeRADIUS does.
 func CheckReplyMA(raw, reqAuth, secret []byte) error {
 	if len(raw) < 38 || raw[20] != 80 || raw[21] != 18 {
 		return errors.New("radbench: reply without Message-Authenticator as first attribute")
 	}
 	b := append([]byte(nil), raw...)
 	copy(b[4:20], reqAuth)
+	if raw[0] == 5 && reqAuth == nil { // Accounting-Response to Accounting-Request: over zeroes
+		clear(b[4:20])
+	}
 	clear(b[22:38])
 	h := hmac.New(md5.New, secret)
 	h.Write(b)
