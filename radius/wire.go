@@ -279,11 +279,18 @@ func (r *reply) finish(h, m hash.Hash, secret []byte) ([]byte, error) {
 		h.Write(b)
 	}
 	h.Sum(b[22:22:38])
+	signResponse(m, b, secret)
+	return b, nil
+}
+
+// signResponse replaces the Request Authenticator in b's header with the
+// Response Authenticator (RFC 2865 section 3): MD5(Code+ID+Length+Request
+// Authenticator+Attributes+Secret).
+func signResponse(m hash.Hash, b, secret []byte) {
 	m.Reset()
 	m.Write(b)
 	m.Write(secret)
 	m.Sum(b[4:4:20])
-	return b, nil
 }
 
 // newHMAC returns an HMAC-MD5 keyed with secret.
