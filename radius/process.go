@@ -9,6 +9,7 @@ import (
 type worker struct {
 	md5    hash.Hash
 	eapBuf []byte
+	sum    [16]byte // scratch for computed MACs
 }
 
 func newWorker() *worker {
@@ -50,16 +51,16 @@ func (s *Server) process(w *worker, j *job) {
 			s.drop(dMissingMA)
 			return
 		}
-		if !p.verifyMA(h, false) {
+		if !p.verifyMA(h, false, w.sum[:0]) {
 			s.drop(dBadMA)
 			return
 		}
 	case code == codeAccountingRequest && j.acct:
-		if !p.verifyAcctAuth(w.md5, n.secret) {
+		if !p.verifyAcctAuth(w.md5, n.secret, w.sum[:0]) {
 			s.drop(dBadAuthenticator)
 			return
 		}
-		if p.maAt >= 0 && !p.verifyMA(h, true) {
+		if p.maAt >= 0 && !p.verifyMA(h, true, w.sum[:0]) {
 			s.drop(dBadMA)
 			return
 		}

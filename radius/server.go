@@ -329,9 +329,15 @@ func (s *Server) janitor(done chan struct{}) {
 	}
 }
 
+// addrPortWriter is implemented by *net.UDPConn (and test doubles): it
+// sends without allocating a net.Addr.
+type addrPortWriter interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+}
+
 func (s *Server) send(j *job, b []byte) {
 	var err error
-	if uc, ok := j.conn.(*net.UDPConn); ok {
+	if uc, ok := j.conn.(addrPortWriter); ok {
 		_, err = uc.WriteToUDPAddrPort(b, j.src)
 	} else {
 		_, err = j.conn.WriteTo(b, net.UDPAddrFromAddrPort(j.src))

@@ -74,6 +74,9 @@ var (
 	errAttrValue = errors.New("radius: attribute value too long")
 )
 
+// zero16 is sixteen zero octets, read only.
+var zero16 [16]byte
+
 // packet is a validated view of a datagram: the header fits, the Length
 // field is honoured (trailing bytes dropped), every attribute is well formed
 // and at most one Message-Authenticator is present.
@@ -155,37 +158,35 @@ func (p packet) uint32Attr(t byte) (uint32, bool) {
 // verifyMA checks the Message-Authenticator (RFC 3579 section 3.2): an
 // HMAC-MD5 keyed with the secret over the packet with the MA value zeroed.
 // zeroAuth is true for Accounting-Request, whose authenticator is computed
-// over a zero field. h is an HMAC-MD5 keyed with the secret.
-func (p packet) verifyMA(h hash.Hash, zeroAuth bool) bool {
+// over a zero field. h is an HMAC-MD5 keyed with the secret; scratch (16
+// bytes of capacity, may be nil) receives the computed MAC.
+func (p packet) verifyMA(h hash.Hash, zeroAuth bool, scratch []byte) bool {
 	if p.maAt < 0 {
 		return false
 	}
-	var zero [16]byte
-	var sum [16]byte
+	zero := zero16[:]
 	h.Reset()
 	if zeroAuth {
 		h.Write(p.b[:4])
-		h.Write(zero[:])
+		h.Write(zero)
 		h.Write(p.b[headerLen:p.maAt])
 	} else {
 		h.Write(p.b[:p.maAt])
 	}
-	h.Write(zero[:])
+	h.Write(zero)
 	h.Write(p.b[p.maAt+16:])
-	return hmac.Equal(h.Sum(sum[:0]), p.b[p.maAt:p.maAt+16])
+	return hmac.Equal(h.Sum(scratch[:0]), p.b[p.maAt:p.maAt+16])
 }
 
 // verifyAcctAuth checks an Accounting-Request's Request Authenticator
 // (RFC 2866 section 3): MD5(Code+ID+Length+16 zero octets+Attributes+Secret).
-func (p packet) verifyAcctAuth(m hash.Hash, secret []byte) bool {
-	var zero [16]byte
-	var sum [16]byte
+func (p packet) verifyAcctAuth(m hash.Hash, secret, scratch []byte) bool {
 	m.Reset()
 	m.Write(p.b[:4])
-	m.Write(zero[:])
+	m.Write(zero16[:])
 	m.Write(p.b[headerLen:])
 	m.Write(secret)
-	return subtle.ConstantTimeCompare(m.Sum(sum[:0]), p.auth()) == 1
+	return subtle.ConstantTimeCompare(m.Sum(scratch[:0]), p.auth()) == 1
 }
 
 // reply builds a response packet in place. The Message-Authenticator is
@@ -271,9 +272,8 @@ func (r *reply) finish(h, m hash.Hash, secret []byte) ([]byte, error) {
 		// An Accounting-Response to an Accounting-Request: computed
 		// over a zeroed authenticator field, as FreeRADIUS does (an
 		// answer to Status-Server uses the Request Authenticator).
-		var zero [16]byte
 		h.Write(b[:4])
-		h.Write(zero[:])
+		h.Write(zero16[:])
 		h.Write(b[20:])
 	} else {
 		h.Write(b)

@@ -33,14 +33,14 @@ func TestRFC5997MessageAuthenticator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.verifyMA(newHMAC(secret), false) {
+	if !p.verifyMA(newHMAC(secret), false, nil) {
 		t.Fatal("RFC 5997 vector: Message-Authenticator does not verify")
 	}
-	if p.verifyMA(newHMAC([]byte("xyzzy5462")), false) {
+	if p.verifyMA(newHMAC([]byte("xyzzy5462")), false, nil) {
 		t.Fatal("verifies with the wrong secret")
 	}
 	b[25] ^= 1 // flip a bit of the MAC
-	if p.verifyMA(newHMAC(secret), false) {
+	if p.verifyMA(newHMAC(secret), false, nil) {
 		t.Fatal("verifies a corrupted MAC")
 	}
 	b[25] ^= 1
