@@ -86,11 +86,9 @@ func (c *Client) Authenticate(ctx context.Context, identity string, conf *tls.Co
 	res := &AuthResult{}
 	msg := peer.Identify(0)
 	var state []byte
-	var id byte
-	if b := make([]byte, 1); true {
-		rand.Read(b)
-		id = b[0]
-	}
+	var idb [1]byte
+	rand.Read(idb[:])
+	id := idb[0]
 	buf := make([]byte, 4096)
 	for round := 0; ; round++ {
 		if round > 200 {
