@@ -1,0 +1,124 @@
+package radius
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	layeh "layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
+	"layeh.com/radius/rfc2869"
+)
+
+func readAcct(t *testing.T, path string) []AcctRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []AcctRecord
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r AcctRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("bad line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestAccounting(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	conn := dial(t, s.AcctAddr())
+	send := func(status rfc2866.AcctStatusType, secret string) []byte {
+		p := layeh.New(layeh.CodeAccountingRequest, []byte(secret))
+		rfc2866.AcctStatusType_Set(p, status)
+		rfc2866.AcctSessionID_SetString(p, "sess-1")
+		rfc2865.UserName_SetString(p, "alice")
+		rfc2865.NASIPAddress_Set(p, net.IPv4(192, 0, 2, 1))
+		rfc2865.FramedIPAddress_Set(p, net.IPv4(10, 10, 0, 7))
+		rfc2866.AcctInputOctets_Set(p, 1000)
+		rfc2866.AcctOutputOctets_Set(p, 2000)
+		rfc2869.AcctInputGigawords_Set(p, 1)
+		b, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rawExchange(t, conn, b, 500*time.Millisecond)
+		if r != nil && (r[0] != codeAccountingResponse || !layeh.IsAuthenticResponse(r, b, []byte(secret))) {
+			t.Fatalf("bad Accounting-Response")
+		}
+		return r
+	}
+	for _, st := range []rfc2866.AcctStatusType{rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_InterimUpdate, rfc2866.AcctStatusType_Value_Stop} {
+		if send(st, testSecret) == nil {
+			t.Fatalf("no answer to status %v", st)
+		}
+	}
+	if send(rfc2866.AcctStatusType_Value_Start, "wrong") != nil {
+		t.Fatal("answered an Accounting-Request with a bad authenticator")
+	}
+	recs := readAcct(t, file)
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 3", len(recs))
+	}
+	want := []string{"start", "interim", "stop"}
+	for i, r := range recs {
+		if r.Status != want[i] || r.SessionID != "sess-1" || r.UserName != "alice" || r.NAS != "lo" ||
+			r.NASIP != "192.0.2.1" || r.FramedIP != "10.10.0.7" || r.InputOctets == nil || *r.InputOctets != 1<<32+1000 ||
+			r.OutputOctets == nil || *r.OutputOctets != 2000 {
+			t.Errorf("record %d: %+v", i, r)
+		}
+	}
+	if st := s.Stats(); st.AccountingRecords != 3 || st.Drops[DropBadAuthenticator] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// radclient runs FreeRADIUS's radclient with attribute lines on stdin.
+func radclient(t *testing.T, addr net.Addr, cmd, attrs string) (string, error) {
+	bin := requireTool(t, "radclient")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, bin, "-x", "-r", "1", "-t", "2", addr.String(), cmd, testSecret)
+	c.Stdin = strings.NewReader(attrs)
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+func TestRadclientInterop(t *testing.T) {
+	requireTool(t, "radclient")
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	for _, a := range []net.Addr{s.Addr(), s.AcctAddr()} {
+		out, err := radclient(t, a, "status", "Message-Authenticator = 0x00\n")
+		want := "Received Access-Accept"
+		if a == s.AcctAddr() {
+			want = "Received Accounting-Response"
+		}
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("status %v: %v\n%s", a, err, out)
+		}
+	}
+	for _, st := range []string{"Start", "Interim-Update", "Stop"} {
+		out, err := radclient(t, s.AcctAddr(), "acct", "Acct-Status-Type = "+st+"\nAcct-Session-Id = \"rc-1\"\nUser-Name = \"bob\"\nFramed-IP-Address = 10.20.0.9\nAcct-Input-Octets = 5\nAcct-Output-Octets = 6\nAcct-Session-Time = 60\n")
+		if err != nil || !strings.Contains(out, "Received Accounting-Response") {
+			t.Errorf("acct %s: %v\n%s", st, err, out)
+		}
+	}
+	recs := readAcct(t, file)
+	if len(recs) != 3 || recs[2].Status != "stop" || recs[2].FramedIP != "10.20.0.9" || recs[2].SessionTime == nil || *recs[2].SessionTime != 60 {
+		t.Errorf("records %+v", recs)
+	}
+}

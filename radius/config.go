@@ -1,0 +1,189 @@
+package radius
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// Config configures the RADIUS server. cmd decodes the [radius] TOML table
+// straight into it. Zero values mean the documented default.
+type Config struct {
+	// Listen is the authentication address; default ":1812".
+	Listen string `toml:"listen"`
+	// AccountingListen is the accounting address; default ":1813".
+	// "off" disables accounting.
+	AccountingListen string `toml:"accounting_listen"`
+	// AccountingFile receives one JSON line per Accounting-Request; empty
+	// means accounting requests are acknowledged but not recorded.
+	AccountingFile string `toml:"accounting_file"`
+	// FragmentSize is the largest EAP packet sent to a peer; default 1024,
+	// allowed 256..3000. A smaller Framed-MTU in the request (minus 4 bytes
+	// of EAPOL header) lowers it for that conversation.
+	FragmentSize int `toml:"fragment_size"`
+	// TLSMaxVersion is "1.2" or "1.3"; empty means 1.3.
+	TLSMaxVersion string `toml:"tls_max_version"`
+	// MaxSessions bounds concurrent EAP conversations; default 65536. When
+	// full, the least recently active conversation that has not sent TLS
+	// data yet is evicted first, then the least recently active one.
+	MaxSessions int `toml:"max_sessions"`
+	// SessionIdleTimeout ends a conversation without activity; default 30s.
+	SessionIdleTimeout policy.Duration `toml:"session_idle_timeout"`
+	// SessionTimeout bounds a whole conversation; default 2m.
+	SessionTimeout policy.Duration `toml:"session_timeout"`
+	// Workers is the number of request-handling goroutines; default
+	// 4×GOMAXPROCS (at least 8). The queue holds 8×Workers datagrams;
+	// beyond that datagrams are dropped (reason "overload").
+	Workers int `toml:"workers"`
+	// ReplyMessage, when set, is sent as Reply-Message in Access-Rejects.
+	// The reason for a reject is only logged.
+	ReplyMessage string `toml:"reply_message"`
+	// Clients are the NAS clients allowed to talk to the server.
+	Clients []ClientConfig `toml:"client"`
+}
+
+// ClientConfig is one NAS client (or a network of them) and its secret.
+type ClientConfig struct {
+	Name string `toml:"name"`
+	// Network is a CIDR prefix or a single address.
+	Network string `toml:"network"`
+	// Secret is the shared secret; prefer SecretFile.
+	Secret string `toml:"secret"`
+	// SecretFile names a file holding the secret (trailing newline
+	// stripped).
+	SecretFile string `toml:"secret_file"`
+}
+
+// Defaults.
+const (
+	DefaultListen           = ":1812"
+	DefaultAccountingListen = ":1813"
+	DefaultFragmentSize     = 1024
+	DefaultMaxSessions      = 65536
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultSessionTimeout   = 2 * time.Minute
+)
+
+// settings is a validated Config with defaults filled in.
+type settings struct {
+	listen, acctListen string
+	acctFile           string
+	fragSize           int
+	tlsMax             uint16
+	maxSessions        int
+	idle, total        time.Duration
+	workers            int
+	replyMessage       string
+	clients            []client
+}
+
+type client struct {
+	name   string
+	prefix netip.Prefix
+	secret []byte
+}
+
+func (cfg *Config) settings() (*settings, error) {
+	s := &settings{
+		listen:       or(cfg.Listen, DefaultListen),
+		acctListen:   or(cfg.AccountingListen, DefaultAccountingListen),
+		acctFile:     cfg.AccountingFile,
+		fragSize:     cfg.FragmentSize,
+		maxSessions:  cfg.MaxSessions,
+		idle:         cfg.SessionIdleTimeout.Duration,
+		total:        cfg.SessionTimeout.Duration,
+		workers:      cfg.Workers,
+		replyMessage: cfg.ReplyMessage,
+	}
+	if s.fragSize == 0 {
+		s.fragSize = DefaultFragmentSize
+	}
+	if s.fragSize < 256 || s.fragSize > 3000 {
+		return nil, fmt.Errorf("radius: fragment_size %d: want 256..3000", s.fragSize)
+	}
+	switch cfg.TLSMaxVersion {
+	case "", "1.3":
+		s.tlsMax = 0x0304
+	case "1.2":
+		s.tlsMax = 0x0303
+	default:
+		return nil, fmt.Errorf("radius: tls_max_version %q: want \"1.2\" or \"1.3\"", cfg.TLSMaxVersion)
+	}
+	if s.maxSessions == 0 {
+		s.maxSessions = DefaultMaxSessions
+	}
+	if s.maxSessions < 1 {
+		return nil, fmt.Errorf("radius: max_sessions %d: must be positive", s.maxSessions)
+	}
+	if s.idle == 0 {
+		s.idle = DefaultIdleTimeout
+	}
+	if s.total == 0 {
+		s.total = DefaultSessionTimeout
+	}
+	if s.idle < 0 || s.total < 0 {
+		return nil, errors.New("radius: session timeouts must be positive")
+	}
+	if s.workers == 0 {
+		s.workers = max(8, 4*runtime.GOMAXPROCS(0))
+	}
+	if s.workers < 1 {
+		return nil, fmt.Errorf("radius: workers %d: must be positive", s.workers)
+	}
+	if len(cfg.Clients) == 0 {
+		return nil, errors.New("radius: no client configured")
+	}
+	for i, c := range cfg.Clients {
+		cl, err := c.compile()
+		if err != nil {
+			return nil, fmt.Errorf("radius: client[%d] %q: %w", i, c.Name, err)
+		}
+		s.clients = append(s.clients, cl)
+	}
+	return s, nil
+}
+
+func (c *ClientConfig) compile() (client, error) {
+	cl := client{name: c.Name}
+	if cl.name == "" {
+		cl.name = c.Network
+	}
+	p, err := netip.ParsePrefix(c.Network)
+	if err != nil {
+		a, err2 := netip.ParseAddr(c.Network)
+		if err2 != nil {
+			return cl, fmt.Errorf("network %q: not a prefix or address", c.Network)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	cl.prefix = p.Masked()
+	switch {
+	case c.Secret != "" && c.SecretFile != "":
+		return cl, errors.New("set secret or secret_file, not both")
+	case c.SecretFile != "":
+		b, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return cl, fmt.Errorf("secret_file: %w", err)
+		}
+		cl.secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	default:
+		cl.secret = []byte(c.Secret)
+	}
+	if len(cl.secret) == 0 {
+		return cl, errors.New("empty secret")
+	}
+	return cl, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package radius
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireTool returns the path of an external tool, skipping the test when
+// it is missing — or failing it when GATEHOUSE_REQUIRE_INTEROP=1.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s not found and GATEHOUSE_REQUIRE_INTEROP=1: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+type eapolCase struct {
+	name     string
+	cert     string // key into the PEM files written by writeClientPEMs
+	tls13    bool
+	frag     int
+	secret   string
+	accept   bool
+	noAnswer bool
+	vlan     string
+}
+
+// writeClientPEMs writes the test PKI for eapol_test.
+func writeClientPEMs(t *testing.T, p *testPKI) (dir string) {
+	dir = t.TempDir()
+	writePEM(t, dir, "ca", [][]byte{p.root.cert.Raw}, nil)
+	for name, c := range map[string]*tls.Certificate{
+		"alice": &p.alice, "thermostat": &p.thermostat, "erin": &p.erin, "mallory": &p.mallory, "frank": &p.frank,
+	} {
+		writePEM(t, dir, name, c.Certificate, c.PrivateKey.(crypto.Signer))
+	}
+	return dir
+}
+
+func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, error) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		host, port = addr[:i], addr[i+1:]
+	}
+	phase1 := "tls_disable_tlsv1_3=1"
+	if tc.tls13 {
+		phase1 = "tls_disable_tlsv1_3=0"
+	}
+	frag := ""
+	if tc.frag > 0 {
+		frag = fmt.Sprintf("\tfragment_size=%d\n", tc.frag)
+	}
+	conf := fmt.Sprintf(`network={
+	ssid="gatehouse"
+	key_mgmt=WPA-EAP
+	eap=TLS
+	identity="anonymous@example.com"
+	ca_cert="%[1]s/ca.pem"
+	domain_suffix_match="gatehouse.test"
+	client_cert="%[1]s/%[2]s.pem"
+	private_key="%[1]s/%[2]s.key"
+	phase1="%[3]s"
+%[4]s	eapol_flags=0
+}
+`, dir, tc.cert, phase1, frag)
+	cf := filepath.Join(t.TempDir(), "eapol.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	timeout := "10"
+	if tc.noAnswer {
+		timeout = "3"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", "0")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var (
+	reMPPE    = regexp.MustCompile(`MPPE keys OK: (\d+)\s+mismatch: (\d+)`)
+	reMSK     = regexp.MustCompile(`EAP-TLS: Derived key - hexdump\(len=64\):((?: [0-9a-f]{2})+)`)
+	reSendKey = regexp.MustCompile(`MS-MPPE-Send-Key \(sign\) - hexdump\(len=32\):((?: [0-9a-f]{2})+)`)
+	reRecvKey = regexp.MustCompile(`MS-MPPE-Recv-Key \(crypt\) - hexdump\(len=32\):((?: [0-9a-f]{2})+)`)
+	reAttr    = regexp.MustCompile(`Attribute (\d+) \(([^)]*)\) length=(\d+)`)
+)
+
+func TestEAPOLTestInterop(t *testing.T) {
+	bin := requireTool(t, "eapol_test")
+	s := startServer(t, nil)
+	small := startServer(t, func(c *Config) { c.FragmentSize = 300 })
+	dir := writeClientPEMs(t, s.pki)
+	tests := []eapolCase{
+		{name: "user tls1.2", cert: "alice", secret: testSecret, accept: true, vlan: "10"},
+		{name: "user tls1.3", cert: "alice", tls13: true, secret: testSecret, accept: true, vlan: "10"},
+		{name: "device tls1.2", cert: "thermostat", secret: testSecret, accept: true, vlan: "30"},
+		{name: "device tls1.3", cert: "thermostat", tls13: true, secret: testSecret, accept: true, vlan: "30"},
+		{name: "long chain tls1.2", cert: "erin", secret: testSecret, accept: true, vlan: "10"},
+		{name: "long chain tls1.3 fragment_size=300", cert: "erin", tls13: true, frag: 300, secret: testSecret, accept: true, vlan: "10"},
+		{name: "untrusted tls1.2", cert: "mallory", secret: testSecret},
+		{name: "untrusted tls1.3", cert: "mallory", tls13: true, secret: testSecret},
+		{name: "no rule tls1.3", cert: "frank", tls13: true, secret: testSecret},
+		{name: "wrong secret", cert: "alice", secret: "not-the-secret", noAnswer: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := s
+			if tc.frag > 0 {
+				srv = small
+			}
+			out, err := runEAPOLTest(t, bin, dir, srv.Addr().String(), tc)
+			defer func() {
+				if t.Failed() || os.Getenv("GATEHOUSE_TEST_LOG") != "" {
+					t.Log(out)
+				}
+			}()
+			switch {
+			case tc.noAnswer:
+				if err == nil || strings.Contains(out, "Received RADIUS packet") {
+					t.Errorf("server answered with a wrong secret")
+				}
+				return
+			case !tc.accept:
+				if err == nil || !strings.Contains(out, "CTRL-EVENT-EAP-FAILURE") {
+					t.Errorf("want EAP-Failure, err %v", err)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, "SUCCESS") {
+				t.Fatalf("eapol_test failed: %v", err)
+			}
+			m := reMPPE.FindStringSubmatch(out)
+			if m == nil || m[1] != "1" || m[2] != "0" {
+				t.Errorf("MPPE keys: %v", m)
+			}
+			// eapol_test compares only the Recv-Key with its MSK; check
+			// both halves: Recv = MSK[0:32], Send = MSK[32:64].
+			msk, send, recv := lastHex(reMSK, out), lastHex(reSendKey, out), lastHex(reRecvKey, out)
+			if len(msk) != 64*3 || recv != msk[:32*3] || send != msk[32*3:] {
+				t.Errorf("MPPE keys do not split the MSK as Recv=MSK[0:32], Send=MSK[32:64]")
+			}
+			wantVer := "TLSv1.2"
+			if tc.tls13 {
+				wantVer = "TLSv1.3"
+			}
+			if !strings.Contains(out, "Using TLS version "+wantVer) {
+				t.Errorf("eapol_test did not use %s", wantVer)
+			}
+			attrs := map[string]bool{}
+			for _, a := range reAttr.FindAllStringSubmatch(out, -1) {
+				attrs[a[1]] = true
+			}
+			want := []string{"64", "65", "81", "26", "1"}
+			if tc.cert != "thermostat" {
+				want = append(want, "27") // Session-Timeout from the rule
+			}
+			for _, want := range want {
+				if !attrs[want] {
+					t.Errorf("attribute %s missing from the Access-Accept", want)
+				}
+			}
+		})
+	}
+}
+
+// lastHex returns the last match's hex dump (" aa bb ...").
+func lastHex(re *regexp.Regexp, out string) string {
+	m := re.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return ""
+	}
+	return m[len(m)-1][1]
+}

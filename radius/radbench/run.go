@@ -1,0 +1,313 @@
+package radbench
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config is one load run.
+type Config struct {
+	// Addr is the server's authentication address, HOST:PORT.
+	Addr string
+	// Secret is the shared secret.
+	Secret string
+	// Certificate is the client certificate (with its chain) presented by
+	// every supplicant; CertFile/KeyFile load one when it is empty.
+	Certificate       tls.Certificate
+	CertFile, KeyFile string
+	// CAFile, when set, verifies the server certificate against these
+	// roots (ServerName, if set, is checked too); otherwise the server is
+	// not verified (a load test).
+	CAFile     string
+	ServerName string
+	// Identity is the EAP identity; default "radbench".
+	Identity string
+	// Concurrency is the number of simultaneous supplicants; default 8.
+	Concurrency int
+	// Duration of the run; default 10s. Count, when not zero, stops after
+	// that many authentications instead.
+	Duration time.Duration
+	Count    int
+	// TLSVersion is "1.2", "1.3" or "" (the best both sides support).
+	TLSVersion string
+	// Resume lets supplicants resume TLS sessions (a shared session cache).
+	Resume bool
+	// FragSize, Timeout and Retries are passed to each Client.
+	FragSize int
+	Timeout  time.Duration
+	Retries  int
+	// ServerPID, when not zero, is a local server process whose CPU time
+	// (utime+stime from /proc/PID/stat) is sampled around the run.
+	ServerPID int
+	// Progress is the interval of progress lines on out; default 5s, <0 off.
+	Progress time.Duration
+}
+
+// Result summarizes a run.
+type Result struct {
+	Auths    int // finished conversations (accepted or rejected)
+	Accepts  int
+	Rejects  int
+	Failures int            // errors (no answer, protocol errors)
+	Errors   map[string]int // failure messages, counted
+	Elapsed  time.Duration
+	PerSec   float64 // Auths per second
+
+	P50, P90, P99, Max time.Duration // latency of finished conversations
+
+	ServerCPU        time.Duration // server utime+stime during the run
+	ServerCPUPerAuth time.Duration
+}
+
+// clockTick is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// ProcCPU returns a process's user+system CPU time from /proc/PID/stat.
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("radbench: %w", err)
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("radbench: malformed /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	// After "pid (comm)": state is field 3, utime 14, stime 15.
+	if len(f) < 13 {
+		return 0, errors.New("radbench: malformed /proc stat")
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("radbench: malformed /proc stat")
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
+func (cfg *Config) tlsConfig() (*tls.Config, error) {
+	cert := cfg.Certificate
+	if len(cert.Certificate) == 0 && cfg.CertFile != "" {
+		var err error
+		if cert, err = tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("radbench: client certificate: %w", err)
+		}
+	}
+	c := &tls.Config{ServerName: cfg.ServerName, MinVersion: tls.VersionTLS12}
+	if len(cert.Certificate) > 0 {
+		c.Certificates = []tls.Certificate{cert}
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("radbench: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("radbench: no certificate in CA file")
+		}
+		if c.ServerName == "" {
+			// Verify the chain but not a name.
+			c.InsecureSkipVerify = true
+			roots := c.RootCAs
+			c.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+				return verifyChain(raw, roots)
+			}
+		}
+	} else {
+		c.InsecureSkipVerify = true
+	}
+	switch cfg.TLSVersion {
+	case "":
+	case "1.2":
+		c.MaxVersion = tls.VersionTLS12
+	case "1.3":
+		c.MinVersion = tls.VersionTLS13
+	default:
+		return nil, fmt.Errorf("radbench: TLS version %q: want 1.2 or 1.3", cfg.TLSVersion)
+	}
+	if cfg.Resume {
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	}
+	return c, nil
+}
+
+func verifyChain(raw [][]byte, roots *x509.CertPool) error {
+	if len(raw) == 0 {
+		return errors.New("no server certificate")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, r := range raw {
+		c, err := x509.ParseCertificate(r)
+		if err != nil {
+			return err
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
+}
+
+// Run runs the load and writes a progress line every Progress and a
+// summary to out.
+func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
+	if cfg.Addr == "" || cfg.Secret == "" {
+		return Result{}, errors.New("radbench: address and secret are required")
+	}
+	conf, err := cfg.tlsConfig()
+	if err != nil {
+		return Result{}, err
+	}
+	conc := cfg.Concurrency
+	if conc <= 0 {
+		conc = 8
+	}
+	dur := cfg.Duration
+	if dur <= 0 {
+		dur = 10 * time.Second
+	}
+	if cfg.Count > 0 {
+		dur = 24 * time.Hour
+	}
+	progress := cfg.Progress
+	if progress == 0 {
+		progress = 5 * time.Second
+	}
+	ident := cfg.Identity
+	if ident == "" {
+		ident = "radbench"
+	}
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+
+	var cpu0 time.Duration
+	if cfg.ServerPID > 0 {
+		if cpu0, err = ProcCPU(cfg.ServerPID); err != nil {
+			return Result{}, err
+		}
+	}
+	var (
+		mu      sync.Mutex // guards the fields below
+		lat     []time.Duration
+		res     = Result{Errors: map[string]int{}}
+		started int
+	)
+	take := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if cfg.Count > 0 && started >= cfg.Count {
+			return false
+		}
+		started++
+		return true
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &Client{Addr: cfg.Addr, Secret: []byte(cfg.Secret), FragSize: cfg.FragSize, Timeout: cfg.Timeout, Retries: cfg.Retries,
+				CallingStationID: fmt.Sprintf("02-00-00-%02x-%02x-%02x", byte(w>>16), byte(w>>8), byte(w))}
+			for ctx.Err() == nil && take() {
+				t0 := time.Now()
+				r, err := c.Authenticate(ctx, ident, conf)
+				d := time.Since(t0)
+				mu.Lock()
+				switch {
+				case err != nil && ctx.Err() != nil:
+					// cut short by the end of the run: not counted
+				case err != nil:
+					res.Failures++
+					res.Errors[err.Error()]++
+				default:
+					res.Auths++
+					lat = append(lat, d)
+					if r.Accepted {
+						res.Accepts++
+					} else {
+						res.Rejects++
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	if progress > 0 {
+		t := time.NewTicker(progress)
+	loop:
+		for {
+			select {
+			case <-done:
+				break loop
+			case <-t.C:
+				mu.Lock()
+				el := time.Since(start)
+				fmt.Fprintf(out, "radbench: %6.1fs  auths %d (%.0f/s)  accepts %d  rejects %d  failures %d\n",
+					el.Seconds(), res.Auths, float64(res.Auths)/el.Seconds(), res.Accepts, res.Rejects, res.Failures)
+				mu.Unlock()
+			}
+		}
+		t.Stop()
+	}
+	<-done
+	res.Elapsed = time.Since(start)
+	if cfg.ServerPID > 0 {
+		cpu1, err := ProcCPU(cfg.ServerPID)
+		if err == nil {
+			res.ServerCPU = cpu1 - cpu0
+			if res.Auths > 0 {
+				res.ServerCPUPerAuth = res.ServerCPU / time.Duration(res.Auths)
+			}
+		}
+	}
+	if res.Elapsed > 0 {
+		res.PerSec = float64(res.Auths) / res.Elapsed.Seconds()
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	res.P50, res.P90, res.P99 = pct(0.50), pct(0.90), pct(0.99)
+	if len(lat) > 0 {
+		res.Max = lat[len(lat)-1]
+	}
+	fmt.Fprint(out, res.String())
+	return res, nil
+}
+
+// String is the run summary.
+func (r Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "auths %d in %.2fs: %.1f/s  (accepts %d, rejects %d, failures %d)\n",
+		r.Auths, r.Elapsed.Seconds(), r.PerSec, r.Accepts, r.Rejects, r.Failures)
+	fmt.Fprintf(&b, "latency p50 %v  p90 %v  p99 %v  max %v\n", r.P50.Round(time.Microsecond),
+		r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(&b, "server CPU %v, %v per auth\n", r.ServerCPU, r.ServerCPUPerAuth.Round(time.Microsecond))
+	}
+	for msg, n := range r.Errors {
+		fmt.Fprintf(&b, "error x%d: %s\n", n, msg)
+	}
+	return b.String()
+}

@@ -1,0 +1,121 @@
+package radius
+
+import "sync/atomic"
+
+// Drop reasons, as reported by Stats.
+const (
+	DropUnknownClient       = "unknown_client"
+	DropBadAuthenticator    = "bad_authenticator"
+	DropBadMA               = "bad_message_authenticator"
+	DropMissingMA           = "missing_message_authenticator"
+	DropMalformed           = "malformed"
+	DropOverload            = "overload"
+	DropDuplicate           = "duplicate_in_progress"
+	DropUnexpectedCode      = "unexpected_code"
+	DropEAPDiscard          = "eap_discard"
+	DropSessionBusy         = "session_busy"
+	DropAccountingWriteFail = "accounting_write_failed"
+)
+
+var dropNames = [...]string{
+	DropUnknownClient, DropBadAuthenticator, DropBadMA, DropMissingMA, DropMalformed,
+	DropOverload, DropDuplicate, DropUnexpectedCode, DropEAPDiscard, DropSessionBusy,
+	DropAccountingWriteFail,
+}
+
+type dropReason uint8
+
+const (
+	dUnknownClient dropReason = iota
+	dBadAuthenticator
+	dBadMA
+	dMissingMA
+	dMalformed
+	dOverload
+	dDuplicate
+	dUnexpectedCode
+	dEAPDiscard
+	dSessionBusy
+	dAcctWrite
+	numDrops
+)
+
+var codeNames = map[byte]string{
+	codeAccessRequest:     "access_request",
+	codeAccountingRequest: "accounting_request",
+	codeStatusServer:      "status_server",
+}
+
+// counters are the server's live statistics.
+type counters struct {
+	drops          [numDrops]atomic.Uint64
+	requests       [256]atomic.Uint64
+	accepts        atomic.Uint64
+	rejects        atomic.Uint64
+	challenges     atomic.Uint64
+	cacheHits      atomic.Uint64
+	acctRecords    atomic.Uint64
+	sessionsOpened atomic.Uint64
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Drops    map[string]uint64 // by reason (Drop* constants)
+	Requests map[string]uint64 // valid requests by code: access_request, accounting_request, status_server, code_N
+
+	Accepts, Rejects, Challenges uint64
+	CacheHits                    uint64 // retransmissions answered from the reply cache
+	AccountingRecords            uint64
+
+	SessionsLive    int    // EAP conversations in the table
+	SessionsOpened  uint64 // conversations started
+	SessionsEvicted uint64 // pushed out by MaxSessions
+	SessionsExpired uint64 // ended by idle or total timeout
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	st := Stats{
+		Drops:             make(map[string]uint64),
+		Requests:          make(map[string]uint64),
+		Accepts:           c.accepts.Load(),
+		Rejects:           c.rejects.Load(),
+		Challenges:        c.challenges.Load(),
+		CacheHits:         c.cacheHits.Load(),
+		AccountingRecords: c.acctRecords.Load(),
+		SessionsLive:      s.sessions.len(),
+		SessionsOpened:    c.sessionsOpened.Load(),
+		SessionsEvicted:   s.sessions.evictions.Load(),
+		SessionsExpired:   s.sessions.expirations.Load(),
+	}
+	for i := range c.drops {
+		if v := c.drops[i].Load(); v != 0 {
+			st.Drops[dropNames[i]] = v
+		}
+	}
+	for i := range c.requests {
+		if v := c.requests[i].Load(); v != 0 {
+			name, ok := codeNames[byte(i)]
+			if !ok {
+				name = "code_" + itoa(i)
+			}
+			st.Requests[name] = v
+		}
+	}
+	return st
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [8]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[n:])
+}
