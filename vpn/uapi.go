@@ -46,4 +46,12 @@ func (w *uapiWriter) addPeer(k Key, addrs ...netip.Addr) {
 	}
 }
 
+// endpoint, allowedIP and keepalive apply to the current peer (client
+// side and tests).
+func (w *uapiWriter) endpoint(hostport string) { w.line("endpoint", hostport) }
+func (w *uapiWriter) allowedIP(p netip.Prefix) { w.line("allowed_ip", p.String()) }
+func (w *uapiWriter) keepalive(seconds int) {
+	w.line("persistent_keepalive_interval", strconv.Itoa(seconds))
+}
+
 func (w *uapiWriter) String() string { return w.b.String() }
