@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -112,23 +113,68 @@ func (s *Server) removePeer(fp, why string) bool {
 	if r == nil {
 		return false
 	}
-	s.removeLocked(r, why)
+	var ops filterOps
+	s.removeLocked(r, why, &ops)
+	s.flushLocked(&ops)
 	return true
 }
 
-func (s *Server) removeLocked(r *record, why string) {
+// filterOps collects filter changes so that many apply in one swap.
+// Leases of removed peers are freed only when their filter entries are gone,
+// so a new peer never inherits a stale entry.
+type filterOps struct {
+	sets    []filterSet
+	dels    []netip.Addr
+	release []uint32 // pool offsets to free after the swap
+}
+
+type filterSet struct {
+	access *policy.VPNAccess
+	addrs  []netip.Addr
+}
+
+func (o *filterOps) set(a *policy.VPNAccess, addrs []netip.Addr) {
+	o.sets = append(o.sets, filterSet{a, addrs})
+}
+
+// flushLocked applies ops to the filter in one swap and frees the leases.
+// s.mu must be held.
+func (s *Server) flushLocked(o *filterOps) {
+	if len(o.sets) > 0 || len(o.dels) > 0 {
+		s.filter.Update(func(u *filter.Update) {
+			u.Remove(o.dels...)
+			for _, x := range o.sets {
+				u.Set(x.access, x.addrs...)
+			}
+		})
+	}
+	for _, off := range o.release {
+		s.pool.release(off)
+	}
+	o.sets, o.dels, o.release = o.sets[:0], o.dels[:0], o.release[:0]
+}
+
+func (s *Server) flush(o *filterOps) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked(o)
+}
+
+// removeLocked removes r from the device at once; its filter entries go with
+// ops. s.mu must be held.
+func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 	var w uapiWriter
 	w.removePeer(r.PublicKey)
 	if err := s.dev.IpcSet(w.String()); err != nil {
 		s.log.Error("vpn: remove peer: device", "err", err)
 	}
-	s.filter.Update(func(u *filter.Update) { u.Remove(r.addrs()...) })
+	ops.dels = append(ops.dels, r.addrs()...)
 	if err := s.store.remove(r.Fingerprint); err != nil {
 		// The lease stays held so it cannot be handed out twice; the
 		// stored record is retried at the next re-validation or restart.
 		s.log.Error("vpn: remove peer", "err", err)
 	} else {
-		s.pool.release(r.offset)
+		ops.release = append(ops.release, r.offset)
 	}
 	delete(s.peers, r.Fingerprint)
 	delete(s.byKey, r.PublicKey)
@@ -158,7 +204,12 @@ func (s *Server) Revalidate(ctx context.Context) {
 	s.mu.Unlock()
 	start := time.Now()
 	removed, changed := 0, 0
-	for _, r := range recs {
+	var ops filterOps
+	defer s.flush(&ops)
+	for i, r := range recs {
+		if i%256 == 255 {
+			s.flush(&ops)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -183,12 +234,12 @@ func (s *Server) Revalidate(ctx context.Context) {
 		case !d.Allowed && transient(d.Code):
 			if !r.cut {
 				r.cut = true
-				s.filter.Update(func(u *filter.Update) { u.Set(nil, r.addrs()...) })
+				ops.set(nil, r.addrs())
 				s.log.Warn("vpn: peer suspended", "identity", r.Identity, "code", d.Code.String(), "reason", d.Reason)
 				changed++
 			}
 		case !d.Allowed || d.VPN == nil:
-			s.removeLocked(r, d.Code.String()+": "+d.Reason)
+			s.removeLocked(r, d.Code.String()+": "+d.Reason, &ops)
 			removed++
 		default:
 			r.Validated = time.Now().UTC()
@@ -196,7 +247,7 @@ func (s *Server) Revalidate(ctx context.Context) {
 				persist := r.Rule != d.Rule || !sameAccess(r.Access, d.VPN)
 				r.cut = false
 				r.Rule, r.Access = d.Rule, d.VPN
-				s.filter.Update(func(u *filter.Update) { u.Set(r.Access, r.addrs()...) })
+				ops.set(r.Access, r.addrs())
 				if persist {
 					r.Updated = r.Validated
 					if err := s.store.save(r); err != nil {
