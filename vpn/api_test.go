@@ -238,5 +238,3 @@ func FuzzParseEnrollRequest(f *testing.F) {
 		}
 	})
 }
-
-

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -137,22 +139,52 @@ func (st *store) load(p *pool) (map[string]*record, error) {
 		st.log.Warn("vpn: dropping stored peer", "file", name, "why", why)
 		os.Remove(filepath.Join(st.dir, name))
 	}
+	// Read and decode in parallel; decide sequentially, in name order.
+	type loaded struct {
+		name string
+		r    *record
+		err  error
+	}
+	var names []string
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp") {
 			os.Remove(filepath.Join(st.dir, name))
 			continue
 		}
-		fp, ok := strings.CutSuffix(name, ".json")
-		if !ok || !validFingerprint(fp) {
-			continue
+		if fp, ok := strings.CutSuffix(name, ".json"); ok && validFingerprint(fp) {
+			names = append(names, name)
 		}
-		b, err := os.ReadFile(filepath.Join(st.dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("vpn: state: %w", err)
+	}
+	results := make([]loaded, len(names))
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(names); i += workers {
+				b, err := os.ReadFile(filepath.Join(st.dir, names[i]))
+				if err != nil {
+					results[i] = loaded{name: names[i], err: err}
+					continue
+				}
+				r := new(record)
+				if json.Unmarshal(b, r) != nil {
+					r = nil
+				}
+				results[i] = loaded{name: names[i], r: r}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, res := range results {
+		name, r := res.name, res.r
+		if res.err != nil {
+			return nil, fmt.Errorf("vpn: state: %w", res.err)
 		}
-		r := new(record)
-		if err := json.Unmarshal(b, r); err != nil || r.Fingerprint != fp || r.PublicKey.IsZero() {
+		fp := strings.TrimSuffix(name, ".json")
+		if r == nil || r.Fingerprint != fp || r.PublicKey.IsZero() {
 			drop(name, "unreadable")
 			continue
 		}

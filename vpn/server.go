@@ -126,7 +126,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.dev = device.NewDevice(filter.Wrap(tdev, s.filter), conn.NewDefaultBind(), wgLogger(s.log))
+	s.dev = s.newDevice(tdev)
 	defer s.dev.Close()
 	if err := s.configureDevice(priv); err != nil {
 		return err
@@ -280,6 +280,11 @@ func (s *Server) openTUN() (tun.Device, func(), error) {
 		return tdev, nil, nil
 	}
 	return s.openKernelTUN()
+}
+
+// newDevice puts the filter around tdev and starts a wireguard-go device on it.
+func (s *Server) newDevice(tdev tun.Device) *device.Device {
+	return device.NewDevice(filter.Wrap(tdev, s.filter), conn.NewDefaultBind(), wgLogger(s.log))
 }
 
 func wgLogger(l *slog.Logger) *device.Logger {
