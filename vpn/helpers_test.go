@@ -75,6 +75,16 @@ func newTestCA(t testing.TB) *testCA {
 
 // issue returns a leaf for cn; server certificates get 127.0.0.1.
 func (ca *testCA) issue(t testing.TB, cn string, server bool) tls.Certificate {
+	var ip netip.Addr
+	if server {
+		ip = netip.MustParseAddr("127.0.0.1")
+	}
+	return ca.issueIP(t, cn, ip)
+}
+
+// issueIP returns a server certificate for ip, or a client one if ip is zero.
+func (ca *testCA) issueIP(t testing.TB, cn string, ip netip.Addr) tls.Certificate {
+	server := ip.IsValid()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
@@ -87,7 +97,7 @@ func (ca *testCA) issue(t testing.TB, cn string, server bool) tls.Certificate {
 	serial++
 	if server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.IPAddresses = []net.IP{ip.AsSlice()}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
