@@ -88,7 +88,7 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 		w.removePeer(old.PublicKey)
 	}
 	w.addPeer(key, rec.addrs()...)
-	if err := s.dev.IpcSet(w.String()); err != nil {
+	if err := s.apply(&w); err != nil {
 		s.log.Error("vpn: enrollment: device", "err", err)
 		// The record stays: the next restart or re-enrollment retries.
 		return nil, &apiError{http.StatusInternalServerError, "internal error; try again later"}
@@ -165,7 +165,7 @@ func (s *Server) flush(o *filterOps) {
 func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 	var w uapiWriter
 	w.removePeer(r.PublicKey)
-	if err := s.dev.IpcSet(w.String()); err != nil {
+	if err := s.apply(&w); err != nil {
 		s.log.Error("vpn: remove peer: device", "err", err)
 	}
 	ops.dels = append(ops.dels, r.addrs()...)

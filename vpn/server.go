@@ -41,7 +41,6 @@ type Server struct {
 	ready  chan struct{}
 
 	// Set by Run before ready is closed; read-only afterwards.
-	dev        *device.Device
 	tnet       *netstack.Net
 	enrollAddr net.Addr
 	pubKey     Key
@@ -52,7 +51,8 @@ type Server struct {
 
 	revalMu sync.Mutex // serializes re-validation runs
 
-	mu    sync.Mutex         // guards the registry below
+	mu    sync.Mutex         // guards the device handle and the registry below
+	dev   *device.Device     // nil until Run has made it
 	peers map[string]*record // by certificate fingerprint
 	byKey map[Key]*record
 	pool  *pool
@@ -126,12 +126,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.dev = s.newDevice(tdev)
-	defer s.dev.Close()
+	dev := s.newDevice(tdev)
+	defer dev.Close()
+	s.mu.Lock()
+	s.dev = dev
+	s.mu.Unlock()
 	if err := s.configureDevice(priv); err != nil {
 		return err
 	}
-	if err := s.dev.Up(); err != nil {
+	if err := dev.Up(); err != nil {
 		return fmt.Errorf("vpn: device up: %w", err)
 	}
 	if closeIface != nil {
@@ -253,12 +256,25 @@ func (s *Server) configureDevice(priv Key) error {
 	w.listenPort(s.cfg.ListenPort)
 	w.replacePeers()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, r := range s.peers {
 		w.addPeer(r.PublicKey, r.addrs()...)
 	}
-	s.mu.Unlock()
-	if err := s.dev.IpcSet(w.String()); err != nil {
+	if err := s.apply(&w); err != nil {
 		return fmt.Errorf("vpn: configure device: %w", err)
+	}
+	return nil
+}
+
+// apply sends w's text to the device; s.mu must be held. Before Run has made the device (a
+// Revalidate call at startup), there is nothing to change: the registry is
+// loaded into the device when it is made.
+func (s *Server) apply(w *uapiWriter) error {
+	if s.dev == nil {
+		return nil
+	}
+	if err := s.dev.IpcSet(w.String()); err != nil {
+		return fmt.Errorf("vpn: UAPI set: %w", err)
 	}
 	return nil
 }
