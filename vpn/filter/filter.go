@@ -262,6 +262,18 @@ func (f *Filter) Inbound(pkt []byte, now int64) Reason {
 	if t.lookup(&p.Dst, p.IPv6) == nil {
 		return f.drop(NoPeer)
 	}
+	if p.ICMPError {
+		// An error about a packet the client sent on a tracked flow
+		// (path MTU discovery, port unreachable, TTL exceeded).
+		var e Packet
+		if parseEmbedded(p.embedded, p.IPv6, &e) && e.Src == p.Dst {
+			k := flowKey{client: e.Src, remote: e.Dst, cport: e.SrcPort, rport: e.DstPort, proto: e.Proto}
+			if f.ct.lookup(&k, now, 0) {
+				return Accept
+			}
+		}
+		return f.drop(NoFlow)
+	}
 	if !p.HasPorts {
 		return f.drop(NoFlow)
 	}

@@ -56,6 +56,22 @@ func pkt(src, dst string, proto uint8, sport, dport uint16) []byte {
 	return b
 }
 
+// icmpErr builds an ICMP(v6) error of type typ quoting inner.
+func icmpErr(src, dst string, typ uint8, inner []byte) []byte {
+	proto := uint8(protoICMP)
+	if netip.MustParseAddr(src).Is6() {
+		proto = protoICMPv6
+	}
+	p := pkt(src, dst, proto, uint16(typ), 0)
+	p = append(p, inner...)
+	if proto == protoICMP {
+		binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	} else {
+		binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
+	}
+	return p
+}
+
 func dest(s string, proto policy.Proto, ports ...uint16) policy.Destination {
 	d := policy.Destination{Prefix: netip.MustParsePrefix(s), Proto: proto}
 	for i := 0; i+1 < len(ports); i += 2 {
@@ -143,6 +159,17 @@ func TestFilter(t *testing.T) {
 			{true, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8050), Accept},
 			{false, pkt("fd00:10::1", "fd7a::2", tcp, 8050, 5000), Accept},
 			{true, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8101), NotAllowed},
+		}},
+		{"icmp error for tracked flow", []step{
+			{true, pkt("100.96.0.2", "10.20.0.5", tcp, 40000, 22), Accept},
+			{false, icmpErr("10.9.9.9", "100.96.0.2", 3, pkt("100.96.0.2", "10.20.0.5", tcp, 40000, 22)), Accept},
+			{false, icmpErr("10.9.9.9", "100.96.0.2", 3, pkt("100.96.0.2", "10.20.0.5", tcp, 40001, 22)), NoFlow},
+			{false, icmpErr("10.9.9.9", "100.96.0.2", 3, pkt("100.96.0.3", "10.20.0.5", tcp, 40000, 22)), NoFlow},
+			{false, icmpErr("10.9.9.9", "100.96.0.2", 3, []byte{0x45, 0}), NoFlow},
+		}},
+		{"icmpv6 packet too big for tracked flow", []step{
+			{true, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8050), Accept},
+			{false, icmpErr("fd00::1", "fd7a::2", 2, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8050)), Accept},
 		}},
 		{"malformed", []step{
 			{true, []byte{0x45, 0, 0}, Malformed},
@@ -304,6 +331,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(pkt("100.96.0.2", "10.20.0.5", protoICMP, 8, 2))
 	f.Add(pkt("fd7a::2", "fd00::1", protoICMPv6, 128, 2))
 	f.Add([]byte{0x60})
+	f.Add(icmpErr("10.9.9.9", "100.96.0.2", 3, pkt("100.96.0.2", "10.20.0.5", protoTCP, 40000, 22)))
+	f.Add(icmpErr("fd00::1", "fd7a::2", 2, pkt("fd7a::2", "fd00:10::1", protoUDP, 5000, 8050)))
 	flt := newTestFilter(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p Packet

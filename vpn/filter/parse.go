@@ -16,6 +16,9 @@ type Packet struct {
 	Fragment  bool // a non-first fragment: no transport header
 	ICMPEcho  bool // ICMP or ICMPv6 echo request
 	ICMPReply bool // ICMP or ICMPv6 echo reply
+	ICMPError bool // an ICMP error (unreachable, too big, time exceeded, parameter problem)
+
+	embedded []byte // the quoted packet of an ICMP error
 }
 
 const (
@@ -139,6 +142,13 @@ func Parse(pkt []byte, p *Packet) bool {
 		if p.IPv6 {
 			req, rep = icmp6EchoRequest, icmp6EchoReply
 		}
+		if isICMPError(p.ICMPType, p.IPv6) {
+			if len(l4) < 8 {
+				return false
+			}
+			p.ICMPError = true
+			p.embedded = l4[8:]
+		}
 		if p.ICMPType == req || p.ICMPType == rep {
 			if len(l4) < 8 {
 				return false
@@ -149,6 +159,66 @@ func Parse(pkt []byte, p *Packet) bool {
 			p.ICMPEcho = p.ICMPType == req
 			p.ICMPReply = p.ICMPType == rep
 		}
+	}
+	return true
+}
+
+func isICMPError(typ uint8, v6 bool) bool {
+	if v6 {
+		return typ >= 1 && typ <= 4
+	}
+	return typ == 3 || typ == 11 || typ == 12
+}
+
+// parseEmbedded reads the packet quoted in an ICMP error: an IP header and
+// at least the first 8 bytes of its transport header, which carry the ports
+// (the quote may be truncated, so lengths are not checked against the
+// header's).
+func parseEmbedded(b []byte, v6 bool, p *Packet) bool {
+	*p = Packet{}
+	var l4 []byte
+	if !v6 {
+		if len(b) < 20 || b[0]>>4 != 4 {
+			return false
+		}
+		ihl := int(b[0]&0x0f) * 4
+		if ihl < 20 || len(b) < ihl+8 {
+			return false
+		}
+		copy(p.Src[:12], v4Prefix[:])
+		copy(p.Src[12:], b[12:16])
+		copy(p.Dst[:12], v4Prefix[:])
+		copy(p.Dst[12:], b[16:20])
+		p.Proto = b[9]
+		l4 = b[ihl:]
+	} else {
+		if len(b) < 48 || b[0]>>4 != 6 {
+			return false
+		}
+		p.IPv6 = true
+		copy(p.Src[:], b[8:24])
+		copy(p.Dst[:], b[24:40])
+		p.Proto = b[6]
+		l4 = b[40:]
+	}
+	switch p.Proto {
+	case protoTCP, protoUDP:
+		p.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+		p.DstPort = binary.BigEndian.Uint16(l4[2:4])
+		p.HasPorts = true
+	case protoICMP, protoICMPv6:
+		req := uint8(icmp4EchoRequest)
+		if p.IPv6 {
+			req = icmp6EchoRequest
+		}
+		if l4[0] != req {
+			return false
+		}
+		id := binary.BigEndian.Uint16(l4[4:6])
+		p.SrcPort, p.DstPort = id, id
+		p.HasPorts = true
+	default:
+		return false
 	}
 	return true
 }
