@@ -220,10 +220,32 @@ func (f *Filter) inPool(a *[16]byte, v6 bool) bool {
 // the TUN device). A packet passes when the source client's rule allows its
 // destination (TCP/UDP flows and ICMP echo requests are then tracked), or
 // when it answers a flow another client opened to this one.
-func (f *Filter) Outbound(pkt []byte, now int64) Reason {
+func (f *Filter) Outbound(pkt []byte, now int64) Reason { return f.outbound(pkt, now, nil) }
+
+// batchCache remembers the last flow accepted within one batch, so the
+// packets of a bulk transfer that follow it skip the rule and flow lookups.
+// It lives on the stack of one Read or Write call.
+type batchCache struct {
+	key   flowKey
+	valid bool
+}
+
+func (c *batchCache) hit(k *flowKey) bool { return c != nil && c.valid && c.key == *k }
+
+func (c *batchCache) set(k *flowKey) {
+	if c != nil {
+		c.key, c.valid = *k, true
+	}
+}
+
+func (f *Filter) outbound(pkt []byte, now int64, c *batchCache) Reason {
 	var p Packet
 	if !Parse(pkt, &p) {
 		return f.drop(Malformed)
+	}
+	if c != nil && c.valid && p.HasPorts && !p.ICMPReply && c.key.cport == p.SrcPort && c.key.rport == p.DstPort &&
+		c.key.proto == p.Proto && c.key.client == p.Src && c.key.remote == p.Dst {
+		return Accept
 	}
 	t := f.table.Load()
 	rs := t.lookup(&p.Src, p.IPv6)
@@ -237,6 +259,7 @@ func (f *Filter) Outbound(pkt []byte, now int64) Reason {
 		if p.HasPorts {
 			k := flowKey{client: p.Src, remote: p.Dst, cport: p.SrcPort, rport: p.DstPort, proto: p.Proto}
 			f.ct.track(&k, now, f.ttl[p.Proto])
+			c.set(&k)
 		}
 		return Accept
 	}
@@ -253,7 +276,9 @@ func (f *Filter) Outbound(pkt []byte, now int64) Reason {
 // Inbound decides a network → client packet (one that WireGuard reads from
 // the TUN device to send to a peer): only replies to flows the destination
 // client opened pass, and packets of flows another client opened to it.
-func (f *Filter) Inbound(pkt []byte, now int64) Reason {
+func (f *Filter) Inbound(pkt []byte, now int64) Reason { return f.inbound(pkt, now, nil) }
+
+func (f *Filter) inbound(pkt []byte, now int64, c *batchCache) Reason {
 	var p Packet
 	if !Parse(pkt, &p) {
 		return f.drop(Malformed)
@@ -279,7 +304,11 @@ func (f *Filter) Inbound(pkt []byte, now int64) Reason {
 	}
 	if !p.ICMPEcho {
 		k := flowKey{client: p.Dst, remote: p.Src, cport: p.DstPort, rport: p.SrcPort, proto: p.Proto}
+		if c.hit(&k) {
+			return Accept
+		}
 		if f.ct.lookup(&k, now, f.ttl[p.Proto]) {
+			c.set(&k)
 			return Accept
 		}
 	}

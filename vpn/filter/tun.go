@@ -20,11 +20,12 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := d.Device.Read(bufs, sizes, offset)
 	if n > 0 {
 		now := d.f.Now()
+		var c batchCache
 		for i := 0; i < n; i++ {
 			if sizes[i] <= 0 {
 				continue
 			}
-			if d.f.Inbound(bufs[i][offset:offset+sizes[i]], now) != Accept {
+			if d.f.inbound(bufs[i][offset:offset+sizes[i]], now, &c) != Accept {
 				sizes[i] = 0
 			}
 		}
@@ -37,9 +38,10 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // element list, not through bufs). It reports every packet as written.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 	now := d.f.Now()
+	var c batchCache
 	j := 0
 	for i := range bufs {
-		if d.f.Outbound(bufs[i][offset:], now) == Accept {
+		if d.f.outbound(bufs[i][offset:], now, &c) == Accept {
 			bufs[j] = bufs[i]
 			j++
 		}
