@@ -336,6 +336,7 @@ func TestNetnsServerHelper(t *testing.T) {
 	if err := srv.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+	fmt.Fprintf(os.Stderr, "gatehouse helper: filter drops %v, flows %d\n", srv.Filter().Drops(), srv.Filter().Flows())
 }
 
 func checkNetnsTools(t *testing.T) {
@@ -452,9 +453,17 @@ func TestNetnsThroughput(t *testing.T) {
 	if secs == "" {
 		secs = "5"
 	}
+	rounds := 2
+	if r := os.Getenv("GATEHOUSE_IPERF_ROUNDS"); r != "" {
+		fmt.Sscan(r, &rounds)
+	}
 	type result struct{ up, down float64 }
-	results := map[string]result{}
-	for _, mode := range []string{"filter-on", "filter-off"} {
+	results := map[string]result{} // best of the rounds
+	var modes []string
+	for i := 0; i < rounds; i++ { // alternate, so load drifts hit both
+		modes = append(modes, "filter-on", "filter-off")
+	}
+	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t, "-"+mode[len(mode)-2:])
 			srv := exec.Command("ip", "netns", "exec", l.nsB, "iperf3", "-s", "-B", "198.51.100.2")
@@ -489,11 +498,14 @@ func TestNetnsThroughput(t *testing.T) {
 				}
 				return r.End.SumReceived.BitsPerSecond / 1e6
 			}
-			results[mode] = result{up: measure(), down: measure("-R")}
+			r := result{up: measure(), down: measure("-R")}
+			t.Logf("iperf3 round: %s: client → network %.0f Mbit/s, network → client %.0f Mbit/s", mode, r.up, r.down)
+			best := results[mode]
+			results[mode] = result{up: max(best.up, r.up), down: max(best.down, r.down)}
 		})
 	}
 	on, off := results["filter-on"], results["filter-off"]
-	t.Logf("iperf3 %ss TCP, Mbit/s          filter on   filter off", secs)
+	t.Logf("iperf3 %ss TCP, best of %d, Mbit/s  filter on   filter off", secs, rounds)
 	t.Logf("iperf3 client → network     %10.0f   %10.0f", on.up, off.up)
 	t.Logf("iperf3 network → client     %10.0f   %10.0f", on.down, off.down)
 }
