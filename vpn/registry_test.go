@@ -228,7 +228,7 @@ func BenchmarkRestore10k(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			tdev, _, err := srv.openTUN()
+			tdev, err := srv.openTUN()
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -125,7 +125,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 
-	tdev, closeIface, err := s.openTUN()
+	tdev, err := s.openTUN()
 	if err != nil {
 		return err
 	}
@@ -139,9 +139,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if err := dev.Up(); err != nil {
 		return fmt.Errorf("vpn: device up: %w", err)
-	}
-	if closeIface != nil {
-		defer closeIface()
 	}
 
 	var wg sync.WaitGroup
@@ -284,7 +281,7 @@ func (s *Server) apply(w *uapiWriter) error {
 
 // openTUN opens the data plane: a netstack, or a kernel TUN that gets the
 // server's tunnel addresses and is brought up.
-func (s *Server) openTUN() (tun.Device, func(), error) {
+func (s *Server) openTUN() (tun.Device, error) {
 	local := []netip.Addr{s.cfg.gateway}
 	if s.cfg.gateway6.IsValid() {
 		local = append(local, s.cfg.gateway6)
@@ -293,10 +290,10 @@ func (s *Server) openTUN() (tun.Device, func(), error) {
 		local = append(local, s.netstackExtra...)
 		tdev, tnet, err := netstack.CreateNetTUN(local, s.cfg.dns, s.cfg.MTU)
 		if err != nil {
-			return nil, nil, fmt.Errorf("vpn: netstack: %w", err)
+			return nil, fmt.Errorf("vpn: netstack: %w", err)
 		}
 		s.tnet = tnet
-		return tdev, nil, nil
+		return tdev, nil
 	}
 	return s.openKernelTUN()
 }

@@ -17,15 +17,15 @@ import (
 // brings it up. It runs iproute2's `ip`: simple, visible to admins in logs,
 // and no netlink code to maintain. Forwarding (net.ipv4.ip_forward) and NAT
 // or routes back to the pool on the protected networks are the admin's job.
-func (s *Server) openKernelTUN() (tun.Device, func(), error) {
+func (s *Server) openKernelTUN() (tun.Device, error) {
 	tdev, err := tun.CreateTUN(s.cfg.Interface, s.cfg.MTU)
 	if err != nil {
-		return nil, nil, fmt.Errorf("vpn: create TUN %s: %w", s.cfg.Interface, err)
+		return nil, fmt.Errorf("vpn: create TUN %s: %w", s.cfg.Interface, err)
 	}
 	name, err := tdev.Name()
 	if err != nil {
 		tdev.Close()
-		return nil, nil, fmt.Errorf("vpn: TUN name: %w", err)
+		return nil, fmt.Errorf("vpn: TUN name: %w", err)
 	}
 	cmds := [][]string{
 		{"addr", "replace", netip.PrefixFrom(s.cfg.gateway, s.cfg.pool.Bits()).String(), "dev", name},
@@ -37,10 +37,10 @@ func (s *Server) openKernelTUN() (tun.Device, func(), error) {
 	for _, c := range cmds {
 		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
 			tdev.Close()
-			return nil, nil, fmt.Errorf("vpn: ip %s: %w: %s", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
+			return nil, fmt.Errorf("vpn: ip %s: %w: %s", strings.Join(c, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
-	return tdev, nil, nil
+	return tdev, nil
 }
 
 // serveUAPI exposes the device's UAPI socket (/var/run/wireguard/NAME.sock)
