@@ -258,7 +258,24 @@ func TestEndToEnd(t *testing.T) {
 	if err := client.udpEcho(svcDNS, 53, reachTimeout); err != nil {
 		t.Fatalf("udp/53: %v", err)
 	}
+	// Network → client: only replies. A connection the network opens to
+	// the client is dropped (no_flow), though the client listens.
+	ln, err := client.net.ListenTCP(&net.TCPAddr{Port: 9999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go echoServe(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), blockedTimeout)
+	if c, err := env.srv.Net().DialContext(ctx, "tcp", "100.96.0.2:9999"); err == nil {
+		c.Close()
+		t.Error("network opened a connection to the client")
+	}
+	cancel()
 	drops := env.srv.Filter().Drops()
+	if drops["no_flow"] == 0 {
+		t.Errorf("no no_flow drops counted: %v", drops)
+	}
 	if drops["not_allowed"] < 3 {
 		t.Errorf("no not_allowed drops counted: %v", drops)
 	}

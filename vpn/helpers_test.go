@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -292,4 +293,18 @@ func checkGoroutines(t *testing.T) {
 		buf = buf[:runtime.Stack(buf, true)]
 		t.Errorf("goroutines: %d before, %d after:\n%s", before, n, buf)
 	})
+}
+
+func echoServe(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.Copy(c, c)
+		}()
+	}
 }

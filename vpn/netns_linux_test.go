@@ -404,20 +404,6 @@ func inNetns(t *testing.T, ns string, fn func() (any, error)) any {
 	return v
 }
 
-func echoServe(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			io.Copy(c, c)
-		}()
-	}
-}
-
 func keyPEM(t *testing.T, c tls.Certificate) string {
 	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
