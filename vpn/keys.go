@@ -1,0 +1,145 @@
+package vpn
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/curve25519"
+)
+
+// Key is a WireGuard (Curve25519) key.
+type Key [32]byte
+
+// GenerateKey returns a new, clamped private key.
+func GenerateKey() (Key, error) {
+	var k Key
+	if _, err := rand.Read(k[:]); err != nil {
+		return Key{}, fmt.Errorf("vpn: generate key: %w", err)
+	}
+	k[0] &= 248
+	k[31] = (k[31] & 127) | 64
+	return k, nil
+}
+
+// Public returns the public key of private key k.
+func (k Key) Public() Key {
+	var p Key
+	out, err := curve25519.X25519(k[:], curve25519.Basepoint)
+	if err != nil {
+		return Key{} // only for low-order points, impossible with the basepoint
+	}
+	copy(p[:], out)
+	return p
+}
+
+// String returns the base64 form used by wg and wg-quick.
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+func (k Key) hex() string { return hex.EncodeToString(k[:]) }
+
+// IsZero reports whether k is all zeros.
+func (k Key) IsZero() bool { return k == Key{} }
+
+var errBadKey = errors.New("want 32 bytes in standard base64")
+
+// ParseKey parses a base64 WireGuard key.
+func ParseKey(s string) (Key, error) {
+	var k Key
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != len(k) {
+		return Key{}, errBadKey
+	}
+	copy(k[:], b)
+	return k, nil
+}
+
+// MarshalText implements encoding.TextMarshaler (base64).
+func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler (base64).
+func (k *Key) UnmarshalText(b []byte) error {
+	v, err := ParseKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
+
+// loadOrCreateKey reads a base64 private key from path, or generates one and
+// writes it there (mode 0600) if the file does not exist.
+func loadOrCreateKey(path string) (Key, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, err := ParseKey(string(b))
+		if err != nil {
+			return Key{}, fmt.Errorf("vpn: private key %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return Key{}, fmt.Errorf("vpn: private key: %w", err)
+	}
+	k, err := GenerateKey()
+	if err != nil {
+		return Key{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return Key{}, fmt.Errorf("vpn: private key: %w", err)
+	}
+	if err := writeFileAtomic(path, []byte(k.String()+"\n"), 0o600); err != nil {
+		return Key{}, fmt.Errorf("vpn: private key: %w", err)
+	}
+	return k, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory: write, fsync, rename, fsync the directory. A crash leaves either
+// the old file or the new one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,245 @@
+package vpn
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+func TestRestartRestoresPeers(t *testing.T) {
+	checkGoroutines(t)
+	ca := newTestCA(t)
+	auth := &fakeAuth{}
+	auth.set("alice", allow("engineering", engineeringAccess))
+	dir := t.TempDir()
+	env := startServer(t, auth, ca, dir, nil)
+	text, err := env.enroll(ca.issue(t, "alice", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := env.srv.PublicKey()
+	if err := env.stop(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "wg.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("wg.key: %v %v", fi, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "peers"))
+	if len(entries) != 1 {
+		t.Fatalf("peer files: %v", entries)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "peers", entries[0].Name()))
+	for _, field := range []string{`"identity":"alice"`, `"rule":"engineering"`, `"chain":["`, `"address":"100.96.0.2"`, `"cert_serial"`, `"not_after"`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("record lacks %s: %s", field, b)
+		}
+	}
+
+	// Same state dir and port: the old client config keeps working.
+	env2 := startServer(t, auth, ca, dir, func(c *Config) { c.ListenPort = env.cfg.ListenPort; c.Endpoint = env.cfg.Endpoint })
+	if env2.srv.PublicKey() != pub {
+		t.Fatal("server key changed across restart")
+	}
+	client := newWGClient(t, parseWGQuick(t, text))
+	if err := client.tcpEcho(svcSSH, 22, reachTimeout); err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	// A new enrollment does not get the restored peer's address.
+	auth.set("bob", allow("engineering", engineeringAccess))
+	st, body := env2.post(ca.issue(t, "bob", false), keyBody(newPub(t)))
+	if st != 200 || !strings.Contains(body, `"address":"100.96.0.3"`) {
+		t.Fatalf("bob: %d %s", st, body)
+	}
+}
+
+// writeRecord stores a synthetic record as the server would.
+func writeRecord(t testing.TB, st *store, fp string, addr string, key Key, updated time.Time) {
+	r := &record{
+		Fingerprint: fp, Identity: "x", IdentityKey: "cn/" + fp[:8], PublicKey: key,
+		Address: netip.MustParseAddr(addr), Rule: "engineering", Access: engineeringAccess,
+		Updated: updated, NotAfter: updated.Add(time.Hour),
+	}
+	if err := st.save(r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fp(i int) string { return fmt.Sprintf("%064x", i) }
+
+func TestStoreLoadRepairs(t *testing.T) {
+	dir := t.TempDir()
+	st := &store{dir: dir, log: testLogger(t)}
+	os.MkdirAll(dir, 0o700)
+	now := time.Now()
+	k := func() Key { return newPub(t) }
+	shared := k()
+	writeRecord(t, st, fp(1), "100.96.0.2", k(), now)
+	writeRecord(t, st, fp(2), "100.96.0.2", k(), now.Add(time.Second)) // same address, newer: wins
+	writeRecord(t, st, fp(3), "100.97.0.2", k(), now)                  // outside the pool
+	writeRecord(t, st, fp(4), "100.96.0.9", shared, now)
+	writeRecord(t, st, fp(5), "100.96.0.10", shared, now.Add(time.Second)) // same key, newer: wins
+	writeRecord(t, st, fp(6), "100.96.0.1", k(), now)                      // the server's own address
+	os.WriteFile(filepath.Join(dir, fp(7)+".json"), []byte("{garbage"), 0o600)
+	os.WriteFile(filepath.Join(dir, "."+fp(8)+".json.tmp123"), []byte("partial"), 0o600)
+
+	p := newPool(netip.MustParsePrefix("100.96.0.0/16"), netip.Prefix{})
+	recs, err := st.load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k := range recs {
+		got = append(got, k[60:])
+	}
+	if len(recs) != 2 || recs[fp(2)] == nil || recs[fp(5)] == nil {
+		t.Fatalf("kept %v", got)
+	}
+	if len(p.used) != 2 {
+		t.Errorf("leases: %v", p.used)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("files left: %v", names)
+	}
+	// The freed addresses are leasable again.
+	if o, ok := p.allocate("new"); !ok || o != 3 {
+		t.Errorf("allocate: %d %v", o, ok)
+	}
+}
+
+func TestPool(t *testing.T) {
+	p := newPool(netip.MustParsePrefix("10.0.0.0/29"), netip.MustParsePrefix("fd00::/120"))
+	var got []string
+	for {
+		o, ok := p.allocate("x")
+		if !ok {
+			break
+		}
+		a, a6 := p.addrs(o)
+		got = append(got, a.String()+"|"+a6.String())
+	}
+	want := "10.0.0.2|fd00::2 10.0.0.3|fd00::3 10.0.0.4|fd00::4 10.0.0.5|fd00::5 10.0.0.6|fd00::6"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("got %v", got)
+	}
+	p.release(4)
+	if o, ok := p.allocate("y"); !ok || o != 4 {
+		t.Fatalf("reuse: %d %v", o, ok)
+	}
+	if p.claim(7, "z") || p.claim(1, "z") || p.claim(3, "z") {
+		t.Fatal("claimed broadcast, gateway or a held lease")
+	}
+	big := newPool(netip.MustParsePrefix("100.96.0.0/16"), netip.MustParsePrefix("fd7a::/64"))
+	if _, a6 := big.addrs(0x1ff); a6.String() != "fd7a::1ff" {
+		t.Fatal(a6)
+	}
+}
+
+func TestRevalidateTransientSuspends(t *testing.T) {
+	ca := newTestCA(t)
+	auth := &fakeAuth{}
+	auth.set("alice", allow("engineering", engineeringAccess))
+	env := startServer(t, auth, ca, t.TempDir(), nil)
+	text, err := env.enroll(ca.issue(t, "alice", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := newWGClient(t, parseWGQuick(t, text))
+	if err := client.tcpEcho(svcSSH, 22, reachTimeout); err != nil {
+		t.Fatal(err)
+	}
+	auth.set("alice", policy.Decision{Code: policy.CodeDirectoryUnavailable})
+	env.srv.Revalidate(context.Background())
+	if err := client.tcpEcho(svcSSH, 22, blockedTimeout); err == nil {
+		t.Fatal("suspended peer still has access")
+	}
+	if env.srv.peerCount() != 1 {
+		t.Fatal("transient failure removed the peer")
+	}
+	auth.set("alice", allow("engineering", engineeringAccess))
+	env.srv.Revalidate(context.Background())
+	if err := client.tcpEcho(svcSSH, 22, reachTimeout); err != nil {
+		t.Fatalf("access not restored: %v", err)
+	}
+}
+
+// BenchmarkRestore measures Run's restore path for 10,000 stored peers: read
+// and check the records, lease their addresses, compile the filter, and add
+// every peer to a wireguard-go device in one UAPI transaction.
+func BenchmarkRestore10k(b *testing.B) {
+	dir := b.TempDir()
+	cfg := Config{Enabled: true, Endpoint: "127.0.0.1:1", AddressPool: "100.96.0.0/16", AddressPool6: "fd7a::/64",
+		StateDir: dir, UseNetstack: true, ListenPort: freeUDPPort(b)}
+	st := &store{dir: filepath.Join(dir, "peers"), log: testLogger(b)}
+	os.MkdirAll(st.dir, 0o700)
+	ca := newTestCA(b)
+	leaf := ca.issue(b, "alice", false)
+	now := time.Now()
+	for i := 0; i < 10000; i++ {
+		r := &record{
+			Fingerprint: fp(i), Identity: "alice", IdentityKey: "cn/alice", PublicKey: newPub(b),
+			Address: netip.AddrFrom4([4]byte{100, 96, byte((i + 2) >> 8), byte(i + 2)}), Rule: "engineering",
+			Access: engineeringAccess, Chain: [][]byte{leaf.Certificate[0], ca.cert.Raw}, Updated: now,
+		}
+		data, _ := json.Marshal(r)
+		os.WriteFile(st.path(r.Fingerprint), data, 0o600) // no fsync: setup only
+	}
+	newSrv := func(b *testing.B) *Server {
+		srv, err := New(cfg, &fakeAuth{}, &tls.Config{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return srv
+	}
+	// registry: read, check and lease the records, compile the filter.
+	b.Run("registry", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			srv := newSrv(b)
+			if err := srv.restore(); err != nil {
+				b.Fatal(err)
+			}
+			if srv.peerCount() != 10000 {
+				b.Fatal(srv.peerCount())
+			}
+		}
+	})
+	// device: one UAPI transaction adding 10,000 peers to wireguard-go
+	// (dominated by its per-peer X25519 precomputation).
+	b.Run("device", func(b *testing.B) {
+		srv := newSrv(b)
+		if err := srv.restore(); err != nil {
+			b.Fatal(err)
+		}
+		priv, _ := GenerateKey()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			tdev, err := srv.openTUN()
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv.dev = srv.newDevice(tdev)
+			b.StartTimer()
+			if err := srv.configureDevice(priv); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			srv.dev.Close()
+			b.StartTimer()
+		}
+	})
+}

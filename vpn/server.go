@@ -1,0 +1,314 @@
+package vpn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/vpn/filter"
+)
+
+// Authorizer decides whether a certificate chain may use the VPN.
+// *policy.Authorizer satisfies it.
+type Authorizer interface {
+	Authorize(ctx context.Context, chain []*x509.Certificate) policy.Decision
+}
+
+// Server is the VPN concentrator: a WireGuard device behind a packet filter,
+// the enrollment API, the peer registry and the re-validation loop.
+type Server struct {
+	cfg    *settings
+	auth   Authorizer
+	tls    *tls.Config
+	log    *slog.Logger
+	filter *filter.Filter
+	store  *store
+	ready  chan struct{}
+
+	// Set by Run before ready is closed; read-only afterwards.
+	tnet       *netstack.Net
+	enrollAddr net.Addr
+	pubKey     Key
+
+	// netstackExtra are further local addresses of the netstack (tests
+	// serve "networks behind the concentrator" on them).
+	netstackExtra []netip.Addr
+	// noFilter leaves the TUN unfiltered: only for measuring the filter's
+	// cost in the throughput test. Never set in production.
+	noFilter bool
+
+	revalMu sync.Mutex // serializes re-validation runs
+
+	mu    sync.Mutex         // guards the device handle and the registry below
+	dev   *device.Device     // nil until Run has made it
+	peers map[string]*record // by certificate fingerprint
+	byKey map[Key]*record
+	pool  *pool
+}
+
+// New validates cfg and returns a Server; it starts nothing. tlsConf is the
+// enrollment API's server configuration; it must ask for a client
+// certificate (policy.Authorizer.ServerTLS does): verification is left to
+// auth.
+func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) (*Server, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if auth == nil {
+		return nil, errors.New("vpn: new: no authorizer")
+	}
+	if tlsConf == nil {
+		return nil, errors.New("vpn: new: no TLS configuration")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	pools := []netip.Prefix{s.pool}
+	if s.pool6.IsValid() {
+		pools = append(pools, s.pool6)
+	}
+	return &Server{
+		cfg:    s,
+		auth:   auth,
+		tls:    tlsConf,
+		log:    logger,
+		filter: filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
+		store:  &store{dir: filepath.Join(s.StateDir, "peers"), log: logger},
+		ready:  make(chan struct{}),
+		peers:  make(map[string]*record),
+		byKey:  make(map[Key]*record),
+		pool:   newPool(s.pool, s.pool6),
+	}, nil
+}
+
+// Ready is closed once Run has brought the device and the enrollment API up.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// EnrollAddr is the enrollment API's listening address (after Ready).
+func (s *Server) EnrollAddr() net.Addr { return s.enrollAddr }
+
+// PublicKey is the server's WireGuard public key (after Ready).
+func (s *Server) PublicKey() Key { return s.pubKey }
+
+// Net is the userspace network stack when UseNetstack is set (after Ready).
+func (s *Server) Net() *netstack.Net { return s.tnet }
+
+// Filter is the packet filter, for its counters.
+func (s *Server) Filter() *filter.Filter { return s.filter }
+
+// Run restores the stored peers, brings up the device and the enrollment
+// API, and re-validates peers every RevalidateEvery until ctx is done. It
+// returns after every goroutine it started has exited.
+func (s *Server) Run(ctx context.Context) error {
+	priv, err := loadOrCreateKey(s.keyPath())
+	if err != nil {
+		return err
+	}
+	s.pubKey = priv.Public()
+	if err := s.restore(); err != nil {
+		return err
+	}
+
+	tdev, err := s.openTUN()
+	if err != nil {
+		return err
+	}
+	dev := s.newDevice(tdev)
+	defer dev.Close()
+	s.mu.Lock()
+	s.dev = dev
+	s.mu.Unlock()
+	if err := s.configureDevice(priv); err != nil {
+		return err
+	}
+	if err := dev.Up(); err != nil {
+		return fmt.Errorf("vpn: device up: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if !s.cfg.UseNetstack {
+		stop, err := s.serveUAPI(&wg)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	ln, err := net.Listen("tcp", s.cfg.EnrollListen)
+	if err != nil {
+		return fmt.Errorf("vpn: enrollment listener: %w", err)
+	}
+	s.enrollAddr = ln.Addr()
+	hs := &http.Server{
+		Handler:           s.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	serveErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := hs.Serve(tls.NewListener(ln, s.tls))
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		serveErr <- err
+	}()
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.revalidate)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.Revalidate(ctx)
+			}
+		}
+	}()
+
+	s.log.Info("vpn: up", "interface", s.cfg.Interface, "listen_port", s.cfg.ListenPort,
+		"enroll", s.enrollAddr.String(), "peers", s.peerCount(), "public_key", s.pubKey.String())
+	close(s.ready)
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-serveErr:
+		if err != nil {
+			err = fmt.Errorf("vpn: enrollment API: %w", err)
+		}
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	hs.Shutdown(sctx)
+	cancel()
+	return err
+}
+
+func (s *Server) keyPath() string {
+	if s.cfg.PrivateKeyFile != "" {
+		return s.cfg.PrivateKeyFile
+	}
+	return filepath.Join(s.cfg.StateDir, "wg.key")
+}
+
+func (s *Server) peerCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.peers)
+}
+
+// restore loads the registry and compiles every peer into the filter.
+func (s *Server) restore() error {
+	recs, err := s.store.load(s.pool)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peers = recs
+	s.byKey = make(map[Key]*record, len(recs))
+	for _, r := range recs {
+		s.byKey[r.PublicKey] = r
+	}
+	s.filter.Update(func(u *filter.Update) {
+		for _, r := range recs {
+			u.Set(r.Access, r.addrs()...)
+		}
+	})
+	return nil
+}
+
+// configureDevice sets the key and port and adds every stored peer, in one
+// UAPI transaction.
+func (s *Server) configureDevice(priv Key) error {
+	var w uapiWriter
+	w.privateKey(priv)
+	w.listenPort(s.cfg.ListenPort)
+	w.replacePeers()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.peers {
+		w.addPeer(r.PublicKey, r.addrs()...)
+	}
+	if err := s.apply(&w); err != nil {
+		return fmt.Errorf("vpn: configure device: %w", err)
+	}
+	return nil
+}
+
+// apply sends w's text to the device; s.mu must be held. Before Run has made the device (a
+// Revalidate call at startup), there is nothing to change: the registry is
+// loaded into the device when it is made.
+func (s *Server) apply(w *uapiWriter) error {
+	if s.dev == nil {
+		return nil
+	}
+	if err := s.dev.IpcSet(w.String()); err != nil {
+		return fmt.Errorf("vpn: UAPI set: %w", err)
+	}
+	return nil
+}
+
+// openTUN opens the data plane: a netstack, or a kernel TUN that gets the
+// server's tunnel addresses and is brought up.
+func (s *Server) openTUN() (tun.Device, error) {
+	local := []netip.Addr{s.cfg.gateway}
+	if s.cfg.gateway6.IsValid() {
+		local = append(local, s.cfg.gateway6)
+	}
+	if s.cfg.UseNetstack {
+		local = append(local, s.netstackExtra...)
+		tdev, tnet, err := netstack.CreateNetTUN(local, s.cfg.dns, s.cfg.MTU)
+		if err != nil {
+			return nil, fmt.Errorf("vpn: netstack: %w", err)
+		}
+		s.tnet = tnet
+		return tdev, nil
+	}
+	return s.openKernelTUN()
+}
+
+// newDevice puts the filter around tdev and starts a wireguard-go device on it.
+func (s *Server) newDevice(tdev tun.Device) *device.Device {
+	if !s.noFilter {
+		tdev = filter.Wrap(tdev, s.filter)
+	}
+	return device.NewDevice(tdev, conn.NewDefaultBind(), wgLogger(s.log))
+}
+
+func wgLogger(l *slog.Logger) *device.Logger {
+	return &device.Logger{
+		Verbosef: func(format string, args ...any) { l.Debug("wireguard: " + fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
+	}
+}
