@@ -2,9 +2,51 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"time"
+
+	"github.com/gatehouse/gatehouse/radius/radbench"
 )
 
+// cmdBench runs a load tool: `gatehouse bench radius ...`.
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
-	return &usageError{"bench: not built yet"}
+	if len(args) == 0 || args[0] != "radius" {
+		return &usageError{"bench: usage: gatehouse bench radius --server HOST:PORT --secret S --cert F --key F [flags]"}
+	}
+	fs := newFlags("bench radius", stdout)
+	var c radbench.Config
+	fs.StringVar(&c.Addr, "server", "127.0.0.1:1812", "RADIUS authentication `address` (HOST:PORT)")
+	secret := fs.String("secret", "", "shared `secret` (prefer --secret-file)")
+	secretFile := fs.String("secret-file", "", "`file` holding the shared secret")
+	fs.StringVar(&c.CertFile, "cert", "", "client certificate `file` (PEM, chain may follow)")
+	fs.StringVar(&c.KeyFile, "key", "", "client private key `file` (PEM)")
+	fs.StringVar(&c.CAFile, "ca", "", "verify the server against these roots (`file`); default: not verified")
+	fs.StringVar(&c.ServerName, "server-name", "", "server `name` to check with --ca")
+	fs.StringVar(&c.Identity, "identity", "", "EAP identity (default radbench)")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "simultaneous supplicants")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to run")
+	fs.IntVar(&c.Count, "count", 0, "stop after this many authentications instead")
+	fs.StringVar(&c.TLSVersion, "tls", "", "TLS version: 1.2, 1.3 or empty for the best")
+	fs.BoolVar(&c.Resume, "resume", false, "let supplicants resume TLS sessions")
+	fs.IntVar(&c.FragSize, "fragment-size", 0, "supplicant EAP-TLS fragment size (default the client's)")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "local server `pid` whose CPU time per authentication is reported")
+	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "interval of progress lines (negative: off)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	s, err := readSecret("secret", *secret, *secretFile)
+	if err != nil {
+		return &usageError{"bench: " + err.Error()}
+	}
+	if s == "" || c.CertFile == "" || c.KeyFile == "" {
+		return &usageError{"bench: --secret (or --secret-file), --cert and --key are required"}
+	}
+	c.Secret = s
+	res, err := radbench.Run(ctx, c, stdout)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	fmt.Fprintln(stdout, res.String())
+	return nil
 }

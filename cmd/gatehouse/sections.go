@@ -97,11 +97,7 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
 	}
-	maxTLS, err := radius.MaxTLSVersion(rc.TLSMaxVersion)
-	if err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
-	}
-	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(maxTLS), logger.With("component", "radius")); err != nil {
+	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(0), logger.With("component", "radius")); err != nil {
 		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 	}
 	if c.VPN.Enabled {

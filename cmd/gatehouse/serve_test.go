@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// requireTool returns the path of an external tool. Without it the test
+// skips, or fails when GATEHOUSE_REQUIRE_INTEROP=1 (as in CI).
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s not found and GATEHOUSE_REQUIRE_INTEROP=1: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return p
+}
+
+// freeUDPPort returns a loopback UDP port that was free a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// eapolTest runs eapol_test as a Wi-Fi client with one of the test PKI's
+// certificates against gatehouse and returns its output.
+func eapolTest(t *testing.T, bin string, port int, cert string, tls13 bool) (string, error) {
+	t.Helper()
+	pki, _ := filepath.Abs("../../testdata/pki")
+	phase1 := "tls_disable_tlsv1_3=1"
+	if tls13 {
+		phase1 = "tls_disable_tlsv1_3=0"
+	}
+	conf := fmt.Sprintf(`network={
+	key_mgmt=WPA-EAP
+	eap=TLS
+	identity="anonymous"
+	ca_cert="%[1]s/server-ca.pem"
+	domain_suffix_match="gatehouse.test"
+	client_cert="%[1]s/%[2]s.pem"
+	private_key="%[1]s/%[4]s.key"
+	phase1="%[3]s"
+	eapol_flags=0
+}
+`, pki, cert, phase1, strings.TrimSuffix(cert, "-chain"))
+	cf := filepath.Join(t.TempDir(), "eapol.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-c", cf, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-s", "testing123", "-t", "10", "-r", "0").CombinedOutput()
+	return string(out), err
+}
+
+var reVLAN = regexp.MustCompile(`Attribute 81 \(Tunnel-Private-Group-Id\) length=\d+\s+Value: ([0-9a-f]+)`)
+
+// TestServeEndToEnd runs `gatehouse serve` on the shipped config (the LDIF
+// directory, the test PKI, the real policy) and authenticates with a real
+// supplicant: accepted, rejected, and the VLAN following a policy reload.
+func TestServeEndToEnd(t *testing.T) {
+	bin := requireTool(t, "eapol_test")
+	auth, acct := freeUDPPort(t), freeUDPPort(t)
+	f := writeConfig(t, func(s string) string {
+		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
+		return replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
+	})
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"serve", "-config", f}, &logs, &logs) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Errorf("serve exited %d\n%s", code, logs.String())
+			}
+		}
+	}
+	defer stop()
+	waitFor(t, "radius listening", func() bool { return strings.Contains(logs.String(), "radius: listening") })
+
+	tests := []struct {
+		cert   string
+		tls13  bool
+		accept bool
+		vlan   string // hex of the Tunnel-Private-Group-Id
+	}{
+		{"alice", false, true, "3130"},
+		{"alice", true, true, "3130"},
+		{"thermostat-0001", true, true, "3330"},
+		{"erin-chain", true, true, "3130"},
+		{"bob", false, true, "3230"},
+		{"frank", true, false, ""},
+		{"carol", true, false, ""},
+		{"dave", false, false, ""},
+		{"mallory-spoofed-chain", true, false, ""},
+		{"noeku", true, false, ""},
+	}
+	for _, tt := range tests {
+		name := fmt.Sprintf("%s/tls1.3=%v", tt.cert, tt.tls13)
+		out, err := eapolTest(t, bin, auth, tt.cert, tt.tls13)
+		if tt.accept {
+			m := reVLAN.FindAllStringSubmatch(out, -1)
+			if err != nil || !strings.Contains(out, "MPPE keys OK: 1  mismatch: 0") || len(m) == 0 || m[len(m)-1][1] != tt.vlan {
+				t.Errorf("%s: want accept with VLAN %s; err %v; vlan %v\n%s", name, tt.vlan, err, m, tail(out))
+			}
+		} else if err == nil || !strings.Contains(out, "CTRL-EVENT-EAP-FAILURE") {
+			t.Errorf("%s: want EAP-Failure; err %v\n%s", name, err, tail(out))
+		}
+	}
+
+	// Edit the policy: engineering moves to VLAN 11. The file watcher
+	// reloads it and the next authentication gets the new VLAN.
+	b, _ := os.ReadFile(f)
+	tmp := f + ".new"
+	os.WriteFile(tmp, []byte(replace(`vlan = "10"`, `vlan = "11"`)(string(b))), 0o600)
+	os.Rename(tmp, f)
+	waitFor(t, "policy reload", func() bool { return strings.Contains(logs.String(), "policy reloaded") })
+	out, err := eapolTest(t, bin, auth, "alice", true)
+	if m := reVLAN.FindAllStringSubmatch(out, -1); err != nil || len(m) == 0 || m[len(m)-1][1] != "3131" {
+		t.Errorf("after reload: want VLAN 11; err %v, %v", err, m)
+	}
+	if strings.Contains(logs.String(), "testing123") {
+		t.Error("the shared secret reached the log")
+	}
+	stop()
+	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "…" + s[len(s)-2000:]
+	}
+	return s
+}
