@@ -215,9 +215,13 @@ func (s *Server) Revalidate(ctx context.Context) {
 		}
 		chain, err := r.chain()
 		var d policy.Decision
-		if err != nil {
+		switch {
+		case err != nil:
 			d = policy.Decision{Code: policy.CodeUntrusted, Reason: "stored chain unreadable"}
-		} else {
+		case !r.NotAfter.IsZero() && time.Now().After(r.NotAfter):
+			// Whatever the authorizer says: the certificate is over.
+			d = policy.Decision{Code: policy.CodeExpired, Reason: "certificate expired"}
+		default:
 			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			d = s.auth.Authorize(actx, chain)
 			cancel()

@@ -183,6 +183,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Restored peers run on their stored access until re-validated:
+		// do it at once.
+		s.Revalidate(ctx)
 		t := time.NewTicker(s.cfg.revalidate)
 		defer t.Stop()
 		for {
