@@ -315,3 +315,22 @@ func wgLogger(l *slog.Logger) *device.Logger {
 		Errorf:   func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
 	}
 }
+
+// Stats is a snapshot of the concentrator's state, for metrics and `status`.
+type Stats struct {
+	Peers    int               // enrolled certificates (= WireGuard peers)
+	Leases   int               // addresses leased from the pool
+	PoolSize int               // addresses clients can lease
+	Flows    int               // entries in the connection tracker
+	Drops    map[string]uint64 // packets dropped by the filter, by reason
+}
+
+// Stats returns a snapshot of s.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Peers: len(s.peers), Leases: len(s.pool.used), PoolSize: int(s.pool.last() - s.pool.first() + 1)}
+	s.mu.Unlock()
+	st.Flows = s.filter.Flows()
+	st.Drops = s.filter.Drops()
+	return st
+}
