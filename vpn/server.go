@@ -311,7 +311,11 @@ func (s *Server) newDevice(tdev tun.Device) *device.Device {
 
 func wgLogger(l *slog.Logger) *device.Logger {
 	return &device.Logger{
-		Verbosef: func(format string, args ...any) { l.Debug("wireguard: " + fmt.Sprintf(format, args...)) },
+		Verbosef: func(format string, args ...any) {
+			if l.Enabled(context.Background(), slog.LevelDebug) {
+				l.Debug("wireguard: " + fmt.Sprintf(format, args...))
+			}
+		},
 		Errorf:   func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
 	}
 }
