@@ -316,7 +316,7 @@ func wgLogger(l *slog.Logger) *device.Logger {
 				l.Debug("wireguard: " + fmt.Sprintf(format, args...))
 			}
 		},
-		Errorf:   func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
+		Errorf: func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
 	}
 }
 
