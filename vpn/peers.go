@@ -90,7 +90,18 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	w.addPeer(key, rec.addrs()...)
 	if err := s.apply(&w); err != nil {
 		s.log.Error("vpn: enrollment: device", "err", err)
-		// The record stays: the next restart or re-enrollment retries.
+		// Roll back to the state before this request.
+		if old == nil {
+			if s.store.remove(fp) == nil {
+				s.pool.release(rec.offset)
+			}
+		} else {
+			var back uapiWriter
+			back.removePeer(key)
+			back.addPeer(old.PublicKey, old.addrs()...)
+			s.apply(&back)
+			s.store.save(old)
+		}
 		return nil, &apiError{http.StatusInternalServerError, "internal error; try again later"}
 	}
 	s.filter.Update(func(u *filter.Update) { u.Set(rec.Access, rec.addrs()...) })

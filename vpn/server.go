@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -52,7 +53,8 @@ type Server struct {
 	// cost in the throughput test. Never set in production.
 	noFilter bool
 
-	revalMu sync.Mutex // serializes re-validation runs
+	started atomic.Bool // Run runs once
+	revalMu sync.Mutex  // serializes re-validation runs
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it
@@ -116,6 +118,9 @@ func (s *Server) Filter() *filter.Filter { return s.filter }
 // API, and re-validates peers every RevalidateEvery until ctx is done. It
 // returns after every goroutine it started has exited.
 func (s *Server) Run(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("vpn: Run called twice")
+	}
 	priv, err := loadOrCreateKey(s.keyPath())
 	if err != nil {
 		return err
