@@ -156,8 +156,12 @@ func (f *Filter) Update(fn func(*Update)) {
 	u := &Update{f: f, t: t}
 	fn(u)
 	f.table.Store(t)
-	for _, a := range u.del {
-		f.ct.removeClient(a)
+	if len(u.del) > 0 {
+		gone := make(map[[16]byte]bool, len(u.del))
+		for _, a := range u.del {
+			gone[a] = true
+		}
+		f.ct.removeClients(gone)
 	}
 	// Drop compiled rule sets no peer uses any more.
 	used := make(map[*RuleSet]bool)
