@@ -58,6 +58,9 @@ func prefixRange(p netip.Prefix) (first, last u128) {
 	return first, last
 }
 
+// IPv4 addresses live in ::ffff:0:0/96 (hi == 0, lo>>32 == 0xffff).
+var v4lo, v4hi = u128{0, 0xffff << 32}, u128{0, 0xffff<<32 | 0xffffffff}
+
 // grant is what one address interval allows.
 type grant struct {
 	any   bool        // every protocol and port
@@ -163,10 +166,26 @@ func Compile(dests []policy.Destination) *RuleSet {
 			continue
 		}
 		f, l := prefixRange(d.Prefix)
-		spans = append(spans, span{f, l, d})
-		bounds = append(bounds, f)
-		if n, ok := l.next(); ok {
-			bounds = append(bounds, n)
+		add := func(f, l u128) {
+			spans = append(spans, span{f, l, d})
+			bounds = append(bounds, f)
+			if n, ok := l.next(); ok {
+				bounds = append(bounds, n)
+			}
+		}
+		if !d.Prefix.Addr().Is6() || l.less(v4lo) || v4hi.less(f) {
+			add(f, l)
+			continue
+		}
+		// An IPv6 prefix covering ::ffff:0:0/96 must not admit IPv4
+		// packets (which live there): keep the parts around it.
+		if f.less(v4lo) {
+			p, _ := prev(v4lo)
+			add(f, p)
+		}
+		if v4hi.less(l) {
+			n, _ := v4hi.next()
+			add(n, l)
 		}
 	}
 	slices.SortFunc(bounds, func(a, b u128) int {
@@ -197,8 +216,6 @@ func Compile(dests []policy.Destination) *RuleSet {
 		rs.grants[i] = int32(len(rs.set))
 		rs.set = append(rs.set, g)
 	}
-	// IPv4-mapped addresses are ::ffff:0:0/96, i.e. hi == 0, lo>>32 == 0xffff.
-	v4lo, v4hi := u128{0, 0xffff << 32}, u128{0, 0xffff<<32 | 0xffffffff}
 	for i, start := range rs.starts {
 		end := u128{^uint64(0), ^uint64(0)}
 		if i+1 < len(rs.starts) {
