@@ -204,6 +204,29 @@ func BenchmarkRestore10k(b *testing.B) {
 			}
 		}
 	})
+	// total: what Run does before the device goes up.
+	b.Run("total", func(b *testing.B) {
+		priv, _ := GenerateKey()
+		for i := 0; i < b.N; i++ {
+			srv := newSrv(b)
+			b.StopTimer()
+			tdev, err := srv.openTUN()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := srv.restore(); err != nil {
+				b.Fatal(err)
+			}
+			srv.dev = srv.newDevice(tdev)
+			if err := srv.configureDevice(priv); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			srv.dev.Close()
+			b.StartTimer()
+		}
+	})
 	// device: one UAPI transaction adding 10,000 peers to wireguard-go
 	// (dominated by its per-peer X25519 precomputation).
 	b.Run("device", func(b *testing.B) {
