@@ -130,7 +130,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
-		writeError(w, &apiError{http.StatusRequestEntityTooLarge, "request body too large"})
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, &apiError{http.StatusRequestEntityTooLarge, "request body too large"})
+		} else {
+			writeError(w, &apiError{http.StatusBadRequest, "request body unreadable"})
+		}
 		return
 	}
 	key, err := parseEnrollRequest(body)

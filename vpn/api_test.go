@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -237,4 +239,46 @@ func FuzzParseEnrollRequest(f *testing.F) {
 			t.Fatal("multi-line error")
 		}
 	})
+}
+
+func TestConcurrentEnrollments(t *testing.T) {
+	ca := newTestCA(t)
+	auth := &fakeAuth{}
+	const n = 40
+	certs := make([]tls.Certificate, n)
+	for i := range certs {
+		cn := fmt.Sprintf("user%d", i)
+		auth.set(cn, allow("engineering", engineeringAccess))
+		certs[i] = ca.issue(t, cn, false)
+	}
+	env := startServer(t, auth, ca, t.TempDir(), nil)
+	addrs := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range certs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, _ := json.Marshal(EnrollRequest{PublicKey: newPub(t).String()})
+			resp, err := ca.httpClient(certs[i]).Post(env.url()+"/v1/enroll", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var r EnrollResponse
+			json.NewDecoder(resp.Body).Decode(&r)
+			addrs[i] = r.Address
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, a := range addrs {
+		if a == "" || seen[a] {
+			t.Fatalf("enrollment %d: address %q (duplicate or missing)", i, a)
+		}
+		seen[a] = true
+	}
+	if st := env.srv.Stats(); st.Peers != n || st.Leases != n || len(env.devicePeers()) != n {
+		t.Fatalf("stats %+v, device peers %d", st, len(env.devicePeers()))
+	}
 }

@@ -5,16 +5,40 @@
 // the server authorizes the presented chain with policy, leases a tunnel
 // address, adds the peer to a wireguard-go device (AllowedIPs = that /32 and
 // /128) and answers with a ready wg-quick configuration whose routes are the
-// policy's destinations. The private key never leaves the client.
+// policy's destinations (split tunnel unless the rule says full_tunnel). The
+// private key never leaves the client: [Enroll] generates it and inserts it
+// into the configuration it writes.
+//
+// Enrollment API (HTTPS, client certificate required):
+//
+//	POST   /v1/enroll  {"public_key": "<base64>"} → 200 EnrollResponse
+//	GET    /v1/me      → 200 MeResponse, 404 if this certificate is not enrolled
+//	DELETE /v1/me      → 204: unenroll this certificate
+//
+// Errors are JSON {"error": "..."} written for the employee: 400 bad
+// request, 403 refused (with what to do), 409 key already used by another
+// certificate, 413 body too large, 503 no address left or a service is
+// down. One certificate is one peer: re-enrolling it with a new key replaces
+// the old key and keeps the address; distinct certificates of one identity
+// count toward Config.MaxPeersPerIdentity.
 //
 // Every packet a peer sends passes the filter in package vpn/filter, which
 // enforces the peer's rule and tracks flows so only replies come back. The
-// peer registry and address leases persist in the state directory, one JSON
-// file per enrolled certificate, and a re-validation loop re-runs the policy
-// on each stored certificate chain, removing or updating peers.
+// peer registry and the address leases persist in StateDir/peers, one JSON
+// file per enrolled certificate (a lease exists exactly as long as its
+// file), written atomically. A re-validation loop runs the policy again on
+// every stored certificate chain at start, every RevalidateEvery and on
+// [Server.Revalidate]: denied peers are removed and their leases freed,
+// changed access is applied to the filter, and a transient failure
+// (directory or revocation status unavailable) suspends a peer's access
+// until a later pass succeeds.
 //
-// The data plane is a real TUN device (Linux, CAP_NET_ADMIN; the interface
-// address is set and the link brought up with iproute2's `ip`) or, for tests,
-// wireguard-go's userspace tun/netstack. The UAPI socket is exposed in
-// /var/run/wireguard so `wg show` works.
+// The data plane is a kernel TUN device (Linux, CAP_NET_ADMIN; the server
+// address is set and the link brought up by running iproute2's `ip`) or,
+// for tests, wireguard-go's userspace tun/netstack. The UAPI socket is served
+// in /var/run/wireguard so `wg show` works. gatehouse does not touch
+// forwarding or firewall settings: the admin enables net.ipv4.ip_forward,
+// routes the pool back to the concentrator (or masquerades), and should
+// allow forwarding to the protected networks only from the TUN interface, so
+// traffic cannot go around the filter.
 package vpn

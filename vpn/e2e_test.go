@@ -316,8 +316,8 @@ func TestEndToEnd(t *testing.T) {
 	if n := env.srv.peerCount(); n != 0 {
 		t.Errorf("peers after revocation: %d", n)
 	}
-	if len(env.srv.pool.used) != 0 {
-		t.Errorf("leases after revocation: %v", env.srv.pool.used)
+	if st := env.srv.Stats(); st.Leases != 0 || st.Peers != 0 || st.PoolSize != 65533 {
+		t.Errorf("after revocation: %+v", st)
 	}
 	resp, err = ca.httpClient(alice).Get(env.url() + "/v1/me")
 	if err != nil {

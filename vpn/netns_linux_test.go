@@ -79,8 +79,12 @@ func newLab(t *testing.T, tag string) *lab {
 		run(t, "ip", "-n", a[0], "addr", "add", a[2], "dev", a[1])
 		run(t, "ip", "-n", a[0], "link", "set", a[1], "up")
 	}
+	run(t, "ip", "-n", l.nsS, "addr", "add", "fd00:b::1/64", "dev", "s1", "nodad")
+	run(t, "ip", "-n", l.nsB, "addr", "add", "fd00:b::2/64", "dev", "b0", "nodad")
 	run(t, "ip", "-n", l.nsB, "route", "add", "100.96.0.0/24", "via", "198.51.100.1")
+	run(t, "ip", "-n", l.nsB, "-6", "route", "add", "fd7a:6761::/64", "via", "fd00:b::1")
 	run(t, "ip", "netns", "exec", l.nsS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	run(t, "ip", "netns", "exec", l.nsS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 	return l
 }
 
@@ -121,7 +125,7 @@ func (l *lab) startServer(allow []string, noFilter bool) *helperProc {
 	hc := helperConfig{
 		Config: Config{
 			Enabled: true, Interface: l.ifS, ListenPort: 51820, Endpoint: "192.0.2.1:51820",
-			AddressPool: "100.96.0.0/24", EnrollListen: "192.0.2.1:8443",
+			AddressPool: "100.96.0.0/24", AddressPool6: "fd7a:6761::/64", EnrollListen: "192.0.2.1:8443",
 		},
 		StateDir:   filepath.Join(l.dir, "state"),
 		Allow:      allow,
@@ -241,8 +245,8 @@ func (l *lab) startClient(q *wgQuick, wgGo string) {
 func TestNetnsInterop(t *testing.T) {
 	l := newLab(t, "")
 	// Services on the protected network.
-	for _, port := range []int{22, 80} {
-		ln := inNetns(t, l.nsB, func() (any, error) { return net.Listen("tcp", fmt.Sprintf("198.51.100.2:%d", port)) }).(net.Listener)
+	for _, addr := range []string{"198.51.100.2:22", "198.51.100.2:80", "[fd00:b::2]:22", "[fd00:b::2]:80"} {
+		ln := inNetns(t, l.nsB, func() (any, error) { return net.Listen("tcp", addr) }).(net.Listener)
 		t.Cleanup(func() { ln.Close() })
 		go echoServe(ln)
 	}
@@ -250,7 +254,7 @@ func TestNetnsInterop(t *testing.T) {
 	if err := l.reach("198.51.100.2:22", time.Second); err == nil {
 		t.Fatal("protected service reachable without the tunnel")
 	}
-	h := l.startServer([]string{"198.51.100.2/32 6 22"}, false)
+	h := l.startServer([]string{"198.51.100.2/32 6 22", "fd00:b::2/128 6 22"}, false)
 	q := l.enroll("alice")
 	l.startClient(q, "wireguard-go") // Debian's
 
@@ -260,9 +264,18 @@ func TestNetnsInterop(t *testing.T) {
 	if err := l.reach("198.51.100.2:80", time.Second); err == nil {
 		t.Fatal("forbidden service reachable through the tunnel")
 	}
+	if err := l.reach("[fd00:b::2]:22", 5*time.Second); err != nil {
+		t.Fatalf("allowed IPv6 service through the tunnel: %v", err)
+	}
+	if err := l.reach("[fd00:b::2]:80", time.Second); err == nil {
+		t.Fatal("forbidden IPv6 service reachable through the tunnel")
+	}
 	out := run(t, "wg", "show", l.ifS)
-	if !strings.Contains(out, q.PrivateKey.Public().String()) {
-		t.Errorf("wg show %s does not list the client:\n%s", l.ifS, out)
+	if !strings.Contains(out, q.PrivateKey.Public().String()) || !strings.Contains(out, "100.96.0.2/32, fd7a:6761::2/128") {
+		t.Errorf("wg show %s does not list the client and its addresses:\n%s", l.ifS, out)
+	}
+	if out := run(t, "ip", "-n", l.nsS, "addr", "show", "dev", l.ifS); !strings.Contains(out, "100.96.0.1/24") || !strings.Contains(out, "fd7a:6761::1/64") {
+		t.Errorf("server TUN addresses:\n%s", out)
 	}
 
 	// Revocation: the helper flips alice to revoked and re-validates.
@@ -270,6 +283,9 @@ func TestNetnsInterop(t *testing.T) {
 	line := h.waitLine(t, "REVALIDATED")
 	if err := l.reach("198.51.100.2:22", time.Second); err == nil {
 		t.Fatal("revoked client still reaches the service")
+	}
+	if err := l.reach("[fd00:b::2]:22", time.Second); err == nil {
+		t.Fatal("revoked client still reaches the IPv6 service")
 	}
 	t.Logf("revocation: %s", line)
 }

@@ -90,7 +90,18 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	w.addPeer(key, rec.addrs()...)
 	if err := s.apply(&w); err != nil {
 		s.log.Error("vpn: enrollment: device", "err", err)
-		// The record stays: the next restart or re-enrollment retries.
+		// Roll back to the state before this request.
+		if old == nil {
+			if s.store.remove(fp) == nil {
+				s.pool.release(rec.offset)
+			}
+		} else {
+			var back uapiWriter
+			back.removePeer(key)
+			back.addPeer(old.PublicKey, old.addrs()...)
+			s.apply(&back)
+			s.store.save(old)
+		}
 		return nil, &apiError{http.StatusInternalServerError, "internal error; try again later"}
 	}
 	s.filter.Update(func(u *filter.Update) { u.Set(rec.Access, rec.addrs()...) })
@@ -215,9 +226,13 @@ func (s *Server) Revalidate(ctx context.Context) {
 		}
 		chain, err := r.chain()
 		var d policy.Decision
-		if err != nil {
+		switch {
+		case err != nil:
 			d = policy.Decision{Code: policy.CodeUntrusted, Reason: "stored chain unreadable"}
-		} else {
+		case !r.NotAfter.IsZero() && time.Now().After(r.NotAfter):
+			// Whatever the authorizer says: the certificate is over.
+			d = policy.Decision{Code: policy.CodeExpired, Reason: "certificate expired"}
+		default:
 			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			d = s.auth.Authorize(actx, chain)
 			cancel()

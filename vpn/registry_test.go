@@ -184,20 +184,7 @@ func BenchmarkRestore10k(b *testing.B) {
 	dir := b.TempDir()
 	cfg := Config{Enabled: true, Endpoint: "127.0.0.1:1", AddressPool: "100.96.0.0/16", AddressPool6: "fd7a::/64",
 		StateDir: dir, UseNetstack: true, ListenPort: freeUDPPort(b)}
-	st := &store{dir: filepath.Join(dir, "peers"), log: testLogger(b)}
-	os.MkdirAll(st.dir, 0o700)
-	ca := newTestCA(b)
-	leaf := ca.issue(b, "alice", false)
-	now := time.Now()
-	for i := 0; i < 10000; i++ {
-		r := &record{
-			Fingerprint: fp(i), Identity: "alice", IdentityKey: "cn/alice", PublicKey: newPub(b),
-			Address: netip.AddrFrom4([4]byte{100, 96, byte((i + 2) >> 8), byte(i + 2)}), Rule: "engineering",
-			Access: engineeringAccess, Chain: [][]byte{leaf.Certificate[0], ca.cert.Raw}, Updated: now,
-		}
-		data, _ := json.Marshal(r)
-		os.WriteFile(st.path(r.Fingerprint), data, 0o600) // no fsync: setup only
-	}
+	writeStoredPeers(b, dir, 10000)
 	newSrv := func(b *testing.B) *Server {
 		srv, err := New(cfg, &fakeAuth{}, &tls.Config{}, nil)
 		if err != nil {
@@ -215,6 +202,29 @@ func BenchmarkRestore10k(b *testing.B) {
 			if srv.peerCount() != 10000 {
 				b.Fatal(srv.peerCount())
 			}
+		}
+	})
+	// total: what Run does before the device goes up.
+	b.Run("total", func(b *testing.B) {
+		priv, _ := GenerateKey()
+		for i := 0; i < b.N; i++ {
+			srv := newSrv(b)
+			b.StopTimer()
+			tdev, err := srv.openTUN()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := srv.restore(); err != nil {
+				b.Fatal(err)
+			}
+			srv.dev = srv.newDevice(tdev)
+			if err := srv.configureDevice(priv); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			srv.dev.Close()
+			b.StartTimer()
 		}
 	})
 	// device: one UAPI transaction adding 10,000 peers to wireguard-go
@@ -242,4 +252,66 @@ func BenchmarkRestore10k(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
+
+// writeStoredPeers writes n records of CN "alice" (engineering) into dir.
+func writeStoredPeers(b *testing.B, dir string, n int) {
+	st := &store{dir: filepath.Join(dir, "peers"), log: testLogger(b)}
+	os.MkdirAll(st.dir, 0o700)
+	ca := newTestCA(b)
+	leaf := ca.issue(b, "alice", false)
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		r := &record{
+			Fingerprint: fp(i), Identity: "alice", IdentityKey: "cn/alice", PublicKey: newPub(b),
+			Address: netip.AddrFrom4([4]byte{100, 96, byte((i + 2) >> 8), byte(i + 2)}), Rule: "engineering",
+			Access: engineeringAccess, Chain: [][]byte{leaf.Certificate[0], ca.cert.Raw}, Updated: now,
+			NotAfter: leaf.Leaf.NotAfter,
+		}
+		data, _ := json.Marshal(r)
+		os.WriteFile(st.path(r.Fingerprint), data, 0o600) // no fsync: setup only
+	}
+}
+
+// BenchmarkRevalidate1k measures one re-validation pass over 1,000 peers
+// with an authorizer that answers at once: the floor of the
+// revocation-to-cut time (a pass is started every RevalidateEvery, or by
+// Revalidate after a policy reload; with the real policy, add the
+// authorizer's latency per peer).
+func BenchmarkRevalidate1k(b *testing.B) {
+	dir := b.TempDir()
+	writeStoredPeers(b, dir, 1000)
+	cfg := Config{Enabled: true, Endpoint: "127.0.0.1:1", AddressPool: "100.96.0.0/16", StateDir: dir, UseNetstack: true, ListenPort: freeUDPPort(b)}
+	auth := &fakeAuth{}
+	auth.set("alice", allow("engineering", engineeringAccess))
+	srv, err := New(cfg, auth, &tls.Config{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.restore(); err != nil {
+		b.Fatal(err)
+	}
+	tdev, err := srv.openTUN()
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.dev = srv.newDevice(tdev)
+	defer srv.dev.Close()
+	priv, _ := GenerateKey()
+	if err := srv.configureDevice(priv); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		srv.Revalidate(context.Background())
+	}
+	b.StopTimer()
+	// Revoke everyone: the pass that cuts 1,000 peers.
+	auth.set("alice", policy.Decision{Code: policy.CodeRevoked})
+	start := time.Now()
+	srv.Revalidate(context.Background())
+	b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-cut-1k")
+	if srv.peerCount() != 0 {
+		b.Fatal(srv.peerCount())
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -52,7 +53,8 @@ type Server struct {
 	// cost in the throughput test. Never set in production.
 	noFilter bool
 
-	revalMu sync.Mutex // serializes re-validation runs
+	started atomic.Bool // Run runs once
+	revalMu sync.Mutex  // serializes re-validation runs
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it
@@ -116,6 +118,9 @@ func (s *Server) Filter() *filter.Filter { return s.filter }
 // API, and re-validates peers every RevalidateEvery until ctx is done. It
 // returns after every goroutine it started has exited.
 func (s *Server) Run(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("vpn: Run called twice")
+	}
 	priv, err := loadOrCreateKey(s.keyPath())
 	if err != nil {
 		return err
@@ -183,6 +188,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Restored peers run on their stored access until re-validated:
+		// do it at once.
+		s.Revalidate(ctx)
 		t := time.NewTicker(s.cfg.revalidate)
 		defer t.Stop()
 		for {
@@ -308,7 +316,30 @@ func (s *Server) newDevice(tdev tun.Device) *device.Device {
 
 func wgLogger(l *slog.Logger) *device.Logger {
 	return &device.Logger{
-		Verbosef: func(format string, args ...any) { l.Debug("wireguard: " + fmt.Sprintf(format, args...)) },
-		Errorf:   func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
+		Verbosef: func(format string, args ...any) {
+			if l.Enabled(context.Background(), slog.LevelDebug) {
+				l.Debug("wireguard: " + fmt.Sprintf(format, args...))
+			}
+		},
+		Errorf: func(format string, args ...any) { l.Error("wireguard: " + fmt.Sprintf(format, args...)) },
 	}
+}
+
+// Stats is a snapshot of the concentrator's state, for metrics and `status`.
+type Stats struct {
+	Peers    int               // enrolled certificates (= WireGuard peers)
+	Leases   int               // addresses leased from the pool
+	PoolSize int               // addresses clients can lease
+	Flows    int               // entries in the connection tracker
+	Drops    map[string]uint64 // packets dropped by the filter, by reason
+}
+
+// Stats returns a snapshot of s.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Peers: len(s.peers), Leases: len(s.pool.used), PoolSize: int(s.pool.last() - s.pool.first() + 1)}
+	s.mu.Unlock()
+	st.Flows = s.filter.Flows()
+	st.Drops = s.filter.Drops()
+	return st
 }

@@ -121,13 +121,14 @@ func (s *ctShard) evict(now int64, max int) {
 	delete(s.flows, victim)
 }
 
-// removeClient drops every flow of a client address (peer removed).
-func (ct *conntrack) removeClient(a [16]byte) {
+// removeClients drops every flow of the given client addresses (peers
+// removed), in one pass.
+func (ct *conntrack) removeClients(gone map[[16]byte]bool) {
 	for i := range ct.shards {
 		s := &ct.shards[i]
 		s.mu.Lock()
 		for k := range s.flows {
-			if k.client == a {
+			if gone[k.client] || gone[k.remote] {
 				delete(s.flows, k)
 			}
 		}

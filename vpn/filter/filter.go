@@ -156,8 +156,12 @@ func (f *Filter) Update(fn func(*Update)) {
 	u := &Update{f: f, t: t}
 	fn(u)
 	f.table.Store(t)
-	for _, a := range u.del {
-		f.ct.removeClient(a)
+	if len(u.del) > 0 {
+		gone := make(map[[16]byte]bool, len(u.del))
+		for _, a := range u.del {
+			gone[a] = true
+		}
+		f.ct.removeClients(gone)
 	}
 	// Drop compiled rule sets no peer uses any more.
 	used := make(map[*RuleSet]bool)
@@ -230,6 +234,15 @@ type batchCache struct {
 	valid bool
 }
 
+// match reports whether p is the flow c holds. Kept out of line so that
+// the uncached path (Outbound, Inbound) stays small.
+//
+//go:noinline
+func (c *batchCache) match(p *Packet) bool {
+	return c.valid && p.HasPorts && !p.ICMPReply && c.key.cport == p.SrcPort && c.key.rport == p.DstPort &&
+		c.key.proto == p.Proto && c.key.client == p.Src && c.key.remote == p.Dst
+}
+
 func (c *batchCache) hit(k *flowKey) bool { return c != nil && c.valid && c.key == *k }
 
 func (c *batchCache) set(k *flowKey) {
@@ -243,8 +256,7 @@ func (f *Filter) outbound(pkt []byte, now int64, c *batchCache) Reason {
 	if !Parse(pkt, &p) {
 		return f.drop(Malformed)
 	}
-	if c != nil && c.valid && p.HasPorts && !p.ICMPReply && c.key.cport == p.SrcPort && c.key.rport == p.DstPort &&
-		c.key.proto == p.Proto && c.key.client == p.Src && c.key.remote == p.Dst {
+	if c != nil && c.match(&p) {
 		return Accept
 	}
 	t := f.table.Load()

@@ -3,6 +3,7 @@ package filter
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -171,6 +172,9 @@ func TestFilter(t *testing.T) {
 			{true, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8050), Accept},
 			{false, icmpErr("fd00::1", "fd7a::2", 2, pkt("fd7a::2", "fd00:10::1", tcp, 5000, 8050)), Accept},
 		}},
+		{"ipv4-mapped in ipv6", []step{
+			{true, pkt("fd7a::2", "::ffff:10.20.0.5", tcp, 1, 22), Malformed},
+		}},
 		{"malformed", []step{
 			{true, []byte{0x45, 0, 0}, Malformed},
 			{false, []byte{0x70}, Malformed},
@@ -251,6 +255,57 @@ func TestRuleSetMatchesDestinationAllows(t *testing.T) {
 				if got != want {
 					t.Errorf("%s proto %d port %d: got %v want %v", as, proto, port, got, want)
 				}
+			}
+		}
+	}
+}
+
+func TestRuleSetRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	randAddr := func(v6 bool) netip.Addr {
+		if !v6 {
+			return netip.AddrFrom4([4]byte{10, byte(rng.IntN(4)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+		}
+		var b [16]byte
+		b[0], b[1], b[15] = 0xfd, byte(rng.IntN(4)), byte(rng.IntN(256))
+		return netip.AddrFrom16(b)
+	}
+	fixed := []string{"0.0.0.0/0", "::/0", "::ffff:0:0/96", "::/1", "10.0.0.0/8", "fd00::/8"}
+	for round := 0; round < 200; round++ {
+		var dests []policy.Destination
+		for i := 0; i < rng.IntN(12); i++ {
+			a := randAddr(rng.IntN(2) == 0)
+			bits := rng.IntN(a.BitLen() + 1)
+			if a.Is4() {
+				bits = 8 + rng.IntN(25)
+			}
+			d := policy.Destination{Prefix: netip.PrefixFrom(a, bits).Masked(), Proto: []policy.Proto{0, 1, 6, 17}[rng.IntN(4)]}
+			if (d.Proto == 6 || d.Proto == 17) && rng.IntN(2) == 0 {
+				lo := uint16(rng.IntN(100))
+				d.Ports = []policy.PortRange{{First: lo, Last: lo + uint16(rng.IntN(10))}}
+			}
+			dests = append(dests, d)
+		}
+		if rng.IntN(4) == 0 {
+			dests = append(dests, policy.Destination{Prefix: netip.MustParsePrefix(fixed[rng.IntN(len(fixed))])})
+		}
+		rs := Compile(dests)
+		for i := 0; i < 300; i++ {
+			a := randAddr(rng.IntN(2) == 0)
+			proto := []policy.Proto{1, 6, 17, 58}[rng.IntN(4)]
+			port := uint16(rng.IntN(120))
+			want := false
+			for j := range dests {
+				if dests[j].Allows(a, proto, port) {
+					want = true
+				}
+			}
+			a16 := a.As16()
+			if a.Is4() {
+				a16 = netip.AddrFrom16(a.As16()).As16()
+			}
+			if got := rs.Allows(&a16, uint8(proto), port, proto == 6 || proto == 17); got != want {
+				t.Fatalf("round %d: %s proto %d port %d: got %v want %v\n%v", round, a, proto, port, got, want, dests)
 			}
 		}
 	}

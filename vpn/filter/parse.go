@@ -76,6 +76,9 @@ func Parse(pkt []byte, p *Packet) bool {
 		p.IPv6 = true
 		copy(p.Src[:], pkt[8:24])
 		copy(p.Dst[:], pkt[24:40])
+		if [12]byte(p.Src[:12]) == v4Prefix || [12]byte(p.Dst[:12]) == v4Prefix {
+			return false // IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2)
+		}
 		next := pkt[6]
 		off := 40
 		for i := 0; ; i++ {

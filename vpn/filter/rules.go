@@ -58,6 +58,9 @@ func prefixRange(p netip.Prefix) (first, last u128) {
 	return first, last
 }
 
+// IPv4 addresses live in ::ffff:0:0/96 (hi == 0, lo>>32 == 0xffff).
+var v4lo, v4hi = u128{0, 0xffff << 32}, u128{0, 0xffff<<32 | 0xffffffff}
+
 // grant is what one address interval allows.
 type grant struct {
 	any   bool        // every protocol and port
@@ -142,6 +145,10 @@ type RuleSet struct {
 	starts []u128  // sorted interval starts
 	grants []int32 // per interval: index into set, or -1 for nothing
 	set    []grant
+
+	// The IPv4 part again, with 32-bit starts: smaller, so faster to search.
+	starts4 []uint32
+	grants4 []int32
 }
 
 // Compile builds a RuleSet from destinations. Invalid prefixes are skipped.
@@ -159,10 +166,26 @@ func Compile(dests []policy.Destination) *RuleSet {
 			continue
 		}
 		f, l := prefixRange(d.Prefix)
-		spans = append(spans, span{f, l, d})
-		bounds = append(bounds, f)
-		if n, ok := l.next(); ok {
-			bounds = append(bounds, n)
+		add := func(f, l u128) {
+			spans = append(spans, span{f, l, d})
+			bounds = append(bounds, f)
+			if n, ok := l.next(); ok {
+				bounds = append(bounds, n)
+			}
+		}
+		if !d.Prefix.Addr().Is6() || l.less(v4lo) || v4hi.less(f) {
+			add(f, l)
+			continue
+		}
+		// An IPv6 prefix covering ::ffff:0:0/96 must not admit IPv4
+		// packets (which live there): keep the parts around it.
+		if f.less(v4lo) {
+			p, _ := prev(v4lo)
+			add(f, p)
+		}
+		if v4hi.less(l) {
+			n, _ := v4hi.next()
+			add(n, l)
 		}
 	}
 	slices.SortFunc(bounds, func(a, b u128) int {
@@ -193,13 +216,58 @@ func Compile(dests []policy.Destination) *RuleSet {
 		rs.grants[i] = int32(len(rs.set))
 		rs.set = append(rs.set, g)
 	}
+	for i, start := range rs.starts {
+		end := u128{^uint64(0), ^uint64(0)}
+		if i+1 < len(rs.starts) {
+			end, _ = prev(rs.starts[i+1])
+		}
+		if end.less(v4lo) || v4hi.less(start) {
+			continue
+		}
+		first := uint32(0)
+		if v4lo.less(start) {
+			first = uint32(start.lo)
+		}
+		rs.starts4 = append(rs.starts4, first)
+		rs.grants4 = append(rs.grants4, rs.grants[i])
+	}
 	return rs
+}
+
+func prev(a u128) (u128, bool) {
+	if a.lo == 0 {
+		if a.hi == 0 {
+			return u128{}, false
+		}
+		return u128{a.hi - 1, ^uint64(0)}, true
+	}
+	return u128{a.hi, a.lo - 1}, true
 }
 
 // Allows reports whether the rule set admits a packet to dst.
 func (rs *RuleSet) Allows(dst *[16]byte, proto uint8, port uint16, hasPort bool) bool {
 	if rs == nil || len(rs.starts) == 0 {
 		return false
+	}
+	if [12]byte(dst[:12]) == v4Prefix {
+		a := be32(dst[12:])
+		lo, hi := 0, len(rs.starts4)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if a < rs.starts4[m] {
+				hi = m
+			} else {
+				lo = m + 1
+			}
+		}
+		if lo == 0 {
+			return false
+		}
+		gi := rs.grants4[lo-1]
+		if gi < 0 {
+			return false
+		}
+		return rs.set[gi].allows(proto, port, hasPort)
 	}
 	a := u128From16(dst)
 	// Find the last start <= a.
@@ -220,4 +288,9 @@ func (rs *RuleSet) Allows(dst *[16]byte, proto uint8, port uint16, hasPort bool)
 		return false
 	}
 	return rs.set[gi].allows(proto, port, hasPort)
+}
+
+func be32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
