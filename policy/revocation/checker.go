@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,6 +302,42 @@ func (c *Checker) refresh(ctx context.Context, k crlKey, st *crlState) error {
 		c.log.Info("revocation: CRL updated", "url", k.url, "this_update", l.ThisUpdate, "next_update", l.NextUpdate, "entries", l.Len())
 	}
 	return nil
+}
+
+// Stats describes a Checker's state, for status pages and metrics.
+type Stats struct {
+	CRLs          []CRLStatus
+	OCSPCacheHits uint64 // OCSP questions answered from the cache
+	OCSPExchanges uint64 // OCSP questions sent to a responder
+}
+
+// CRLStatus is the state of one CRL URL.
+type CRLStatus struct {
+	URL        string
+	CA         string    // subject of the CA
+	Source     string    // of the CRL in use, "" if none
+	ThisUpdate time.Time // of the CRL in use
+	NextUpdate time.Time
+	Entries    int
+	Failures   int       // consecutive failed fetches
+	NextFetch  time.Time // when Run fetches it next
+}
+
+// Stats returns the checker's state.
+func (c *Checker) Stats() Stats {
+	var s Stats
+	s.OCSPCacheHits, s.OCSPExchanges = c.ocsp.stats()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, st := range c.crls {
+		cs := CRLStatus{URL: st.src.CRLURL, CA: st.src.CA.Subject.String(), Failures: st.failures, NextFetch: st.due}
+		if l := st.crl; l != nil {
+			cs.Source, cs.ThisUpdate, cs.NextUpdate, cs.Entries = l.Source, l.ThisUpdate, l.NextUpdate, l.Len()
+		}
+		s.CRLs = append(s.CRLs, cs)
+	}
+	slices.SortFunc(s.CRLs, func(a, b CRLStatus) int { return strings.Compare(a.CA+a.URL, b.CA+b.URL) })
+	return s
 }
 
 func sameCRL(a, b *policy.CRL) bool { return string(a.Raw) == string(b.Raw) }

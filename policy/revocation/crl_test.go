@@ -149,6 +149,26 @@ func TestCRLDiskCopy(t *testing.T) {
 	}
 	chk3 := newChecker(t, Config{StateDir: state}, p)
 	wantRev(t, k.verify(p, chk3), policy.CodeRevocationUnknown, "unknown", "")
+
+	// An expired disk copy is loaded, but means "unknown" (alice is not on it).
+	now := time.Now()
+	old, err := k.inter.CRL(nil, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chk4 := newChecker(t, Config{StateDir: state}, p)
+	d := k.verify(p, chk4)
+	wantRev(t, d, policy.CodeRevocationUnknown, "unknown", srv.URL)
+	if !strings.Contains(d.Revocation[0].Detail, "CRL expired") {
+		t.Fatalf("detail %q", d.Revocation[0].Detail)
+	}
+	st := chk4.Stats()
+	if len(st.CRLs) != 1 || st.CRLs[0].URL != srv.URL || st.CRLs[0].Entries != 0 || !st.CRLs[0].NextUpdate.Before(now) {
+		t.Fatalf("stats %+v", st)
+	}
 }
 
 func TestCRLServerDownNoDiskCopy(t *testing.T) {

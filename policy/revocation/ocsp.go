@@ -150,6 +150,7 @@ func (c *Checker) exchange(ctx context.Context, q policy.OCSPQuery) (r policy.Re
 		if parent.Err() != nil && !errors.Is(parent.Err(), context.DeadlineExceeded) {
 			return unknown(q.Responder, err.Error()), 0 // our caller gave up: not the responder's fault
 		}
+		c.log.Warn("revocation: OCSP responder did not answer", "responder", q.Responder, "serial", q.Cert.SerialNumber.Text(16), "err", err)
 		return unknown(q.Responder, err.Error()), -1
 	}
 	now := time.Now()
