@@ -147,7 +147,7 @@ func (c *Checker) exchange(ctx context.Context, q policy.OCSPQuery) (r policy.Re
 	}
 	body, err := c.post(ctx, q.Responder, der)
 	if err != nil {
-		if parent.Err() != nil && !errors.Is(parent.Err(), context.DeadlineExceeded) {
+		if parent.Err() != nil {
 			return unknown(q.Responder, err.Error()), 0 // our caller gave up: not the responder's fault
 		}
 		c.log.Warn("revocation: OCSP responder did not answer", "responder", q.Responder, "serial", q.Cert.SerialNumber.Text(16), "err", err)

@@ -275,3 +275,37 @@ func TestOCSPCacheBounded(t *testing.T) {
 		}
 	}
 }
+
+// A caller that gives up does not spoil the answer for another waiting on
+// the same exchange, and is not held against the responder.
+func TestOCSPCallerGivesUp(t *testing.T) {
+	s := newOCSPSetup(t)
+	s.setStatus(ocsp.Good)
+	var calls atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		time.Sleep(300 * time.Millisecond)
+		s.resp.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	cfg := s.config(s.crl.URL, slow.URL, "require")
+	p := compile(t, cfg)
+	chk := newChecker(t, Config{OCSPFailureHold: time.Hour}, p)
+	q := policy.OCSPQuery{Cert: s.alice.Cert, Issuer: s.inter.Cert, Responder: slow.URL, Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	follower := make(chan policy.RevocationResult, 1)
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		follower <- chk.OCSP(context.Background(), q)
+	}()
+	if r := chk.OCSP(ctx, q); r.Status != "unknown" {
+		t.Fatalf("impatient caller: %+v", r)
+	}
+	if r := <-follower; r.Status != "good" {
+		t.Fatalf("patient caller: %+v", r)
+	}
+	if r := chk.OCSP(context.Background(), q); r.Status != "good" {
+		t.Fatalf("after: %+v", r)
+	}
+}
