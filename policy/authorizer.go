@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"sync/atomic"
+	"time"
 )
 
 // Authorizer answers "may this certificate chain have access, and what
@@ -16,6 +17,7 @@ type Authorizer struct {
 	policy atomic.Pointer[Policy]
 	dir    Directory
 	log    *slog.Logger
+	rc     atomic.Pointer[RevocationChecker] // nil: CRL files only
 }
 
 // NewAuthorizer returns an Authorizer using p (which may be nil until the
@@ -32,6 +34,25 @@ func NewAuthorizer(p *Policy, dir Directory, logger *slog.Logger) *Authorizer {
 	return a
 }
 
+// SetRevocation attaches the source of fetched CRLs and OCSP answers (see
+// package policy/revocation) used by every decision that starts after it
+// returns. Without one, only CRL files count.
+func (a *Authorizer) SetRevocation(rc RevocationChecker) {
+	if rc == nil {
+		a.rc.Store(nil)
+		return
+	}
+	a.rc.Store(&rc)
+}
+
+// Revocation returns the attached RevocationChecker, nil if none.
+func (a *Authorizer) Revocation() RevocationChecker {
+	if rc := a.rc.Load(); rc != nil {
+		return *rc
+	}
+	return nil
+}
+
 // Swap makes p the policy for every decision that starts after it returns.
 func (a *Authorizer) Swap(p *Policy) { a.policy.Store(p) }
 
@@ -46,7 +67,7 @@ func (a *Authorizer) Authorize(ctx context.Context, chain []*x509.Certificate) D
 	if p == nil {
 		return Decision{Code: CodePolicyUnavailable, Reason: "no policy loaded"}
 	}
-	d := p.Verify(chain)
+	d := p.VerifyContext(ctx, chain, time.Now(), a.Revocation())
 	if d.Code != CodeAllowed {
 		return d
 	}

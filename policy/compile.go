@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,12 +48,23 @@ type Policy struct {
 
 // Summary describes a compiled policy for `gatehouse check`.
 type Summary struct {
-	ClientCAs     []string // subjects
-	Intermediates []string
-	CRLs          int
-	Revocation    string
-	Rules         []string // names, in order
-	ServerCert    string   // subject of the server certificate, "" if none
+	ClientCAs      []string // subjects
+	Intermediates  []string
+	CRLs           int // CRL files
+	Revocation     string
+	CRLURLs        int    // CRL URLs of [[trust.ca_source]]
+	OCSP           string // off, prefer or require
+	OCSPResponders int
+	Rules          []string // names, in order
+	ServerCert     string   // subject of the server certificate, "" if none
+}
+
+// Revocation returns the compiled network revocation settings, for the
+// RevocationChecker that serves this policy.
+func (p *Policy) Revocation() RevocationSettings {
+	s := p.trust.settings
+	s.Sources = slices.Clone(s.Sources)
+	return s
 }
 
 // Summary returns a description of the policy.
@@ -92,6 +104,15 @@ func Compile(cfg *Config) (*Policy, error) {
 		s.CRLs += len(l)
 	}
 	s.Revocation = p.trust.revocation
+	s.OCSP = p.trust.settings.OCSP
+	for _, src := range p.trust.settings.Sources {
+		if src.CRLURL != "" {
+			s.CRLURLs++
+		}
+		if src.OCSPResponder != "" {
+			s.OCSPResponders++
+		}
+	}
 	for _, r := range p.rules {
 		s.Rules = append(s.Rules, r.name)
 	}

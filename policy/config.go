@@ -23,13 +23,34 @@ type TrustConfig struct {
 	// presented chain, so clients that send only their leaf still verify.
 	Intermediates []string `toml:"intermediates"`
 	// CRL lists CRL files (PEM or DER). Each must be signed by one of the
-	// configured CAs.
+	// configured CAs. They are read by Compile (and on every reload).
 	CRL []string `toml:"crl"`
 	// Revocation is "require" (the default: every non-root certificate of a
-	// chain must be covered by a current, verified CRL, else the decision is
-	// "revocation unknown" and denied), "best_effort" (check what is
-	// configured, allow when no CRL covers a CA) or "off".
+	// chain must be covered by a current, verified CRL or OCSP answer, else
+	// the decision is "revocation unknown" and denied), "best_effort" (check
+	// what is configured, allow when nothing covers a CA) or "off".
 	Revocation string `toml:"revocation"`
+	// CASource lists, per CA, where to fetch its CRL and which OCSP
+	// responder to ask. For a CA with several sources, the newest verified
+	// CRL among its files and URLs is used.
+	CASource []CASourceConfig `toml:"ca_source"`
+	// CRLRefresh is how often CRLs are fetched from their URLs (default
+	// "1h", at least "1s"); a CRL is also fetched again shortly before its
+	// nextUpdate. A failed fetch keeps the last good CRL and is retried
+	// sooner.
+	CRLRefresh Duration `toml:"crl_refresh"`
+	// OCSP is "off" (the default), "prefer" (ask the CA's ocsp_responder; if
+	// it gives no good or revoked answer, use the CRL) or "require" (the
+	// responder must answer good; anything else denies, whatever
+	// Revocation says). Certificates of a CA without an ocsp_responder are
+	// checked with CRLs in every mode.
+	OCSP string `toml:"ocsp"`
+	// OCSPTimeout bounds one OCSP exchange (default "3s").
+	OCSPTimeout Duration `toml:"ocsp_timeout"`
+	// OCSPNonce sends a random nonce with each OCSP request and refuses
+	// responses that do not echo it. Off by default: responders that serve
+	// pre-signed responses ignore nonces.
+	OCSPNonce bool `toml:"ocsp_nonce"`
 	// ServerCert and ServerKey are the PEM certificate chain and key that
 	// gatehouse presents to clients, in EAP-TLS and on the enrollment API.
 	ServerCert string `toml:"server_cert"`

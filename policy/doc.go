@@ -5,7 +5,9 @@
 //
 //  1. trust: the presented chain verifies to a configured client CA, the leaf
 //     carries the clientAuth EKU, every certificate is inside its validity
-//     period, and revocation status is known and good (CRLs);
+//     period, and revocation status is known and good (CRL files; with a
+//     [RevocationChecker], such as package policy/revocation provides, also
+//     CRLs fetched from URLs and OCSP);
 //  2. identity: the leaf's names (SAN UPN, SAN e-mail, CN, SAN DNS, subject
 //     serialNumber, SHA-256 fingerprint) are extracted, the certificate is
 //     classified as a user or a device, and its lookup key is chosen;

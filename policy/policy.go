@@ -25,9 +25,17 @@ func (p *Policy) Verify(chain []*x509.Certificate) Decision {
 	return p.VerifyAt(chain, time.Now())
 }
 
-// VerifyAt is Verify at a given time.
+// VerifyAt is Verify at a given time. It does no I/O: only CRL files count
+// for revocation (use VerifyContext for fetched CRLs and OCSP).
 func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
-	d := p.trust.verify(chain, now)
+	return p.VerifyContext(context.Background(), chain, now, nil)
+}
+
+// VerifyContext is VerifyAt with the fetched CRLs and OCSP answers of rc
+// (nil: CRL files only). It may block on OCSP until ctx is done or the
+// configured ocsp_timeout passes.
+func (p *Policy) VerifyContext(ctx context.Context, chain []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
+	d := p.trust.verify(ctx, chain, now, rc)
 	if d.Code == CodeAllowed {
 		id, err := IdentityOf(d.Chain[0])
 		if err != nil {

@@ -133,7 +133,7 @@ func TestCRLNotYetValidOrExpired(t *testing.T) {
 	// Tamper with the compiled CRL's dates to simulate a stale list.
 	for _, lists := range p.trust.crls {
 		for _, l := range lists {
-			l.nextUpdate = time.Now().Add(-time.Hour)
+			l.NextUpdate = time.Now().Add(-time.Hour)
 		}
 	}
 	d := p.Verify(alice)

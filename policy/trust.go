@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -22,20 +24,14 @@ type trust struct {
 	roots         *x509.CertPool
 	intermediates []*x509.Certificate // configured, added to every presented chain
 	cas           []*x509.Certificate // roots and intermediates, for CRL issuers and device rules
-	crls          map[[32]byte][]*crl // by SHA-256 of the issuing CA certificate
+	crls          map[[32]byte][]*CRL // CRL files, by SHA-256 of the issuing CA certificate
 	revocation    string
-}
-
-// crl is a CRL verified at compile time against the CA that issued it.
-type crl struct {
-	source     string
-	thisUpdate time.Time
-	nextUpdate time.Time
-	revoked    map[string]time.Time // serial bytes → revocation time
+	sources       map[[32]byte]*caSources // [[trust.ca_source]], by SHA-256 of the CA certificate
+	settings      RevocationSettings
 }
 
 func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
-	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*crl{}, revocation: c.Revocation}
+	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*CRL{}, revocation: c.Revocation}
 	switch c.Revocation {
 	case "":
 		t.revocation = RevocationRequire
@@ -79,7 +75,7 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 		}
 		var issuer *x509.Certificate
 		for _, ca := range t.cas {
-			if l.CheckSignatureFrom(ca) == nil {
+			if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
 				issuer = ca
 				break
 			}
@@ -88,18 +84,21 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 			errs.add(key, f, fmt.Errorf("CRL issued by %q is not signed by any configured CA", l.Issuer))
 			continue
 		}
-		c := &crl{source: f, thisUpdate: l.ThisUpdate, nextUpdate: l.NextUpdate, revoked: map[string]time.Time{}}
-		for _, e := range l.RevokedCertificateEntries {
-			c.revoked[string(e.SerialNumber.Bytes())] = e.RevocationTime
+		c, err := newCRL(l, issuer, "file "+f)
+		if err != nil {
+			errs.add(key, f, err)
+			continue
 		}
 		k := sha256.Sum256(issuer.Raw)
 		t.crls[k] = append(t.crls[k], c)
 	}
+	compileRevocation(c, t, errs)
 	return t
 }
 
-// verify runs chain verification, EKU, validity and revocation at now.
-func (t *trust) verify(presented []*x509.Certificate, now time.Time) Decision {
+// verify runs chain verification, EKU, validity and revocation at now. rc,
+// which may be nil, supplies fetched CRLs and OCSP answers.
+func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
 	if len(presented) == 0 || presented[0] == nil {
 		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}
 	}
@@ -131,13 +130,13 @@ func (t *trust) verify(presented []*x509.Certificate, now time.Time) Decision {
 	}
 	d.Revocation = make([]RevocationResult, 0, len(chain)-1)
 	for i := 0; i < len(chain)-1; i++ {
-		r := t.revoked(chain[i], chain[i+1], now)
+		r, strict := t.revocationOf(ctx, chain[i], chain[i+1], now, rc)
 		d.Revocation = append(d.Revocation, r)
 		switch {
 		case r.Status == "revoked":
 			d.Code, d.Reason = CodeRevoked, fmt.Sprintf("certificate %q is revoked (%s)", r.Subject, r.Detail)
 			return d
-		case r.Status == "unknown" && t.revocation == RevocationRequire:
+		case r.Status == "unknown" && (strict || t.revocation == RevocationRequire):
 			d.Code, d.Reason = CodeRevocationUnknown, fmt.Sprintf("revocation status of %q unknown: %s", r.Subject, r.Detail)
 			return d
 		}
@@ -181,36 +180,6 @@ func hasClientAuth(c *x509.Certificate) bool {
 		}
 	}
 	return false
-}
-
-// revoked checks cert, issued by issuer, against the CRLs of that issuer.
-func (t *trust) revoked(cert, issuer *x509.Certificate, now time.Time) RevocationResult {
-	r := RevocationResult{Subject: cert.Subject.String(), Status: "unknown"}
-	lists := t.crls[sha256.Sum256(issuer.Raw)]
-	if len(lists) == 0 {
-		r.Detail = fmt.Sprintf("no CRL configured for issuer %q", issuer.Subject)
-		return r
-	}
-	var best *crl
-	for _, l := range lists {
-		if best == nil || l.thisUpdate.After(best.thisUpdate) {
-			best = l
-		}
-	}
-	r.Source = "crl " + best.source
-	switch {
-	case now.Before(best.thisUpdate):
-		r.Detail = "CRL is not valid yet (thisUpdate " + best.thisUpdate.UTC().Format(time.RFC3339) + ")"
-	case !best.nextUpdate.IsZero() && now.After(best.nextUpdate):
-		r.Detail = "CRL expired (nextUpdate " + best.nextUpdate.UTC().Format(time.RFC3339) + ")"
-	default:
-		if at, ok := best.revoked[string(cert.SerialNumber.Bytes())]; ok {
-			r.Status, r.Detail = "revoked", "revoked at "+at.UTC().Format(time.RFC3339)
-		} else {
-			r.Status = "good"
-		}
-	}
-	return r
 }
 
 // readCerts reads every certificate of a PEM file.
