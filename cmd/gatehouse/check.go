@@ -32,6 +32,9 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "intermediates: %s\n", strings.Join(s.Intermediates, "; "))
 	}
 	fmt.Fprintf(stdout, "revocation:    %s, %d CRLs\n", s.Revocation, s.CRLs)
+	if s.CRLURLs > 0 || s.OCSP != "off" {
+		fmt.Fprintf(stdout, "               %d CRL URLs, OCSP %s with %d responders\n", s.CRLURLs, s.OCSP, s.OCSPResponders)
+	}
 	if s.ServerCert != "" {
 		fmt.Fprintf(stdout, "server cert:   %s\n", s.ServerCert)
 	}

@@ -70,6 +70,9 @@ func loadConfig(file string) (*loaded, error) {
 	relAll(dir, c.Trust.ClientCA)
 	relAll(dir, c.Trust.Intermediates)
 	relAll(dir, c.Trust.CRL)
+	for i := range c.Trust.CASource {
+		rel(dir, &c.Trust.CASource[i].CA)
+	}
 	rel(dir, &c.Trust.ServerCert)
 	rel(dir, &c.Trust.ServerKey)
 	for i := range c.Identity.Device {

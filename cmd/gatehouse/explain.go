@@ -21,6 +21,7 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, erro
 	certFile := fs.String("cert", "", "client certificate `file` (PEM; may hold the chain too)")
 	chainFile := fs.String("chain", "", "extra intermediate certificates `file` (PEM) the client would send")
 	noCache := fs.Bool("no-cache", false, "bypass the directory cache")
+	refresh := fs.Bool("refresh", true, "fetch configured CRL URLs now instead of using only the copies on disk")
 	at := fs.String("at", "", "decide at this `time` (RFC 3339) instead of now")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
@@ -58,7 +59,16 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, erro
 	}
 	defer dir.close()
 	a := policy.NewAuthorizer(l.policy, dir, logger)
-	d := l.policy.VerifyAt(chain, now)
+	rev, err := newRevocation(l, logger)
+	if err != nil {
+		return exitUsage, err
+	}
+	if *refresh {
+		if err := rev.Refresh(ctx); err != nil {
+			fmt.Fprintf(stdout, "warning: revocation refresh: %v (using the copies on disk)\n", err)
+		}
+	}
+	d := l.policy.VerifyContext(ctx, chain, now, rev)
 	d = a.Decide(ctx, l.policy, d)
 	writeExplain(stdout, chain[0], d)
 	if d.Allowed {

@@ -17,14 +17,15 @@ import (
 // content changes, and swaps the policy whole. A file that fails to compile
 // is logged and the policy in force stays.
 type reloader struct {
-	file     string
-	auth     *policy.Authorizer
-	log      *slog.Logger
-	every    time.Duration     // how often the file is polled for changes
-	onSwap   func(*loaded)     // called after a successful swap (e.g. VPN re-validation)
-	hup      chan os.Signal    // SIGHUP; nil disables signals (tests)
-	sum      [sha256.Size]byte // of the file content in force
-	reloaded chan struct{}     // receives after each attempt, for tests; may be nil
+	file       string
+	auth       *policy.Authorizer
+	log        *slog.Logger
+	every      time.Duration     // how often the file is polled for changes
+	beforeSwap func(*loaded)     // called before a compiled policy is swapped in
+	onSwap     func(*loaded)     // called after a successful swap (e.g. VPN re-validation)
+	hup        chan os.Signal    // SIGHUP; nil disables signals (tests)
+	sum        [sha256.Size]byte // of the file content in force
+	reloaded   chan struct{}     // receives after each attempt, for tests; may be nil
 }
 
 func newReloader(file string, l0 []byte, auth *policy.Authorizer, log *slog.Logger) *reloader {
@@ -71,6 +72,9 @@ func (r *reloader) reload(force bool) {
 		r.log.Error("reload failed; the policy in force stays", "file", r.file, "err", err)
 		r.done()
 		return
+	}
+	if r.beforeSwap != nil {
+		r.beforeSwap(l)
 	}
 	r.auth.Swap(l.policy)
 	r.log.Info("policy reloaded", "file", r.file, "rules", len(l.policy.Summary().Rules))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/directory"
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/vpn"
 )
@@ -81,6 +82,7 @@ func openDirectory(_ context.Context, l *loaded, logger *slog.Logger, noCache bo
 type servers struct {
 	dir    *directory.Directory
 	auth   *policy.Authorizer
+	rev    *revocation.Checker
 	radius *radius.Server
 	vpn    *vpn.Server // nil when disabled
 }
@@ -93,6 +95,10 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 	}
 	s.auth = policy.NewAuthorizer(l.policy, s.dir, logger.With("component", "policy"))
+	if s.rev, err = newRevocation(l, logger.With("component", "revocation")); err != nil {
+		return nil, err
+	}
+	s.auth.SetRevocation(s.rev)
 	rc := c.Radius
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
@@ -108,4 +114,15 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		}
 	}
 	return s, nil
+}
+
+// newRevocation builds the CRL fetcher and OCSP client of a configuration;
+// its disk copies live in state_dir/revocation.
+func newRevocation(l *loaded, logger *slog.Logger) (*revocation.Checker, error) {
+	rc := revocation.Config{StateDir: filepath.Join(l.cfg.Server.StateDir, "revocation")}
+	rev, err := revocation.New(rc, l.policy, logger)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
+	return rev, nil
 }

@@ -32,6 +32,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	rl := newReloader(l.file, raw, s.auth, logger.With("component", "reload"))
+	// A reloaded policy's revocation sources are loaded before it is in force.
+	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
 	if s.vpn != nil {
 		v := s.vpn
 		rl.onSwap = func(*loaded) { v.Revalidate(ctx) }
@@ -39,9 +41,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	logger.Info("gatehouse starting", "version", version, "config", l.file,
 		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))
 	return runAll(ctx, logger, map[string]func(context.Context) error{
-		"directory": s.dir.Run,
-		"radius":    s.radius.Run,
-		"reload":    rl.Run,
+		"directory":  s.dir.Run,
+		"revocation": s.rev.Run,
+		"radius":     s.radius.Run,
+		"reload":     rl.Run,
 		"vpn": func(ctx context.Context) error {
 			if s.vpn == nil {
 				return nil
