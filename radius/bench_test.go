@@ -48,7 +48,7 @@ func newInproc(tb testing.TB, mod func(*Config)) *inproc {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, newFakeAuth(p), p.serverTLS(), nil)
+	s, err := New(cfg, newFakeAuth(p), p.serverTLS(), testLogger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
