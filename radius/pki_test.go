@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,8 +177,16 @@ func (p *testPKI) clientTLS(cert *tls.Certificate, max uint16) *tls.Config {
 // intermediate known to the server) and maps the leaf CN to a decision.
 type fakeAuth struct {
 	roots, inters *x509.CertPool
-	rules         map[string]policy.WiFi
 	calls         atomic.Int64
+
+	mu    sync.Mutex // guards rules
+	rules map[string]policy.WiFi
+}
+
+func (a *fakeAuth) deleteRule(cn string) {
+	a.mu.Lock()
+	delete(a.rules, cn)
+	a.mu.Unlock()
 }
 
 func newFakeAuth(p *testPKI) *fakeAuth {
@@ -206,7 +215,9 @@ func (a *fakeAuth) Authorize(ctx context.Context, chain []*x509.Certificate) pol
 	}
 	cn := chain[0].Subject.CommonName
 	d := policy.Decision{Chain: vc[0], Identity: policy.Identity{Field: "cn", Name: cn, CN: cn}}
+	a.mu.Lock()
 	w, ok := a.rules[cn]
+	a.mu.Unlock()
 	if !ok {
 		d.Code, d.Reason = policy.CodeNoRule, "no rule matched"
 		return d
