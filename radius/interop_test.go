@@ -42,9 +42,10 @@ type eapolCase struct {
 // writeClientPEMs writes the test PKI for eapol_test.
 func writeClientPEMs(t *testing.T, p *testPKI) (dir string) {
 	dir = t.TempDir()
-	writePEM(t, dir, "ca", [][]byte{p.root.cert.Raw}, nil)
+	writePEM(t, dir, "ca", [][]byte{p.serverCA.Raw}, nil)
 	for name, c := range map[string]*tls.Certificate{
 		"alice": &p.alice, "thermostat": &p.thermostat, "erin": &p.erin, "mallory": &p.mallory, "frank": &p.frank,
+		"dave": &p.dave, "noeku": &p.noeku,
 	} {
 		writePEM(t, dir, name, c.Certificate, c.PrivateKey.(crypto.Signer))
 	}
@@ -116,6 +117,8 @@ func TestEAPOLTestInterop(t *testing.T) {
 		{name: "untrusted tls1.2", cert: "mallory", secret: testSecret},
 		{name: "untrusted tls1.3", cert: "mallory", tls13: true, secret: testSecret},
 		{name: "no rule tls1.3", cert: "frank", tls13: true, secret: testSecret},
+		{name: "expired tls1.2", cert: "dave", secret: testSecret},
+		{name: "no clientAuth EKU tls1.3", cert: "noeku", tls13: true, secret: testSecret},
 		{name: "wrong secret", cert: "alice", secret: "not-the-secret", noAnswer: true},
 	}
 	for _, tc := range tests {

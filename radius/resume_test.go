@@ -20,7 +20,7 @@ func TestResumptionReauthorizes(t *testing.T) {
 		c := s.client(testSecret)
 		for i, want := range []struct{ accept, resumed bool }{{true, false}, {true, true}, {false, true}} {
 			if i == 2 {
-				s.auth.deleteRule("alice") // policy changed
+				s.auth.deleteRule("Alice Example") // policy changed
 			}
 			res, err := c.Authenticate(context.Background(), "alice", conf)
 			if err != nil {
@@ -32,7 +32,7 @@ func TestResumptionReauthorizes(t *testing.T) {
 			if want.accept && res.TLS.DidResume != want.resumed {
 				t.Errorf("%x #%d: resumed %v", v, i, res.TLS.DidResume)
 			}
-			if want.accept && rfc2865.UserName_GetString(res.Reply) != "alice" {
+			if want.accept && rfc2865.UserName_GetString(res.Reply) != "Alice Example" {
 				t.Errorf("%x #%d: User-Name %q", v, i, rfc2865.UserName_GetString(res.Reply))
 			}
 		}

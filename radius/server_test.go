@@ -133,6 +133,8 @@ func TestEAPTLS(t *testing.T) {
 		{"untrusted", s, &p.mallory, 0, 0, 0, false, "", 0},
 		{"untrusted 1.2", s, &p.mallory, tls.VersionTLS12, 0, 0, false, "", 0},
 		{"no rule", s, &p.frank, 0, 0, 0, false, "", 0},
+		{"expired", s, &p.dave, 0, 0, 0, false, "", 0},
+		{"no clientAuth EKU", s, &p.noeku, tls.VersionTLS12, 0, 0, false, "", 0},
 		{"no certificate 1.3", s, nil, tls.VersionTLS13, 0, 0, false, "", 0},
 		{"no certificate 1.2", s, nil, tls.VersionTLS12, 0, 0, false, "", 0},
 	}
