@@ -103,7 +103,7 @@ func checkGoroutines(t testing.TB, before int) {
 }
 
 func (s *testServer) client(secret string) *radbench.Client {
-	return &radbench.Client{Addr: s.Addr().String(), Secret: []byte(secret), Timeout: 500 * time.Millisecond, Retries: 1}
+	return &radbench.Client{Addr: s.Addr().String(), Secret: []byte(secret), Timeout: 500 * time.Millisecond, Retries: 1, MAFirst: true}
 }
 
 func TestEAPTLS(t *testing.T) {
