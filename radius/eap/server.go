@@ -76,15 +76,14 @@ const (
 // ServerSession is the server side of one EAP-TLS conversation. It is not
 // safe for concurrent use: the caller serializes steps.
 type ServerSession struct {
-	cfg     *ServerConfig
-	id      byte // identifier of the last Request sent
-	state   serverState
-	frag    int // maximum EAP packet size for this conversation
-	in      reassembler
-	out     fragmenter
-	p       *pump
-	tlsDone bool
-	msk     []byte
+	cfg   *ServerConfig
+	id    byte // identifier of the last Request sent
+	state serverState
+	frag  int // maximum EAP packet size for this conversation
+	in    reassembler
+	out   fragmenter
+	p     *pump
+	msk   []byte
 }
 
 // NewServerSession answers an EAP-Response/Identity with identifier respID:
