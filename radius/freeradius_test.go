@@ -32,7 +32,7 @@ func optionalTool(t *testing.T, name string) string {
 
 // startFreeRADIUS runs a FreeRADIUS server configured for EAP-TLS with the
 // shared test PKI on a free 127.0.0.1 port and returns its address.
-func startFreeRADIUS(t *testing.T, tlsMax string) string {
+func startFreeRADIUS(t *testing.T, tlsMax string, debug bool) (addr string, pid int) {
 	bin := optionalTool(t, "freeradius")
 	const sys = "/etc/freeradius/3.0"
 	if _, err := os.Stat(sys); err != nil {
@@ -119,7 +119,11 @@ func startFreeRADIUS(t *testing.T, tlsMax string) string {
 	}
 	os.Remove(filepath.Join(dir, "sites-enabled", "inner-tunnel"))
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-X", "-d", dir)
+	args := []string{"-f", "-l", "stdout", "-d", dir}
+	if debug {
+		args = []string{"-X", "-d", dir}
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
@@ -153,7 +157,7 @@ func startFreeRADIUS(t *testing.T, tlsMax string) string {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("freeradius did not start in time:\n%s", logBuf.String())
 	}
-	return fmt.Sprintf("127.0.0.1:%d", port)
+	return fmt.Sprintf("127.0.0.1:%d", port), cmd.Process.Pid
 }
 
 // TestRadbenchAgainstFreeRADIUS shows radbench's supplicant is generic:
@@ -162,7 +166,7 @@ func startFreeRADIUS(t *testing.T, tlsMax string) string {
 func TestRadbenchAgainstFreeRADIUS(t *testing.T) {
 	for _, v := range []string{"1.2", "1.3"} {
 		t.Run("tls"+v, func(t *testing.T) {
-			addr := startFreeRADIUS(t, v)
+			addr, _ := startFreeRADIUS(t, v, true)
 			p := getPKI(t)
 			c := &radbench.Client{Addr: addr, Secret: []byte(testSecret), Timeout: 2 * time.Second}
 			conf := p.clientTLS(&p.aliceChain, 0)
@@ -205,4 +209,21 @@ func (s *syncBuilder) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestFreeRADIUSBench measures FreeRADIUS with radbench for comparison
+// (set GATEHOUSE_FREERADIUS_BENCH=10s; TLS version from GATEHOUSE_RADBENCH_TLS).
+func TestFreeRADIUSBench(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("GATEHOUSE_FREERADIUS_BENCH"))
+	if err != nil {
+		t.Skip("GATEHOUSE_FREERADIUS_BENCH not set")
+	}
+	v := envOr("GATEHOUSE_RADBENCH_TLS", "1.2")
+	addr, pid := startFreeRADIUS(t, v, false)
+	p := getPKI(t)
+	res, err := radbench.Run(context.Background(), radbench.Config{Addr: addr, Secret: testSecret, Certificate: p.aliceChain,
+		Identity: "alice", Concurrency: 8, Duration: d, TLSVersion: v, ServerPID: pid, Progress: -1}, os.Stdout)
+	if err != nil || res.Accepts == 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	layeh "layeh.com/radius"
 	"layeh.com/radius/rfc2865"
 
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/radius/eap"
 )
 
@@ -92,5 +93,43 @@ func TestFloodDoesNotStopRealUser(t *testing.T) {
 	st := ip.s.Stats()
 	if st.Accepts != 1 || st.SessionsEvicted < 180 || st.SessionsLive > 16 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestIdleConversationExpires: a conversation abandoned mid-handshake is
+// ended by the idle timeout, its TLS goroutine exits, and a late request
+// for it is rejected.
+func TestIdleConversationExpires(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.SessionIdleTimeout = policy.Duration{Duration: 500 * time.Millisecond} })
+	conn := dial(t, s.Addr())
+	p := s.pki
+	peer := &eap.Peer{Identity: "alice", TLS: p.clientTLS(&p.alice, 0)}
+	defer peer.Close()
+	msg := peer.Identify(0)
+	var state []byte
+	var last *layeh.Packet
+	for id := byte(0); id < 6; id++ {
+		r := rawExchange(t, conn, accessRequest(t, id, msg, state), 2*time.Second)
+		if r == nil {
+			t.Fatal("no answer")
+		}
+		last, _ = layeh.Parse(r, []byte(testSecret))
+		state = rfc2865.State_Get(last)
+		var err error
+		if msg, _, err = peer.Handle(eapOf(last)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server's handshake goroutine is now waiting for us; go idle.
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().SessionsExpired == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := s.Stats(); st.SessionsExpired != 1 || st.SessionsLive != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	r := rawExchange(t, conn, accessRequest(t, 9, msg, state), 2*time.Second)
+	if r == nil || r[0] != codeAccessReject {
+		t.Fatalf("late request: %v", r)
 	}
 }
