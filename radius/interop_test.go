@@ -37,6 +37,7 @@ type eapolCase struct {
 	accept   bool
 	noAnswer bool
 	vlan     string
+	env      []string // extra environment for eapol_test
 }
 
 // writeClientPEMs writes the test PKI for eapol_test.
@@ -90,6 +91,7 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", "0")
+	cmd.Env = append(os.Environ(), tc.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -120,6 +122,8 @@ func TestEAPOLTestInterop(t *testing.T) {
 		{name: "expired tls1.2", cert: "dave", secret: testSecret},
 		{name: "no clientAuth EKU tls1.3", cert: "noeku", tls13: true, secret: testSecret},
 		{name: "wrong secret", cert: "alice", secret: "not-the-secret", noAnswer: true},
+		// OpenSSL told not to offer Extended Master Secret: refused.
+		{name: "tls1.2 without EMS", cert: "alice", secret: testSecret, env: []string{"OPENSSL_CONF=" + noEMSConf(t)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -189,4 +193,15 @@ func lastHex(re *regexp.Regexp, out string) string {
 		return ""
 	}
 	return m[len(m)-1][1]
+}
+
+// noEMSConf writes an OpenSSL configuration that disables the Extended
+// Master Secret extension (RFC 7627) for every TLS context.
+func noEMSConf(t *testing.T) string {
+	f := filepath.Join(t.TempDir(), "no-ems.cnf")
+	conf := "openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\nsystem_default = sys\n[sys]\nOptions = -ExtendedMasterSecret\n"
+	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
