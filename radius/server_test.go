@@ -407,3 +407,42 @@ func TestStatusServer(t *testing.T) {
 		}
 	}
 }
+
+// TestPreopenedConns: sockets handed in through AuthConn/AcctConn are used
+// (and closed by Run).
+func TestPreopenedConns(t *testing.T) {
+	leakCheck(t)
+	p := getPKI(t)
+	auth, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Clients: []ClientConfig{{Network: "127.0.0.1", Secret: testSecret}}}, newFakeAuth(p), p.serverTLS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AuthConn, s.AcctConn = auth, acct
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	if s.Addr().String() != auth.LocalAddr().String() || s.AcctAddr().String() != acct.LocalAddr().String() {
+		t.Errorf("addresses %v %v", s.Addr(), s.AcctAddr())
+	}
+	for _, a := range []net.Addr{s.Addr(), s.AcctAddr()} {
+		b, _ := radbench.EncodeRequest(layeh.New(layeh.CodeStatusServer, []byte(testSecret)))
+		if rawExchange(t, dial(t, a), b, time.Second) == nil {
+			t.Errorf("%v: no answer", a)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.WriteTo([]byte{1}, auth.LocalAddr()); err == nil {
+		t.Error("Run did not close AuthConn")
+	}
+}
