@@ -38,6 +38,7 @@ type eapolCase struct {
 	noAnswer bool
 	vlan     string
 	env      []string // extra environment for eapol_test
+	reauth   int      // eapol_test -r: re-authentications (TLS resumption)
 }
 
 // writeClientPEMs writes the test PKI for eapol_test.
@@ -60,6 +61,11 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 		host, port = addr[:i], addr[i+1:]
 	}
 	phase1 := "tls_disable_tlsv1_3=1"
+	if tc.reauth > 0 {
+		// wpa_supplicant disables TLS 1.2 session tickets for EAP by
+		// default, and crypto/tls resumes only from tickets.
+		phase1 += " tls_disable_session_ticket=0"
+	}
 	if tc.tls13 {
 		phase1 = "tls_disable_tlsv1_3=0"
 	}
@@ -90,7 +96,7 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", "0")
+	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", fmt.Sprint(tc.reauth))
 	cmd.Env = append(os.Environ(), tc.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -114,6 +120,8 @@ func TestEAPOLTestInterop(t *testing.T) {
 		{name: "user tls1.3", cert: "alice", tls13: true, secret: testSecret, accept: true, vlan: "10"},
 		{name: "device tls1.2", cert: "thermostat", secret: testSecret, accept: true, vlan: "30"},
 		{name: "device tls1.3", cert: "thermostat", tls13: true, secret: testSecret, accept: true, vlan: "30"},
+		{name: "reauth resumes tls1.2", cert: "alice", secret: testSecret, accept: true, vlan: "10", reauth: 2},
+		{name: "reauth resumes tls1.3", cert: "alice", tls13: true, secret: testSecret, accept: true, vlan: "10", reauth: 2},
 		{name: "long chain tls1.2", cert: "erin", secret: testSecret, accept: true, vlan: "10"},
 		{name: "long chain tls1.3 fragment_size=300", cert: "erin", tls13: true, frag: 300, secret: testSecret, accept: true, vlan: "10"},
 		{name: "untrusted tls1.2", cert: "mallory", secret: testSecret},
@@ -131,7 +139,17 @@ func TestEAPOLTestInterop(t *testing.T) {
 			if tc.frag > 0 {
 				srv = small
 			}
+			calls0 := srv.auth.calls.Load()
 			out, err := runEAPOLTest(t, bin, dir, srv.Addr().String(), tc)
+			if tc.reauth > 0 {
+				// Resumed, and authorized again every time.
+				if n := strings.Count(out, "Handshake finished - resumed=1"); n < tc.reauth {
+					t.Errorf("%d resumed handshakes, want %d", n, tc.reauth)
+				}
+				if n := srv.auth.calls.Load() - calls0; n != int64(1+tc.reauth) {
+					t.Errorf("Authorize called %d times, want %d", n, 1+tc.reauth)
+				}
+			}
 			defer func() {
 				if t.Failed() || os.Getenv("GATEHOUSE_TEST_LOG") != "" {
 					t.Log(out)
@@ -153,7 +171,7 @@ func TestEAPOLTestInterop(t *testing.T) {
 				t.Fatalf("eapol_test failed: %v", err)
 			}
 			m := reMPPE.FindStringSubmatch(out)
-			if m == nil || m[1] != "1" || m[2] != "0" {
+			if m == nil || m[1] != fmt.Sprint(1+tc.reauth) || m[2] != "0" {
 				t.Errorf("MPPE keys: %v", m)
 			}
 			// eapol_test compares only the Recv-Key with its MSK; check
