@@ -48,7 +48,7 @@ func newInproc(tb testing.TB, mod func(*Config)) *inproc {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, newFakeAuth(p), p.serverTLS(), nil)
+	s, err := New(cfg, newFakeAuth(p), p.serverTLS(), testLogger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -274,4 +274,36 @@ type allowAll struct{}
 
 func (allowAll) Authorize(_ context.Context, chain []*x509.Certificate) policy.Decision {
 	return policy.Decision{Allowed: true, Identity: policy.Identity{Name: chain[0].Subject.CommonName}, WiFi: policy.WiFi{VLAN: "10"}}
+}
+
+// BenchmarkStatusServerUDP is Status-Server over real UDP on 127.0.0.1
+// against a running server, many clients in parallel: see the req/s metric.
+func BenchmarkStatusServerUDP(b *testing.B) {
+	s := startServer(b, nil)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.Dial("udp", s.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			req := layeh.New(layeh.CodeStatusServer, []byte(testSecret))
+			wire, _ := radbench.EncodeRequest(req)
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := conn.Write(wire); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := conn.Read(buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 }

@@ -38,8 +38,9 @@ type Config struct {
 	// SessionTimeout bounds a whole conversation; default 2m.
 	SessionTimeout policy.Duration `toml:"session_timeout"`
 	// Workers is the number of request-handling goroutines; default
-	// 4×GOMAXPROCS (at least 8). The queue holds 8×Workers datagrams;
-	// beyond that datagrams are dropped (reason "overload").
+	// 4×GOMAXPROCS (at least 8). The server holds 9×Workers datagram
+	// buffers; a datagram arriving when all are queued or in work is
+	// dropped (reason "overload").
 	Workers int `toml:"workers"`
 	// ReplyMessage, when set, is sent as Reply-Message in Access-Rejects.
 	// The reason for a reject is only logged.

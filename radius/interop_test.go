@@ -37,14 +37,17 @@ type eapolCase struct {
 	accept   bool
 	noAnswer bool
 	vlan     string
+	env      []string // extra environment for eapol_test
+	reauth   int      // eapol_test -r: re-authentications (TLS resumption)
 }
 
 // writeClientPEMs writes the test PKI for eapol_test.
 func writeClientPEMs(t *testing.T, p *testPKI) (dir string) {
 	dir = t.TempDir()
-	writePEM(t, dir, "ca", [][]byte{p.root.cert.Raw}, nil)
+	writePEM(t, dir, "ca", [][]byte{p.serverCA.Raw}, nil)
 	for name, c := range map[string]*tls.Certificate{
 		"alice": &p.alice, "thermostat": &p.thermostat, "erin": &p.erin, "mallory": &p.mallory, "frank": &p.frank,
+		"dave": &p.dave, "noeku": &p.noeku,
 	} {
 		writePEM(t, dir, name, c.Certificate, c.PrivateKey.(crypto.Signer))
 	}
@@ -58,6 +61,11 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 		host, port = addr[:i], addr[i+1:]
 	}
 	phase1 := "tls_disable_tlsv1_3=1"
+	if tc.reauth > 0 {
+		// wpa_supplicant disables TLS 1.2 session tickets for EAP by
+		// default, and crypto/tls resumes only from tickets.
+		phase1 += " tls_disable_session_ticket=0"
+	}
 	if tc.tls13 {
 		phase1 = "tls_disable_tlsv1_3=0"
 	}
@@ -88,7 +96,8 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", "0")
+	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", fmt.Sprint(tc.reauth))
+	cmd.Env = append(os.Environ(), tc.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -111,12 +120,18 @@ func TestEAPOLTestInterop(t *testing.T) {
 		{name: "user tls1.3", cert: "alice", tls13: true, secret: testSecret, accept: true, vlan: "10"},
 		{name: "device tls1.2", cert: "thermostat", secret: testSecret, accept: true, vlan: "30"},
 		{name: "device tls1.3", cert: "thermostat", tls13: true, secret: testSecret, accept: true, vlan: "30"},
+		{name: "reauth resumes tls1.2", cert: "alice", secret: testSecret, accept: true, vlan: "10", reauth: 2},
+		{name: "reauth resumes tls1.3", cert: "alice", tls13: true, secret: testSecret, accept: true, vlan: "10", reauth: 2},
 		{name: "long chain tls1.2", cert: "erin", secret: testSecret, accept: true, vlan: "10"},
 		{name: "long chain tls1.3 fragment_size=300", cert: "erin", tls13: true, frag: 300, secret: testSecret, accept: true, vlan: "10"},
 		{name: "untrusted tls1.2", cert: "mallory", secret: testSecret},
 		{name: "untrusted tls1.3", cert: "mallory", tls13: true, secret: testSecret},
 		{name: "no rule tls1.3", cert: "frank", tls13: true, secret: testSecret},
+		{name: "expired tls1.2", cert: "dave", secret: testSecret},
+		{name: "no clientAuth EKU tls1.3", cert: "noeku", tls13: true, secret: testSecret},
 		{name: "wrong secret", cert: "alice", secret: "not-the-secret", noAnswer: true},
+		// OpenSSL told not to offer Extended Master Secret: refused.
+		{name: "tls1.2 without EMS", cert: "alice", secret: testSecret, env: []string{"OPENSSL_CONF=" + noEMSConf(t)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +139,17 @@ func TestEAPOLTestInterop(t *testing.T) {
 			if tc.frag > 0 {
 				srv = small
 			}
+			calls0 := srv.auth.calls.Load()
 			out, err := runEAPOLTest(t, bin, dir, srv.Addr().String(), tc)
+			if tc.reauth > 0 {
+				// Resumed, and authorized again every time.
+				if n := strings.Count(out, "Handshake finished - resumed=1"); n < tc.reauth {
+					t.Errorf("%d resumed handshakes, want %d", n, tc.reauth)
+				}
+				if n := srv.auth.calls.Load() - calls0; n != int64(1+tc.reauth) {
+					t.Errorf("Authorize called %d times, want %d", n, 1+tc.reauth)
+				}
+			}
 			defer func() {
 				if t.Failed() || os.Getenv("GATEHOUSE_TEST_LOG") != "" {
 					t.Log(out)
@@ -146,7 +171,7 @@ func TestEAPOLTestInterop(t *testing.T) {
 				t.Fatalf("eapol_test failed: %v", err)
 			}
 			m := reMPPE.FindStringSubmatch(out)
-			if m == nil || m[1] != "1" || m[2] != "0" {
+			if m == nil || m[1] != fmt.Sprint(1+tc.reauth) || m[2] != "0" {
 				t.Errorf("MPPE keys: %v", m)
 			}
 			// eapol_test compares only the Recv-Key with its MSK; check
@@ -186,4 +211,15 @@ func lastHex(re *regexp.Regexp, out string) string {
 		return ""
 	}
 	return m[len(m)-1][1]
+}
+
+// noEMSConf writes an OpenSSL configuration that disables the Extended
+// Master Secret extension (RFC 7627) for every TLS context.
+func noEMSConf(t *testing.T) string {
+	f := filepath.Join(t.TempDir(), "no-ems.cnf")
+	conf := "openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\nsystem_default = sys\n[sys]\nOptions = -ExtendedMasterSecret\n"
+	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -3,18 +3,12 @@ package radius
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,135 +16,83 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 )
 
-// Until testdata/pki lands, tests mint their certificates here.
-
-type testCA struct {
-	cert   *x509.Certificate
-	key    crypto.Signer
-	parent *testCA
-}
-
-var serial atomic.Int64
-
-func newKey(t testing.TB, rsaBits int) crypto.Signer {
-	t.Helper()
-	if rsaBits > 0 {
-		k, err := rsa.GenerateKey(rand.Reader, rsaBits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func mint(t testing.TB, tmpl *x509.Certificate, parent *testCA, key crypto.Signer) *x509.Certificate {
-	t.Helper()
-	tmpl.SerialNumber = big.NewInt(serial.Add(1) + 1000)
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = time.Now().Add(-time.Hour)
-		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
-	}
-	pc, pk := tmpl, key
-	if parent != nil {
-		pc, pk = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, key.Public(), pk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// newTestCA makes a root (parent nil) or an intermediate CA.
-func newTestCA(t testing.TB, name string, parent *testCA, rsaBits int) *testCA {
-	key := newKey(t, rsaBits)
-	c := mint(t, &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, parent, key)
-	return &testCA{cert: c, key: key, parent: parent}
-}
-
-// chain returns the CA's certificate and its parents' up to (excluding) the root.
-func (ca *testCA) intermediates() []*x509.Certificate {
-	var out []*x509.Certificate
-	for c := ca; c != nil && c.parent != nil; c = c.parent {
-		out = append(out, c.cert)
-	}
-	return out
-}
-
-// issue makes a leaf. withChain adds the intermediates to the TLS chain.
-func (ca *testCA) issue(t testing.TB, cn string, server, withChain bool) tls.Certificate {
-	key := newKey(t, 0)
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"gatehouse.test"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	leaf := mint(t, tmpl, ca, key)
-	tc := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
-	if withChain {
-		for _, c := range ca.intermediates() {
-			tc.Certificate = append(tc.Certificate, c.Raw)
-		}
-	}
-	return tc
-}
+// The tests use the shared test PKI in testdata/pki (see its README).
+const pkiDir = "../testdata/pki"
 
 // testPKI is the set of certificates the tests use.
 type testPKI struct {
-	root, inter, evil *testCA
-	longChain         *testCA // three RSA-4096 intermediates under root
-	server            tls.Certificate
-	alice             tls.Certificate // leaf only (inter is known to the server)
-	aliceChain        tls.Certificate // leaf + inter
-	thermostat        tls.Certificate
-	erin              tls.Certificate // long chain
-	mallory           tls.Certificate // from an unknown root
-	frank             tls.Certificate // trusted, no rule
+	serverCA     *x509.Certificate   // issues the server certificate
+	clientRoots  []*x509.Certificate // employee-root, device-ca
+	clientInters []*x509.Certificate // employee-int: known to the server, so leaf-only clients work
+
+	server     tls.Certificate
+	alice      tls.Certificate // leaf only
+	aliceChain tls.Certificate // leaf + employee-int
+	thermostat tls.Certificate // device
+	erin       tls.Certificate // long chain: 3 RSA-4096 intermediates
+	mallory    tls.Certificate // CN "Alice Example" from a rogue root
+	frank      tls.Certificate // trusted, no rule
+	dave       tls.Certificate // expired
+	noeku      tls.Certificate // no clientAuth EKU
 }
 
-var sharedPKI *testPKI
+var (
+	pkiOnce   sync.Once
+	sharedPKI *testPKI
+	pkiErr    error
+)
 
 func getPKI(t testing.TB) *testPKI {
-	if sharedPKI != nil {
-		return sharedPKI
+	t.Helper()
+	pkiOnce.Do(func() { sharedPKI, pkiErr = loadPKI() })
+	if pkiErr != nil {
+		t.Fatalf("test PKI: %v", pkiErr)
 	}
-	p := &testPKI{}
-	p.root = newTestCA(t, "Test Employee Root", nil, 0)
-	p.inter = newTestCA(t, "Test Employee Int", p.root, 0)
-	p.evil = newTestCA(t, "Evil Root", nil, 0)
-	lc := p.root
-	for i := range 3 {
-		lc = newTestCA(t, "Long Chain Int "+string(rune('A'+i)), lc, 4096)
+	return sharedPKI
+}
+
+func loadPKI() (*testPKI, error) {
+	var err error
+	cert := func(name string) *x509.Certificate {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		if b, err = os.ReadFile(filepath.Join(pkiDir, name+".pem")); err != nil {
+			return nil
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			err = os.ErrInvalid
+			return nil
+		}
+		c, e := x509.ParseCertificate(blk.Bytes)
+		err = e
+		return c
 	}
-	p.longChain = lc
-	p.server = p.root.issue(t, "gatehouse.test", true, false)
-	p.alice = p.inter.issue(t, "alice", false, false)
-	p.aliceChain = p.inter.issue(t, "alice", false, true)
-	p.thermostat = p.inter.issue(t, "thermostat-0001", false, true)
-	p.erin = p.longChain.issue(t, "erin", false, true)
-	p.mallory = p.evil.issue(t, "alice", false, true)
-	p.frank = p.inter.issue(t, "frank", false, true)
-	sharedPKI = p
-	return p
+	pair := func(certFile, keyName string) tls.Certificate {
+		if err != nil {
+			return tls.Certificate{}
+		}
+		var c tls.Certificate
+		c, err = tls.LoadX509KeyPair(filepath.Join(pkiDir, certFile+".pem"), filepath.Join(pkiDir, keyName+".key"))
+		return c
+	}
+	p := &testPKI{
+		serverCA:     cert("server-ca"),
+		clientRoots:  []*x509.Certificate{cert("employee-root"), cert("device-ca")},
+		clientInters: []*x509.Certificate{cert("employee-int")},
+		server:       pair("server", "server"),
+		alice:        pair("alice", "alice"),
+		aliceChain:   pair("alice-chain", "alice"),
+		thermostat:   pair("thermostat-0001-chain", "thermostat-0001"),
+		erin:         pair("erin-chain", "erin"),
+		mallory:      pair("mallory-wrongca-chain", "mallory-wrongca"),
+		frank:        pair("frank-chain", "frank"),
+		dave:         pair("dave-chain", "dave"),
+		noeku:        pair("noeku-chain", "noeku"),
+	}
+	return p, err
 }
 
 // serverTLS is what policy.Authorizer.ServerTLS would give.
@@ -164,7 +106,7 @@ func (p *testPKI) serverTLS() *tls.Config {
 
 func (p *testPKI) clientTLS(cert *tls.Certificate, max uint16) *tls.Config {
 	roots := x509.NewCertPool()
-	roots.AddCert(p.root.cert)
+	roots.AddCert(p.serverCA)
 	c := &tls.Config{RootCAs: roots, ServerName: "gatehouse.test", MaxVersion: max, MinVersion: tls.VersionTLS12}
 	if cert != nil {
 		c.Certificates = []tls.Certificate{*cert}
@@ -172,23 +114,38 @@ func (p *testPKI) clientTLS(cert *tls.Certificate, max uint16) *tls.Config {
 	return c
 }
 
-// fakeAuth verifies chains against the test roots (with the employee
-// intermediate known to the server) and maps the leaf CN to a decision.
+// fakeAuth stands in for policy.Authorizer: it verifies chains against the
+// client roots (employee-int known to the server; no CRLs) and maps the
+// leaf CN to a decision.
 type fakeAuth struct {
 	roots, inters *x509.CertPool
-	rules         map[string]policy.WiFi
 	calls         atomic.Int64
+
+	mu    sync.Mutex // guards rules
+	rules map[string]policy.WiFi
 }
 
 func newFakeAuth(p *testPKI) *fakeAuth {
 	a := &fakeAuth{roots: x509.NewCertPool(), inters: x509.NewCertPool(), rules: map[string]policy.WiFi{
-		"alice":           {VLAN: "10", SessionTimeout: 8 * time.Hour, Class: "engineering"},
-		"erin":            {VLAN: "10", SessionTimeout: 8 * time.Hour},
+		"Alice Example":   {VLAN: "10", SessionTimeout: 8 * time.Hour, Class: "engineering"},
+		"Erin Example":    {VLAN: "10", SessionTimeout: 8 * time.Hour},
+		"Dave Example":    {VLAN: "10"},
+		"Noeku Example":   {VLAN: "10"},
 		"thermostat-0001": {VLAN: "30", FilterID: "iot"},
 	}}
-	a.roots.AddCert(p.root.cert)
-	a.inters.AddCert(p.inter.cert)
+	for _, c := range p.clientRoots {
+		a.roots.AddCert(c)
+	}
+	for _, c := range p.clientInters {
+		a.inters.AddCert(c)
+	}
 	return a
+}
+
+func (a *fakeAuth) deleteRule(cn string) {
+	a.mu.Lock()
+	delete(a.rules, cn)
+	a.mu.Unlock()
 }
 
 func (a *fakeAuth) Authorize(ctx context.Context, chain []*x509.Certificate) policy.Decision {
@@ -206,7 +163,9 @@ func (a *fakeAuth) Authorize(ctx context.Context, chain []*x509.Certificate) pol
 	}
 	cn := chain[0].Subject.CommonName
 	d := policy.Decision{Chain: vc[0], Identity: policy.Identity{Field: "cn", Name: cn, CN: cn}}
+	a.mu.Lock()
 	w, ok := a.rules[cn]
+	a.mu.Unlock()
 	if !ok {
 		d.Code, d.Reason = policy.CodeNoRule, "no rule matched"
 		return d

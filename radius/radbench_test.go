@@ -3,9 +3,12 @@ package radius
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/radius/radbench"
 )
@@ -41,4 +44,77 @@ func TestRadbenchRun(t *testing.T) {
 	if err != nil || res.Rejects != 4 || res.Failures != 0 {
 		t.Errorf("mallory: %+v %v", res, err)
 	}
+}
+
+// TestServe runs a server on GATEHOUSE_RADIUS_SERVE (e.g. 127.0.0.1:18120,
+// accounting on the next port) with the shared test PKI and the fake
+// authorizer until GATEHOUSE_RADIUS_SERVE_FOR (default 60s) passes: a
+// separate server process for radbench's CPU-per-auth figure.
+//
+//	GATEHOUSE_RADIUS_SERVE=127.0.0.1:18120 go test -run TestServe -v ./radius &
+//	GATEHOUSE_RADBENCH_ADDR=127.0.0.1:18120 GATEHOUSE_RADBENCH_PID=<pid of radius.test> \
+//	  go test -run TestRadbenchAgainst -v ./radius
+func TestServe(t *testing.T) {
+	addr := os.Getenv("GATEHOUSE_RADIUS_SERVE")
+	if addr == "" {
+		t.Skip("GATEHOUSE_RADIUS_SERVE not set")
+	}
+	d, err := time.ParseDuration(envOr("GATEHOUSE_RADIUS_SERVE_FOR", "60s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	pn, _ := strconv.Atoi(port)
+	p := getPKI(t)
+	s, err := New(Config{
+		Listen: addr, AccountingListen: net.JoinHostPort(host, strconv.Itoa(pn+1)),
+		Clients: []ClientConfig{{Name: "lo", Network: "127.0.0.0/8", Secret: testSecret}},
+	}, newFakeAuth(p), p.serverTLS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	t.Logf("serving on %s for %v, pid %d", addr, d, os.Getpid())
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats %+v", s.Stats())
+}
+
+// TestRadbenchAgainst runs radbench against GATEHOUSE_RADBENCH_ADDR (any
+// RADIUS server with EAP-TLS trusting testdata/pki, secret from
+// GATEHOUSE_RADBENCH_SECRET or the test secret), with the shared alice
+// certificate.
+func TestRadbenchAgainst(t *testing.T) {
+	addr := os.Getenv("GATEHOUSE_RADBENCH_ADDR")
+	if addr == "" {
+		t.Skip("GATEHOUSE_RADBENCH_ADDR not set")
+	}
+	pid, _ := strconv.Atoi(os.Getenv("GATEHOUSE_RADBENCH_PID"))
+	conc, _ := strconv.Atoi(envOr("GATEHOUSE_RADBENCH_CONCURRENCY", "8"))
+	d, err := time.ParseDuration(envOr("GATEHOUSE_RADBENCH_DURATION", "10s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := radbench.Run(context.Background(), radbench.Config{
+		Addr: addr, Secret: envOr("GATEHOUSE_RADBENCH_SECRET", testSecret),
+		CertFile:    pkiDir + "/" + envOr("GATEHOUSE_RADBENCH_CERT", "alice-chain") + ".pem",
+		KeyFile:     pkiDir + "/" + envOr("GATEHOUSE_RADBENCH_KEY", "alice") + ".key",
+		Concurrency: conc, Duration: d, TLSVersion: os.Getenv("GATEHOUSE_RADBENCH_TLS"),
+		ServerPID: pid, Progress: 2 * time.Second, Identity: "alice@example.com",
+	}, os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepts == 0 {
+		t.Errorf("no accepts: %+v", res)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }

@@ -22,6 +22,8 @@ type Authorizer interface {
 	Authorize(ctx context.Context, chain []*x509.Certificate) policy.Decision
 }
 
+var _ Authorizer = (*policy.Authorizer)(nil)
+
 // Server is a RADIUS authentication and accounting server.
 type Server struct {
 	// AuthConn and AcctConn, when set before Run, are used instead of
@@ -125,7 +127,7 @@ func capTLS(c *tls.Config, max uint16) *tls.Config {
 }
 
 // Addr waits until Run has bound the authentication socket and returns its
-// address (nil if binding failed).
+// address (nil if binding failed). It blocks until Run is called.
 func (s *Server) Addr() net.Addr {
 	<-s.ready
 	s.mu.Lock()

@@ -103,7 +103,7 @@ func checkGoroutines(t testing.TB, before int) {
 }
 
 func (s *testServer) client(secret string) *radbench.Client {
-	return &radbench.Client{Addr: s.Addr().String(), Secret: []byte(secret), Timeout: 500 * time.Millisecond, Retries: 1}
+	return &radbench.Client{Addr: s.Addr().String(), Secret: []byte(secret), Timeout: 500 * time.Millisecond, Retries: 1, MAFirst: true}
 }
 
 func TestEAPTLS(t *testing.T) {
@@ -133,6 +133,8 @@ func TestEAPTLS(t *testing.T) {
 		{"untrusted", s, &p.mallory, 0, 0, 0, false, "", 0},
 		{"untrusted 1.2", s, &p.mallory, tls.VersionTLS12, 0, 0, false, "", 0},
 		{"no rule", s, &p.frank, 0, 0, 0, false, "", 0},
+		{"expired", s, &p.dave, 0, 0, 0, false, "", 0},
+		{"no clientAuth EKU", s, &p.noeku, tls.VersionTLS12, 0, 0, false, "", 0},
 		{"no certificate 1.3", s, nil, tls.VersionTLS13, 0, 0, false, "", 0},
 		{"no certificate 1.2", s, nil, tls.VersionTLS12, 0, 0, false, "", 0},
 	}
@@ -403,5 +405,44 @@ func TestStatusServer(t *testing.T) {
 		if err := radbench.CheckReplyMA(r, b[4:20], []byte(testSecret)); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestPreopenedConns: sockets handed in through AuthConn/AcctConn are used
+// (and closed by Run).
+func TestPreopenedConns(t *testing.T) {
+	leakCheck(t)
+	p := getPKI(t)
+	auth, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Clients: []ClientConfig{{Network: "127.0.0.1", Secret: testSecret}}}, newFakeAuth(p), p.serverTLS(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AuthConn, s.AcctConn = auth, acct
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	if s.Addr().String() != auth.LocalAddr().String() || s.AcctAddr().String() != acct.LocalAddr().String() {
+		t.Errorf("addresses %v %v", s.Addr(), s.AcctAddr())
+	}
+	for _, a := range []net.Addr{s.Addr(), s.AcctAddr()} {
+		b, _ := radbench.EncodeRequest(layeh.New(layeh.CodeStatusServer, []byte(testSecret)))
+		if rawExchange(t, dial(t, a), b, time.Second) == nil {
+			t.Errorf("%v: no answer", a)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.WriteTo([]byte{1}, auth.LocalAddr()); err == nil {
+		t.Error("Run did not close AuthConn")
 	}
 }

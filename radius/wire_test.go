@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -143,3 +144,6 @@ func TestReplyAttributes(t *testing.T) {
 		t.Error("accepted an attribute value of 254 bytes")
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }

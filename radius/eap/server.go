@@ -76,15 +76,14 @@ const (
 // ServerSession is the server side of one EAP-TLS conversation. It is not
 // safe for concurrent use: the caller serializes steps.
 type ServerSession struct {
-	cfg     *ServerConfig
-	id      byte // identifier of the last Request sent
-	state   serverState
-	frag    int // maximum EAP packet size for this conversation
-	in      reassembler
-	out     fragmenter
-	p       *pump
-	tlsDone bool
-	msk     []byte
+	cfg   *ServerConfig
+	id    byte // identifier of the last Request sent
+	state serverState
+	frag  int // maximum EAP packet size for this conversation
+	in    reassembler
+	out   fragmenter
+	p     *pump
+	msk   []byte
 }
 
 // NewServerSession answers an EAP-Response/Identity with identifier respID:
@@ -101,8 +100,9 @@ func NewServerSession(cfg *ServerConfig, respID byte, fragSize int) (*ServerSess
 // ID is the identifier of the last EAP Request sent.
 func (s *ServerSession) ID() byte { return s.id }
 
-// Started reports whether the TLS goroutine was started (TLS data arrived).
-func (s *ServerSession) Started() bool { return s.p != nil }
+// Started reports whether the peer has sent TLS data (the TLS goroutine
+// starts once a whole first message is reassembled).
+func (s *ServerSession) Started() bool { return s.state != stStart }
 
 func (s *ServerSession) fail(err error) Step {
 	s.state = stDone
@@ -161,6 +161,9 @@ func (s *ServerSession) Handle(msg []byte) Step {
 		s.Close()
 		return Step{Outcome: Success, Msg: AppendSuccess(nil, s.id)}
 	}
+	if s.state == stStart && len(frag) > 0 {
+		s.state = stHandshake
+	}
 	whole, more, err := s.in.add(flags, total, frag, s.cfg.maxMessage())
 	if err != nil {
 		return s.fail(err)
@@ -174,7 +177,6 @@ func (s *ServerSession) Handle(msg []byte) Step {
 	var out []byte
 	var finished bool
 	if s.p == nil {
-		s.state = stHandshake
 		cfg := s.cfg.TLS
 		s.p = startPump(whole, func(c net.Conn) *tls.Conn { return tls.Server(c, cfg) }, serverHandshake, s.cfg.WaitGroup)
 		out, finished, err = s.p.wait(s.cfg.stepTimeout())

@@ -41,6 +41,10 @@ type Client struct {
 	// CallingStationID is sent as Calling-Station-Id; default
 	// "02-00-00-00-00-01".
 	CallingStationID string
+	// MAFirst requires the Message-Authenticator to be the first
+	// attribute of every reply (BlastRADIUS-hardened servers such as
+	// gatehouse); by default it must be present and valid anywhere.
+	MAFirst bool
 }
 
 // AuthResult describes one finished conversation.
@@ -203,8 +207,12 @@ func (c *Client) exchange(ctx context.Context, conn net.Conn, wire, buf []byte, 
 			if !layeh.IsAuthenticResponse(raw, wire, c.Secret) {
 				continue
 			}
-			if err := CheckReplyMA(raw, wire[4:20], c.Secret); err != nil {
-				return nil, nil, err
+			at, err := verifyReplyMA(raw, wire[4:20], c.Secret)
+			if err == nil && c.MAFirst && at != 20 {
+				err = errors.New("radbench: Message-Authenticator is not the first attribute")
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w (in %v)", err, layeh.Code(raw[0]))
 			}
 			p, err := layeh.Parse(raw, c.Secret)
 			if err != nil {
@@ -233,23 +241,47 @@ func EncodeRequest(p *layeh.Packet) ([]byte, error) {
 
 // CheckReplyMA verifies the Message-Authenticator of a reply (RFC 3579
 // section 3.2, computed with the Request Authenticator) and that it is the
-// first attribute (BlastRADIUS hardening). For an Accounting-Response to
-// an Accounting-Request pass reqAuth nil: the MAC is then computed over a
-// zeroed authenticator, as FreeRADIUS does.
+// first attribute, as a BlastRADIUS-hardened server sends it. For an
+// Accounting-Response to an Accounting-Request pass reqAuth nil: the MAC
+// is then computed over a zeroed authenticator, as FreeRADIUS does.
 func CheckReplyMA(raw, reqAuth, secret []byte) error {
-	if len(raw) < 38 || raw[20] != 80 || raw[21] != 18 {
-		return errors.New("radbench: reply without Message-Authenticator as first attribute")
+	at, err := verifyReplyMA(raw, reqAuth, secret)
+	if err == nil && at != 20 {
+		err = errors.New("radbench: Message-Authenticator is not the first attribute")
+	}
+	return err
+}
+
+// verifyReplyMA finds and checks the Message-Authenticator of a reply; it
+// returns the attribute's offset.
+func verifyReplyMA(raw, reqAuth, secret []byte) (int, error) {
+	at := -1
+	for i := 20; i+2 <= len(raw); {
+		l := int(raw[i+1])
+		if l < 2 || i+l > len(raw) {
+			return -1, errors.New("radbench: malformed reply")
+		}
+		if raw[i] == 80 {
+			if at >= 0 || l != 18 {
+				return -1, errors.New("radbench: bad Message-Authenticator")
+			}
+			at = i
+		}
+		i += l
+	}
+	if at < 0 {
+		return -1, errors.New("radbench: reply without Message-Authenticator")
 	}
 	b := append([]byte(nil), raw...)
 	copy(b[4:20], reqAuth)
 	if raw[0] == 5 && reqAuth == nil { // Accounting-Response to Accounting-Request: over zeroes
 		clear(b[4:20])
 	}
-	clear(b[22:38])
+	clear(b[at+2 : at+18])
 	h := hmac.New(md5.New, secret)
 	h.Write(b)
-	if !hmac.Equal(h.Sum(nil), raw[22:38]) {
-		return errors.New("radbench: reply Message-Authenticator is wrong")
+	if !hmac.Equal(h.Sum(nil), raw[at+2:at+18]) {
+		return -1, errors.New("radbench: reply Message-Authenticator is wrong")
 	}
-	return nil
+	return at, nil
 }

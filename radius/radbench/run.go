@@ -217,6 +217,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 		return true
 	}
 	start := time.Now()
+	end, _ := ctx.Deadline()
 	var wg sync.WaitGroup
 	for w := range conc {
 		wg.Add(1)
@@ -230,7 +231,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 				d := time.Since(t0)
 				mu.Lock()
 				switch {
-				case err != nil && ctx.Err() != nil:
+				case err != nil && (ctx.Err() != nil || !time.Now().Before(end)):
 					// cut short by the end of the run: not counted
 				case err != nil:
 					res.Failures++

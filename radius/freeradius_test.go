@@ -1,0 +1,229 @@
+package radius
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/radius/radbench"
+)
+
+// optionalTool is for tools outside the project's declared interop set
+// (the FreeRADIUS server): the test is skipped when the tool is missing,
+// even with GATEHOUSE_REQUIRE_INTEROP=1.
+func optionalTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s not installed (Debian package freeradius)", name)
+	}
+	return p
+}
+
+// startFreeRADIUS runs a FreeRADIUS server configured for EAP-TLS with the
+// shared test PKI on a free 127.0.0.1 port and returns its address.
+func startFreeRADIUS(t *testing.T, tlsMax string, debug bool) (addr string, pid int) {
+	bin := optionalTool(t, "freeradius")
+	const sys = "/etc/freeradius/3.0"
+	if _, err := os.Stat(sys); err != nil {
+		t.Skipf("no %s", sys)
+	}
+	dir := filepath.Join(t.TempDir(), "raddb")
+	if out, err := exec.Command("cp", "-a", sys, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy config: %v %s", err, out)
+	}
+	abs, _ := filepath.Abs(pkiDir)
+	cat := func(dst string, srcs ...string) {
+		var b []byte
+		for _, s := range srcs {
+			c, err := os.ReadFile(filepath.Join(abs, s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, c...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat("gh-server.pem", "server.pem")
+	cat("gh-server.key", "server.key")
+	cat("gh-clients-ca.pem", "employee-root.pem", "employee-int.pem", "device-ca.pem", "long-int1.pem", "long-int2.pem", "long-int3.pem")
+	eapConf := filepath.Join(dir, "mods-available", "eap")
+	b, err := os.ReadFile(eapConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, r := range []struct{ re, to string }{
+		{`default_eap_type = md5`, `default_eap_type = tls`},
+		{`private_key_file = .*`, `private_key_file = ` + dir + `/gh-server.key`},
+		{`certificate_file = .*`, `certificate_file = ` + dir + `/gh-server.pem`},
+		{`ca_file = .*`, `ca_file = ` + dir + `/gh-clients-ca.pem`},
+		{`(?m)^\s*ca_path = \$\{cadir\}`, ``},
+		{`tls_max_version = "1.2"`, `tls_max_version = "` + tlsMax + `"`},
+	} {
+		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.to)
+	}
+	if err := os.WriteFile(eapConf, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clients := fmt.Sprintf("client gh {\n\tipaddr = 127.0.0.1\n\tsecret = %s\n\trequire_message_authenticator = yes\n}\n", testSecret)
+	if err := os.WriteFile(filepath.Join(dir, "clients.conf"), []byte(clients), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Stay root (do not switch to the freerad user, who cannot read the
+	// test's temporary directory).
+	rc := filepath.Join(dir, "radiusd.conf")
+	rb, err := os.ReadFile(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb = regexp.MustCompile(`(?m)^(\s*)(user|group) = .*$`).ReplaceAll(rb, []byte("$1# $2 dropped by gatehouse tests"))
+	if err := os.WriteFile(rc, rb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	// Listen on 127.0.0.1:port (auth) and port+1 (acct); the IPv6
+	// listeners go to ::1; no inner-tunnel server (EAP-TLS needs none).
+	site := filepath.Join(dir, "sites-enabled", "default")
+	sb, err := os.ReadFile(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	sb = regexp.MustCompile(`(?m)^(\s*)port = 0`).ReplaceAllFunc(sb, func(m []byte) []byte {
+		n++
+		return []byte(fmt.Sprintf("\tport = %d", port+n-1))
+	})
+	sb = regexp.MustCompile(`(?m)^(\s*)ipaddr = \*`).ReplaceAll(sb, []byte("${1}ipaddr = 127.0.0.1"))
+	sb = regexp.MustCompile(`(?m)^(\s*)ipv6addr = ::(\s)`).ReplaceAll(sb, []byte("${1}ipv6addr = ::1${2}"))
+	os.Remove(site)
+	if err := os.WriteFile(site, sb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "sites-enabled", "inner-tunnel"))
+	ctx, cancel := context.WithCancel(context.Background())
+	args := []string{"-f", "-l", "stdout", "-d", dir}
+	if debug {
+		args = []string{"-X", "-d", dir}
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	var logBuf syncBuilder
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			logBuf.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "Ready to process requests") {
+				ready <- true
+			}
+		}
+		io.Copy(io.Discard, out)
+		ready <- false
+	}()
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("freeradius log:\n%s", logBuf.String())
+		}
+	})
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("freeradius did not start:\n%s", logBuf.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("freeradius did not start in time:\n%s", logBuf.String())
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port), cmd.Process.Pid
+}
+
+// TestRadbenchAgainstFreeRADIUS shows radbench's supplicant is generic:
+// it authenticates against FreeRADIUS (TLS 1.2 and 1.3), Message-
+// Authenticator and MPPE keys checked.
+func TestRadbenchAgainstFreeRADIUS(t *testing.T) {
+	for _, v := range []string{"1.2", "1.3"} {
+		t.Run("tls"+v, func(t *testing.T) {
+			addr, _ := startFreeRADIUS(t, v, true)
+			p := getPKI(t)
+			c := &radbench.Client{Addr: addr, Secret: []byte(testSecret), Timeout: 2 * time.Second}
+			conf := p.clientTLS(&p.aliceChain, 0)
+			res, err := c.Authenticate(context.Background(), "alice", conf) // no realm: the stock config proxies example.com
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Accepted {
+				t.Fatalf("rejected by FreeRADIUS")
+			}
+			if res.TLS.Version != map[string]uint16{"1.2": 0x0303, "1.3": 0x0304}[v] {
+				t.Errorf("TLS version %x", res.TLS.Version)
+			}
+			if len(res.MSK) != 64 || string(res.RecvKey) != string(res.MSK[:32]) || string(res.SendKey) != string(res.MSK[32:]) {
+				t.Errorf("MPPE keys from FreeRADIUS do not match our MSK")
+			}
+			var out strings.Builder
+			r, err := radbench.Run(context.Background(), radbench.Config{Addr: addr, Secret: testSecret, Certificate: p.aliceChain,
+				Concurrency: 2, Count: 10, Progress: -1, TLSVersion: v}, &out)
+			if err != nil || r.Accepts != 10 {
+				t.Errorf("radbench: %v %+v\n%s", err, r, out.String())
+			}
+		})
+	}
+}
+
+// syncBuilder is a strings.Builder safe for one writer and one reader.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) WriteString(x string) {
+	s.mu.Lock()
+	s.b.WriteString(x)
+	s.mu.Unlock()
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFreeRADIUSBench measures FreeRADIUS with radbench for comparison
+// (set GATEHOUSE_FREERADIUS_BENCH=10s; TLS version from GATEHOUSE_RADBENCH_TLS).
+func TestFreeRADIUSBench(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv("GATEHOUSE_FREERADIUS_BENCH"))
+	if err != nil {
+		t.Skip("GATEHOUSE_FREERADIUS_BENCH not set")
+	}
+	v := envOr("GATEHOUSE_RADBENCH_TLS", "1.2")
+	addr, pid := startFreeRADIUS(t, v, false)
+	p := getPKI(t)
+	res, err := radbench.Run(context.Background(), radbench.Config{Addr: addr, Secret: testSecret, Certificate: p.aliceChain,
+		Identity: "alice", Concurrency: 8, Duration: d, TLSVersion: v, ServerPID: pid, Progress: -1}, os.Stdout)
+	if err != nil || res.Accepts == 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+}

@@ -1,0 +1,43 @@
+package radbench
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestProcCPU(t *testing.T) {
+	// Burn a little CPU so the counter moves past one tick.
+	end := time.Now().Add(30 * time.Millisecond)
+	for time.Now().Before(end) {
+	}
+	d, err := ProcCPU(os.Getpid())
+	if err != nil || d <= 0 {
+		t.Fatalf("ProcCPU = %v, %v", d, err)
+	}
+	if _, err := ProcCPU(-1); err == nil {
+		t.Error("no error for a missing process")
+	}
+}
+
+func TestRunValidates(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Addr: "127.0.0.1:1"},
+		{Addr: "127.0.0.1:1", Secret: "s", TLSVersion: "1.1"},
+		{Addr: "127.0.0.1:1", Secret: "s", CertFile: "/nonexistent.pem", KeyFile: "/nonexistent.key"},
+	} {
+		if _, err := Run(context.Background(), cfg, io.Discard); err == nil || !strings.HasPrefix(err.Error(), "radbench: ") {
+			t.Errorf("%+v: err = %v", cfg, err)
+		}
+	}
+}
+
+func TestCheckReplyMA(t *testing.T) {
+	if err := CheckReplyMA(make([]byte, 20), make([]byte, 16), []byte("s")); err == nil {
+		t.Error("accepted a reply without Message-Authenticator")
+	}
+}
