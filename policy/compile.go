@@ -202,7 +202,7 @@ func compileIdentity(c *IdentityConfig, t *trust, errs *fieldErrors) identityRul
 			r.hasField = f
 		}
 		if d.IssuerCA != "" {
-			certs, err := readCerts(d.IssuerCA)
+			certs, err := ReadCertificates(d.IssuerCA)
 			if err != nil {
 				errs.add(key+".issuer_ca", d.IssuerCA, err)
 			} else {

@@ -181,7 +181,7 @@ func compileRevocation(c *TrustConfig, t *trust, errs *fieldErrors) {
 		var ca *x509.Certificate
 		if sc.CA == "" {
 			errs.add(key+".ca", "", errors.New("the CA file is required"))
-		} else if certs, err := readCerts(sc.CA); err != nil {
+		} else if certs, err := ReadCertificates(sc.CA); err != nil {
 			errs.add(key+".ca", sc.CA, err)
 		} else {
 			for _, known := range t.cas {

@@ -149,7 +149,7 @@ func TestAuthorizerUsesChecker(t *testing.T) {
 // caKey is the key of a CA file in trust.crls and trust.sources.
 func caKey(t testing.TB, file string) [32]byte {
 	t.Helper()
-	certs, err := readCerts(pki + file)
+	certs, err := ReadCertificates(pki + file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 		errs.add("trust.client_ca", "", errors.New("at least one client CA is required"))
 	}
 	for i, f := range c.ClientCA {
-		certs, err := readCerts(f)
+		certs, err := ReadCertificates(f)
 		if err != nil {
 			errs.add(fmt.Sprintf("trust.client_ca[%d]", i), f, err)
 			continue
@@ -58,7 +58,7 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 		}
 	}
 	for i, f := range c.Intermediates {
-		certs, err := readCerts(f)
+		certs, err := ReadCertificates(f)
 		if err != nil {
 			errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, err)
 			continue
@@ -182,8 +182,10 @@ func hasClientAuth(c *x509.Certificate) bool {
 	return false
 }
 
-// readCerts reads every certificate of a PEM file.
-func readCerts(file string) ([]*x509.Certificate, error) {
+// ReadCertificates reads every certificate of a PEM file, in file order
+// (for a client's file: leaf first). Blocks of other types are skipped; a
+// file without a certificate is an error.
+func ReadCertificates(file string) ([]*x509.Certificate, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -77,32 +75,13 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, erro
 	return exitDenied, nil
 }
 
-// readChain reads every certificate of a PEM file, leaf first.
+// readChain reads a PEM file of certificates, leaf first.
 func readChain(file string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(file)
+	certs, err := policy.ReadCertificates(file)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", file)
-	}
-	return out, nil
+	return certs, nil
 }
 
 // writeExplain prints each step of a decision, for people.
