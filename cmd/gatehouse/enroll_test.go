@@ -18,7 +18,8 @@ import (
 // the shipped config (real policy, LDIF directory, mutual TLS on loopback;
 // the data plane on netstack so no interface is touched).
 func TestEnrollCommand(t *testing.T) {
-	l, err := loadConfig(writeConfig(t, nil))
+	cfgFile := writeConfig(t, nil)
+	l, err := loadConfig(cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestEnrollCommand(t *testing.T) {
 	vc.Enabled, vc.UseNetstack = true, true
 	vc.ListenPort = freeUDPPort(t)
 	vc.EnrollListen = "127.0.0.1:0"
-	vc.StateDir = t.TempDir()
+	vc.StateDir = filepath.Join(l.cfg.Server.StateDir, "vpn") // where `gatehouse peers` looks
 	srv, err := vpn.New(vc, auth, auth.ServerTLS(0), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +93,12 @@ func TestEnrollCommand(t *testing.T) {
 		if code != exitFailure || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: exit %d, %q; want exit %d and %q", c.cert, code, msg, exitFailure, c.want)
 		}
+	}
+	// The admin's view: `gatehouse peers` lists who is enrolled.
+	var so, se bytes.Buffer
+	if code := run(context.Background(), []string{"peers", "-config", cfgFile}, &so, &se); code != exitOK ||
+		!strings.Contains(so.String(), "alice@corp.example.com  engineering  100.96.") || !strings.Contains(so.String(), "1 peers") {
+		t.Errorf("peers: exit %d\n%s%s", code, so.String(), se.String())
 	}
 	// --qr prints a terminal QR code after writing the file.
 	code, _, msg = enroll("bob-chain", "--qr")

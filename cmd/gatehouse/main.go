@@ -8,6 +8,7 @@
 //	gatehouse explain [-config F] --cert F [--chain F] [--no-cache]
 //	                                                 show how a certificate is decided
 //	gatehouse enroll  --server URL --cert F --key F  enroll this machine in the VPN
+//	gatehouse peers   [-config F]                   list enrolled VPN peers
 //	gatehouse bench   radius ...                     load-test a RADIUS server
 //	gatehouse version
 //
@@ -51,7 +52,7 @@ func (e *usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|bench|version [flags]")
+		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|peers|bench|version [flags]")
 		return exitUsage
 	}
 	var err error
@@ -65,12 +66,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdExplain(ctx, args[1:], stdout)
 	case "enroll":
 		err = cmdEnroll(ctx, args[1:], stdout)
+	case "peers":
+		err = cmdPeers(ctx, args[1:], stdout)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|bench|version [flags]; gatehouse CMD -h for flags")
+		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|bench|version [flags]; gatehouse CMD -h for flags")
 	default:
 		err = &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
