@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ func TestReload(t *testing.T) {
 	}
 	raw, _ := os.ReadFile(f)
 	a := policy.NewAuthorizer(l.policy, nil, nil)
-	r := newReloader(f, raw, a, slog.New(slog.DiscardHandler))
+	r := newReloader(l, a, slog.New(slog.DiscardHandler))
 	r.every = 20 * time.Millisecond
 	r.hup = make(chan os.Signal, 1)
 	r.reloaded = make(chan struct{}, 1)
@@ -58,6 +60,33 @@ func TestReload(t *testing.T) {
 	wait()
 	if got := rules(); got[2] != "sales" || swaps != 3 {
 		t.Fatalf("after SIGHUP: %v, %d swaps", got, swaps)
+	}
+	// A replaced CRL file is picked up without touching the config: here a
+	// broken CRL, so the reload is refused and logged.
+	crl := l.cfg.Trust.CRL[1] // employee-int.crl, inside the repository
+	if !strings.HasSuffix(crl, "employee-int.crl") {
+		t.Fatalf("unexpected CRL order: %v", l.cfg.Trust.CRL)
+	}
+	copyCRL := filepath.Join(t.TempDir(), "int.crl")
+	orig, _ := os.ReadFile(crl)
+	writeFile(t, copyCRL, orig)
+	withCopy := strings.Replace(string(raw), `"testdata/pki/employee-int.crl"`, `"`+copyCRL+`"`, 1)
+	withCopy = strings.ReplaceAll(withCopy, `"`+filepath.Dir(crl)+`/employee-int.crl"`, `"`+copyCRL+`"`)
+	writeFile(t, f, []byte(withCopy))
+	wait()
+	if swaps != 4 {
+		t.Fatalf("config pointing at the CRL copy: %d swaps", swaps)
+	}
+	time.Sleep(10 * time.Millisecond) // a distinct modification time
+	writeFile(t, copyCRL, []byte("not a CRL"))
+	wait()
+	if swaps != 4 {
+		t.Fatalf("a broken CRL was swapped in")
+	}
+	writeFile(t, copyCRL, orig)
+	wait()
+	if swaps != 5 {
+		t.Fatalf("CRL change not picked up: %d swaps", swaps)
 	}
 }
 

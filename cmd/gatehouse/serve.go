@@ -27,11 +27,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(l.file)
-	if err != nil {
-		return err
-	}
-	rl := newReloader(l.file, raw, s.auth, logger.With("component", "reload"))
+	rl := newReloader(l, s.auth, logger.With("component", "reload"))
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
 	if s.vpn != nil {
