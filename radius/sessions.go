@@ -13,7 +13,7 @@ import (
 type session struct {
 	key      [16]byte
 	nas      string
-	identity string // EAP identity (not authenticated)
+	identity string    // EAP identity (not authenticated)
 	start    time.Time // first request; immutable
 
 	// Set with decision, guarded by mu.
