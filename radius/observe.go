@@ -58,7 +58,7 @@ func (s *Server) finish(n *nas, src netip.AddrPort, ss *session, d *policy.Decis
 
 // drain stops new conversations and waits, up to DrainTimeout, for those
 // with a TLS handshake under way to end (one that has only sent its
-// identity is not waited for).
+// identity, or has gone silent, is not waited for).
 func (s *Server) drain() {
 	s.draining.Store(true)
 	n := s.sessions.active()
@@ -75,12 +75,20 @@ func (s *Server) drain() {
 	}
 }
 
-// active counts the conversations whose TLS handshake has begun.
+// abandonedAfter: a conversation silent this long is not waited for at
+// shutdown (a supplicant mid-handshake answers within round trips; a NAS
+// retransmits after 3 s or more).
+const abandonedAfter = 3 * time.Second
+
+// active counts the conversations whose TLS handshake has begun and that
+// were heard from in the last abandonedAfter.
 func (t *sessionTable) active() int {
+	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for ss := t.lists[listActive].head; ss != nil; ss = ss.next {
+	// Most recently active first.
+	for ss := t.lists[listActive].head; ss != nil && now.Sub(ss.last) < abandonedAfter; ss = ss.next {
 		n++
 	}
 	return n

@@ -20,6 +20,7 @@ func writeConfig(t testing.TB, edit func(string) string) string {
 	root, _ := filepath.Abs("../..")
 	s := strings.ReplaceAll(string(b), `"testdata/`, `"`+root+`/testdata/`)
 	s = strings.Replace(s, `state_dir = "state"`, `state_dir = "`+filepath.ToSlash(t.TempDir())+`"`, 1)
+	s = strings.Replace(s, `metrics_listen = "127.0.0.1:9812"`, `metrics_listen = "127.0.0.1:0"`, 1)
 	if edit != nil {
 		s = edit(s)
 	}
