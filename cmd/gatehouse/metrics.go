@@ -14,7 +14,6 @@ import (
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/vpn"
-	"github.com/gatehouse/gatehouse/vpn/filter"
 )
 
 // The collectors below read each package's plain Stats snapshot at scrape
@@ -264,8 +263,6 @@ func (c *vpnCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	histogram(ch, c.enrollLatency, c.src.EnrollLatency())
 }
-
-var _ = filter.New // the filter's reasons arrive through vpn.Stats.Drops
 
 // decisionKey is one (door, event, rule, code) combination.
 type decisionKey struct{ door, event, rule, code string }
