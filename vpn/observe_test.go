@@ -90,3 +90,14 @@ func TestParseDeviceStats(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
+
+func FuzzParseDeviceStats(f *testing.F) {
+	f.Add("public_key=aa\nlast_handshake_time_sec=1799999990\nrx_bytes=100\ntx_bytes=200\n")
+	f.Add("rx_bytes=-1\ntx_bytes=99999999999999999999999\nlast_handshake_time_sec=x\n=\n\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		st := parseDeviceStats(text, time.Unix(1_800_000_000, 0))
+		if st.Handshaked < 0 {
+			t.Fatal("negative handshake count")
+		}
+	})
+}

@@ -67,6 +67,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad log level", replace(`log_level = "info"`, `log_level = "loud"`), `config.toml: server.log_level: "loud"`},
 		{"bad radius network", replace(`network = "127.0.0.0/8"`, `network = "127.0.0/8"`), "127.0.0/8"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
+		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"negative audit keep", replace(`audit_keep = 10`, `audit_keep = -1`), "server.audit_max_size_mb and audit_keep must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
