@@ -119,3 +119,19 @@ func TestCollectors(t *testing.T) {
 		t.Error("an identity or a serial reached a label")
 	}
 }
+
+// TestDecisionAuditAllocs: counting and queueing a decision allocates
+// nothing once its label combination exists (the door's path).
+func TestDecisionAuditAllocs(t *testing.T) {
+	w, err := audit.New(audit.Config{Output: new(bytes.Buffer), Queue: 1 << 16}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := newDecisionCounter(w)
+	ev := policy.AuditEvent{Door: "wifi", Event: "authenticate", Allowed: true,
+		Decision: policy.Decision{Allowed: true, Rule: "engineering", Groups: []string{"cn=engineering"}}}
+	dc.Audit(ev)
+	if n := testing.AllocsPerRun(1000, func() { dc.Audit(ev) }); n != 0 {
+		t.Errorf("decision audit: %v allocs", n)
+	}
+}
