@@ -26,15 +26,16 @@ type backend interface {
 // server, with a cache. It satisfies policy.Directory. It is safe for
 // concurrent use.
 type Directory struct {
-	s       *settings
-	logger  *slog.Logger
-	be      backend
-	cache   *cache // nil when caching is disabled
-	flights flights
-	stats   counters
-	wg      sync.WaitGroup // in-flight background lookups
-	bgMu    sync.RWMutex   // orders wg.Add (read side) before Close's Wait
-	closed  bool           // guarded by bgMu
+	s        *settings
+	logger   *slog.Logger
+	be       backend
+	cache    *cache // nil when caching is disabled
+	flights  flights
+	stats    counters
+	wg       sync.WaitGroup   // in-flight background lookups
+	bgMu     sync.RWMutex     // orders wg.Add (read side) before Close's Wait
+	queryObs DurationObserver // nil = none; set before the first lookup
+	closed   bool             // guarded by bgMu
 }
 
 // counters are the Directory's statistics, updated atomically.
@@ -195,9 +196,13 @@ func (d *Directory) start(key string, fl *flight, kind, filter string, shared bo
 	go func() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), d.s.timeout)
+		start := time.Now()
 		dn, groups, err := d.be.lookup(ctx, kind, filter)
 		cancel()
 		now := time.Now()
+		if d.queryObs != nil {
+			d.queryObs.Observe(now.Sub(start))
+		}
 		if d.cache != nil {
 			d.settle(key, now, shared, &dn, &groups, &err)
 		}

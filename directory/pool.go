@@ -40,10 +40,11 @@ type pool struct {
 
 	mu sync.Mutex
 	// guarded by mu
-	failures int       // consecutive failed dials
-	retryAt  time.Time // no dial before this (backoff)
-	lastErr  error
-	down     bool // outage logged
+	failures  int       // consecutive failed dials
+	retryAt   time.Time // no dial before this (backoff)
+	lastErr   error
+	down      bool      // outage logged
+	downSince time.Time // when down was set
 }
 
 // slot holds one connection; lock (a 1-buffered channel, so waiting honours
@@ -166,7 +167,7 @@ func (p *pool) record(err error) {
 	p.retryAt = time.Now().Add(min(b, maxBackoff))
 	p.lastErr = err
 	if !p.down {
-		p.down = true
+		p.down, p.downSince = true, time.Now()
 		p.logger.Warn("directory unavailable", "error", err.Error())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -18,7 +19,7 @@ const eapOverhead = 4
 
 // access handles an Access-Request: starts or continues an EAP conversation.
 // A nil reply with nil error is a silent drop already counted.
-func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, now time.Time) ([]byte, error) {
+func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort, now time.Time) ([]byte, error) {
 	msg := p.appendAll(w.eapBuf[:0], attrEAPMessage)
 	if len(msg) == 0 {
 		s.log.Info("radius: reject", "nas", n.name, "reason", "no EAP-Message (only EAP-TLS is served)")
@@ -34,6 +35,10 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, now time.Time)
 		if ep.Type != eap.TypeIdentity {
 			s.log.Info("radius: reject", "nas", n.name, "reason", "conversation does not start with EAP-Response/Identity")
 			return s.reject(w, h, n, p, eap.AppendFailure(nil, ep.ID))
+		}
+		if s.draining.Load() {
+			s.drop(dShuttingDown)
+			return nil, nil
 		}
 		return s.startSession(w, h, n, p, ep, now)
 	}
@@ -75,7 +80,13 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, now time.Time)
 		return s.challenge(w, h, n, p, step.Msg, ss.key[:])
 	case eap.Success:
 		s.sessions.remove(ss)
-		return s.accept(w, h, n, p, ss, d, step.Msg)
+		b, err := s.accept(w, h, n, p, ss, d, step.Msg)
+		if b != nil && b[0] == codeAccessAccept {
+			s.finish(n, src, ss, d, true, "", now)
+		} else {
+			s.finish(n, src, ss, d, false, "Access-Accept could not be built", now)
+		}
+		return b, err
 	default: // Failure
 		s.sessions.remove(ss)
 		attrs := []any{"nas", n.name, "identity", ss.identity, "reason", errString(step.Err)}
@@ -83,6 +94,11 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, now time.Time)
 			attrs = append(attrs, decisionAttrs(d)...)
 		}
 		s.log.Info("radius: reject", attrs...)
+		reason := ""
+		if d == nil || d.Allowed {
+			reason = errString(step.Err)
+		}
+		s.finish(n, src, ss, d, false, reason, now)
 		return s.reject(w, h, n, p, step.Msg)
 	}
 }
@@ -107,7 +123,7 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 	if len(ident) > 253 {
 		ident = ident[:253]
 	}
-	ss := &session{nas: n.name, identity: string(ident)}
+	ss := &session{nas: n.name, identity: string(ident), start: now}
 	if _, err := rand.Read(ss.key[:]); err != nil {
 		return nil, fmt.Errorf("radius: random State: %w", err)
 	}
@@ -125,6 +141,7 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 // from the ticket — so a decision is never replayed.
 func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
 	cs := ss.eap.State()
+	ss.tlsVersion, ss.resumed = cs.Version, cs.DidResume
 	if len(cs.PeerCertificates) == 0 {
 		return nil, ss.eap.Reject(errors.New("radius: client presented no certificate"))
 	}

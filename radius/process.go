@@ -77,7 +77,7 @@ func (s *Server) process(w *worker, j *job) {
 	var reply []byte
 	switch code {
 	case codeAccessRequest:
-		reply, err = s.access(w, h, n, p, now)
+		reply, err = s.access(w, h, n, p, j.src, now)
 	case codeAccountingRequest:
 		reply, err = s.accounting(w, h, n, p, j.src)
 	case codeStatusServer:

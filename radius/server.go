@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -41,6 +42,10 @@ type Server struct {
 	stats    counters
 	acct     *acctLog
 	tlsWG    sync.WaitGroup // per-session TLS goroutines
+	auditor  policy.Auditor // nil = none; set before Run
+
+	draining     atomic.Bool // Run's context is done: no new conversations
+	drainTimeout time.Duration
 
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
@@ -83,6 +88,8 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		cache:    newReplyCache(cacheEntries, cacheTTL),
 		sessions: newSessionTable(set.maxSessions, set.idle, set.total),
 		ready:    make(chan struct{}),
+
+		drainTimeout: DrainTimeout,
 	}
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
 	return s, nil
@@ -227,6 +234,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 
 	<-ctx.Done()
+	s.drain()
 	for _, c := range conns {
 		c.Close()
 	}

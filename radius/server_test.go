@@ -41,6 +41,12 @@ func testLogger(t testing.TB) *slog.Logger {
 // ends, then checks that its goroutines are gone.
 func startServer(t testing.TB, mod func(*Config)) *testServer {
 	t.Helper()
+	return startServerWith(t, nil, mod)
+}
+
+// startServerWith is startServer with a hook on the server before Run.
+func startServerWith(t testing.TB, hook func(*Server), mod func(*Config)) *testServer {
+	t.Helper()
 	p := getPKI(t)
 	cfg := Config{
 		Listen:           "127.0.0.1:0",
@@ -56,6 +62,10 @@ func startServer(t testing.TB, mod func(*Config)) *testServer {
 	s, err := New(cfg, auth, p.serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	s.drainTimeout = 100 * time.Millisecond // tests that stop mid-handshake
+	if hook != nil {
+		hook(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -13,7 +13,12 @@ import (
 type session struct {
 	key      [16]byte
 	nas      string
-	identity string // EAP identity (not authenticated)
+	identity string    // EAP identity (not authenticated)
+	start    time.Time // first request; immutable
+
+	// Set with decision, guarded by mu.
+	tlsVersion uint16
+	resumed    bool
 
 	// mu is held while a request of this conversation is handled; a second
 	// request arriving meanwhile is dropped.

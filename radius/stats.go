@@ -1,6 +1,10 @@
 package radius
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/gatehouse/gatehouse/policy/metric"
+)
 
 // Drop reasons, as reported by Stats.
 const (
@@ -15,12 +19,13 @@ const (
 	DropEAPDiscard          = "eap_discard"
 	DropSessionBusy         = "session_busy"
 	DropAccountingWriteFail = "accounting_write_failed"
+	DropShuttingDown        = "shutting_down"
 )
 
 var dropNames = [...]string{
 	DropUnknownClient, DropBadAuthenticator, DropBadMA, DropMissingMA, DropMalformed,
 	DropOverload, DropDuplicate, DropUnexpectedCode, DropEAPDiscard, DropSessionBusy,
-	DropAccountingWriteFail,
+	DropAccountingWriteFail, DropShuttingDown,
 }
 
 type dropReason uint8
@@ -37,6 +42,7 @@ const (
 	dEAPDiscard
 	dSessionBusy
 	dAcctWrite
+	dShuttingDown
 	numDrops
 )
 
@@ -56,6 +62,7 @@ type counters struct {
 	cacheHits      atomic.Uint64
 	acctRecords    atomic.Uint64
 	sessionsOpened atomic.Uint64
+	authLatency    metric.Histogram // EAP conversation: first request to Accept/Reject
 }
 
 // Stats is a snapshot of the server's counters.
@@ -71,6 +78,10 @@ type Stats struct {
 	SessionsOpened  uint64 // conversations started
 	SessionsEvicted uint64 // pushed out by MaxSessions
 	SessionsExpired uint64 // ended by idle or total timeout
+
+	// AuthLatency is the time from a conversation's first Access-Request
+	// to its Access-Accept or Access-Reject.
+	AuthLatency metric.Snapshot
 }
 
 // Stats returns a snapshot of the counters.
@@ -88,6 +99,7 @@ func (s *Server) Stats() Stats {
 		SessionsOpened:    c.sessionsOpened.Load(),
 		SessionsEvicted:   s.sessions.evictions.Load(),
 		SessionsExpired:   s.sessions.expirations.Load(),
+		AuthLatency:       c.authLatency.Snapshot(),
 	}
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
@@ -128,6 +129,13 @@ func writeError(w http.ResponseWriter, e *apiError) {
 }
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	outcome := enrollFailed
+	defer func() {
+		s.enrollLatency.Observe(time.Since(start))
+		s.enrolls[outcome].Add(1)
+	}()
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -143,7 +151,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeError(w, denial(policy.Decision{Code: policy.CodeNoCertificate}))
+		d := policy.Decision{Code: policy.CodeNoCertificate}
+		outcome = enrollDenied
+		s.audit("enroll", client, netip.Addr{}, &d, false, "", start)
+		writeError(w, denial(d))
 		return
 	}
 	chain := r.TLS.PeerCertificates
@@ -152,14 +163,23 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	d := s.auth.Authorize(ctx, chain)
 	if !d.Allowed || d.VPN == nil {
 		s.log.Info("vpn: enrollment denied", "subject", chain[0].Subject.String(), "code", d.Code.String(), "rule", d.Rule, "reason", d.Reason)
+		outcome = enrollDenied
+		reason := ""
+		if d.Allowed {
+			reason = "the rule grants no VPN access"
+		}
+		s.audit("enroll", client, netip.Addr{}, &d, false, reason, start)
 		writeError(w, denial(d))
 		return
 	}
 	rec, aerr := s.enroll(chain, d, key)
 	if aerr != nil {
+		s.audit("enroll", client, netip.Addr{}, &d, false, aerr.msg, start)
 		writeError(w, aerr)
 		return
 	}
+	outcome = enrollAllowed
+	s.audit("enroll", client, rec.Address, &d, true, "", start)
 	s.mu.Lock()
 	resp := EnrollResponse{
 		Config:          s.clientConfig(rec),

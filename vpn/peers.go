@@ -224,6 +224,7 @@ func (s *Server) Revalidate(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		rstart := time.Now()
 		chain, err := r.chain()
 		var d policy.Decision
 		switch {
@@ -251,10 +252,12 @@ func (s *Server) Revalidate(ctx context.Context) {
 				r.cut = true
 				ops.set(nil, r.addrs())
 				s.log.Warn("vpn: peer suspended", "identity", r.Identity, "code", d.Code.String(), "reason", d.Reason)
+				s.audit("revalidate", netip.AddrPort{}, r.Address, &d, false, "suspended: "+d.Reason, rstart)
 				changed++
 			}
 		case !d.Allowed || d.VPN == nil:
 			s.removeLocked(r, d.Code.String()+": "+d.Reason, &ops)
+			s.audit("revalidate", netip.AddrPort{}, r.Address, &d, false, "removed: "+d.Reason, rstart)
 			removed++
 		default:
 			r.Validated = time.Now().UTC()
@@ -269,6 +272,7 @@ func (s *Server) Revalidate(ctx context.Context) {
 						s.log.Error("vpn: revalidate", "err", err)
 					}
 					s.log.Info("vpn: peer access changed", "identity", r.Identity, "rule", r.Rule)
+					s.audit("revalidate", netip.AddrPort{}, r.Address, &d, true, "access changed", rstart)
 					changed++
 				}
 			}

@@ -21,6 +21,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/metric"
 	"github.com/gatehouse/gatehouse/vpn/filter"
 )
 
@@ -53,8 +54,13 @@ type Server struct {
 	// cost in the throughput test. Never set in production.
 	noFilter bool
 
-	started atomic.Bool // Run runs once
-	revalMu sync.Mutex  // serializes re-validation runs
+	started  atomic.Bool                    // Run runs once
+	stopping atomic.Bool                    // Run's context is done
+	auditor  atomic.Pointer[policy.Auditor] // nil = none
+
+	enrollLatency metric.Histogram
+	enrolls       [3]atomic.Uint64 // by enroll* outcome
+	revalMu       sync.Mutex       // serializes re-validation runs
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it
@@ -215,6 +221,7 @@ func (s *Server) Run(ctx context.Context) error {
 			err = fmt.Errorf("vpn: enrollment API: %w", err)
 		}
 	}
+	s.stopping.Store(true)
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	hs.Shutdown(sctx)

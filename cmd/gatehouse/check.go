@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 )
 
@@ -42,6 +43,16 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, line := range l.cfg.sections.summary() {
 		fmt.Fprintln(stdout, line)
 	}
+	sc := &l.cfg.Server
+	metrics := sc.MetricsListen
+	if metrics == "" {
+		metrics = "off"
+	}
+	auditTo := sc.Audit
+	if auditTo == "" || auditTo == "file" {
+		auditTo = filepath.Join(sc.StateDir, "audit.jsonl")
+	}
+	fmt.Fprintf(stdout, "metrics:       %s\naudit:         %s\n", metrics, auditTo)
 	if *testDir {
 		dir, err := openDirectory(ctx, l, slog.New(slog.DiscardHandler), true)
 		if err != nil {

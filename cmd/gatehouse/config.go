@@ -26,8 +26,13 @@ type fileConfig struct {
 type serverConfig struct {
 	LogLevel      string `toml:"log_level"`      // debug, info (default), warn, error
 	LogFormat     string `toml:"log_format"`     // text (default) or json
-	MetricsListen string `toml:"metrics_listen"` // reserved for metrics; empty = off
+	MetricsListen string `toml:"metrics_listen"` // /metrics, /healthz, /readyz (e.g. "127.0.0.1:9812"); empty = off
 	StateDir      string `toml:"state_dir"`      // default /var/lib/gatehouse
+	// Audit is where the audit trail goes: "file" (default:
+	// state_dir/audit.jsonl), "stdout" or "off".
+	Audit          string `toml:"audit"`
+	AuditMaxSizeMB int    `toml:"audit_max_size_mb"` // rotate the file past this size; default 100
+	AuditKeep      int    `toml:"audit_keep"`        // rotated files kept; default 10
 }
 
 // loaded is a decoded and compiled configuration.
@@ -96,6 +101,14 @@ func loadConfig(file string) (*loaded, error) {
 	case "", "text", "json":
 	default:
 		errs = append(errs, fmt.Sprintf("%s: server.log_format: %q: must be text or json", file, c.Server.LogFormat))
+	}
+	switch c.Server.Audit {
+	case "", "file", "stdout", "off":
+	default:
+		errs = append(errs, fmt.Sprintf("%s: server.audit: %q: must be file, stdout or off", file, c.Server.Audit))
+	}
+	if c.Server.AuditMaxSizeMB < 0 || c.Server.AuditKeep < 0 {
+		errs = append(errs, fmt.Sprintf("%s: server.audit_max_size_mb and audit_keep must not be negative", file))
 	}
 	if len(errs) > 0 {
 		return nil, &configError{strings.Join(errs, "\n")}

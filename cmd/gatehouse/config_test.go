@@ -20,6 +20,7 @@ func writeConfig(t testing.TB, edit func(string) string) string {
 	root, _ := filepath.Abs("../..")
 	s := strings.ReplaceAll(string(b), `"testdata/`, `"`+root+`/testdata/`)
 	s = strings.Replace(s, `state_dir = "state"`, `state_dir = "`+filepath.ToSlash(t.TempDir())+`"`, 1)
+	s = strings.Replace(s, `metrics_listen = "127.0.0.1:9812"`, `metrics_listen = "127.0.0.1:0"`, 1)
 	if edit != nil {
 		s = edit(s)
 	}
@@ -66,6 +67,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad log level", replace(`log_level = "info"`, `log_level = "loud"`), `config.toml: server.log_level: "loud"`},
 		{"bad radius network", replace(`network = "127.0.0.0/8"`, `network = "127.0.0/8"`), "127.0.0/8"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
+		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"negative audit keep", replace(`audit_keep = 10`, `audit_keep = -1`), "server.audit_max_size_mb and audit_keep must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/radius"
 )
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	cfgFile := fs.String("config", "config.toml", "configuration `file`")
 	if err := parseFlags(fs, args); err != nil {
@@ -27,6 +30,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	o, err := newOps(&l.cfg.Server, s, stdout, logger)
+	if err != nil {
+		return err
+	}
 	rl := newReloader(l, s.auth, logger.With("component", "reload"))
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
@@ -36,17 +43,33 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger.Info("gatehouse starting", "version", version, "config", l.file,
 		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))
+	// The directory, the revocation checker and the audit writer outlive
+	// the doors: conversations drained at shutdown are still decided and
+	// audited.
+	doorsDone := make(chan struct{})
+	var doors sync.WaitGroup
+	doors.Add(2)
+	go func() { doors.Wait(); close(doorsDone) }()
+	afterDoors := func(run func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error { return run(outlive(ctx, doorsDone)) }
+	}
 	return runAll(ctx, logger, map[string]func(context.Context) error{
-		"directory":  s.dir.Run,
-		"revocation": s.rev.Run,
-		"radius":     s.radius.Run,
-		"reload":     rl.Run,
+		"directory":  afterDoors(s.dir.Run),
+		"revocation": afterDoors(s.rev.Run),
+		"radius": func(ctx context.Context) error {
+			defer doors.Done()
+			return s.radius.Run(ctx)
+		},
+		"reload": rl.Run,
 		"vpn": func(ctx context.Context) error {
+			defer doors.Done()
 			if s.vpn == nil {
 				return nil
 			}
 			return s.vpn.Run(ctx)
 		},
+		"audit":   afterDoors(o.runAudit),
+		"metrics": func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 	})
 }
 
@@ -94,4 +117,23 @@ func newLogger(w io.Writer, c serverConfig) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// doorsGrace bounds how long the components that serve the doors wait for
+// them after shutdown began (radius drains for at most radius.DrainTimeout).
+const doorsGrace = radius.DrainTimeout + 5*time.Second
+
+// outlive returns a context that is done once ctx is done and then done
+// is closed (or doorsGrace has passed).
+func outlive(ctx context.Context, done <-chan struct{}) context.Context {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		<-ctx.Done()
+		select {
+		case <-done:
+		case <-time.After(doorsGrace):
+		}
+		cancel()
+	}()
+	return c
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/audit"
+	"github.com/gatehouse/gatehouse/policy/metric"
+)
+
+// ops is what serve adds for operators: the audit trail, the decision
+// counters, the Prometheus registry and the /metrics, /healthz and /readyz
+// endpoints.
+type ops struct {
+	audit     *audit.Writer // nil when server.audit = "off"
+	decisions *decisionCounter
+	dirQuery  metric.Histogram
+	reg       *prometheus.Registry
+	listen    string // "" = no metrics endpoint
+	log       *slog.Logger
+}
+
+// newOps builds the audit writer and the registry and hands the auditor to
+// the doors and the query observer to the directory. It starts nothing.
+func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) (*ops, error) {
+	o := &ops{listen: c.MetricsListen, log: logger.With("component", "ops"), reg: prometheus.NewRegistry()}
+	switch c.Audit {
+	case "", "file":
+		ac := audit.Config{File: filepath.Join(c.StateDir, "audit.jsonl"), MaxSize: int64(c.AuditMaxSizeMB) << 20, Keep: c.AuditKeep}
+		w, err := audit.New(ac, logger.With("component", "audit"))
+		if err != nil {
+			return nil, err
+		}
+		o.audit = w
+	case "stdout":
+		w, err := audit.New(audit.Config{Output: stdout}, logger.With("component", "audit"))
+		if err != nil {
+			return nil, err
+		}
+		o.audit = w
+	}
+	var next policy.Auditor
+	if o.audit != nil {
+		next = o.audit
+	}
+	o.decisions = newDecisionCounter(next)
+	s.radius.SetAuditor(o.decisions)
+	if s.vpn != nil {
+		s.vpn.SetAuditor(o.decisions)
+	}
+	s.dir.SetQueryObserver(&o.dirQuery)
+
+	now := time.Now
+	o.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newRadiusCollector(s.radius.Stats),
+		newDirectoryCollector(s.dir.Stats, &o.dirQuery, s.dir.Ready),
+		newRevocationCollector(s.rev.Stats, now),
+		o.decisions,
+		&readyCollector{checks: func() map[string]error { return readiness(s) }, desc: desc("ready", "1 if a readiness check passes, by component.", "component")},
+	)
+	if s.vpn != nil {
+		o.reg.MustRegister(newVPNCollector(s.vpn, now))
+	}
+	if o.audit != nil {
+		o.reg.MustRegister(newAuditCollector(o.audit.Stats))
+	}
+	return o, nil
+}
+
+// readiness runs every readiness check: the listeners are up, the trust
+// material and CRLs are loaded, the directory can answer (or is within its
+// outage policy).
+func readiness(s *servers) map[string]error {
+	r := map[string]error{
+		"radius":    s.radius.Ready(),
+		"directory": s.dir.Ready(),
+		"trust":     nil,
+	}
+	if s.auth.ServerTLS(0) == nil {
+		r["trust"] = errors.New("no server certificate")
+	}
+	var missing []string
+	for _, c := range s.rev.Stats().CRLs {
+		if c.ThisUpdate.IsZero() {
+			missing = append(missing, c.CA)
+		}
+	}
+	if len(missing) > 0 {
+		r["trust"] = fmt.Errorf("no CRL loaded yet for %s", strings.Join(missing, "; "))
+	}
+	if s.vpn != nil {
+		r["vpn"] = s.vpn.Serving()
+	}
+	return r
+}
+
+// handler serves /metrics, /healthz (the process is up) and /readyz (every
+// readiness check passes: 200, else 503 with the failing checks).
+func (o *ops) handler(s *servers) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelError), Registry: o.reg,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		res := readiness(s)
+		var b strings.Builder
+		status := http.StatusOK
+		for _, k := range sortedKeys(res) {
+			if err := res[k]; err != nil {
+				status = http.StatusServiceUnavailable
+				fmt.Fprintf(&b, "%s: %v\n", k, err)
+			} else {
+				fmt.Fprintf(&b, "%s: ok\n", k)
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		io.WriteString(w, b.String())
+	})
+	return mux
+}
+
+// runAudit runs the audit writer (if any) until ctx is done.
+func (o *ops) runAudit(ctx context.Context) error {
+	if o.audit == nil {
+		return nil
+	}
+	return o.audit.Run(ctx)
+}
+
+// runMetrics serves the metrics endpoint until ctx is done.
+func (o *ops) runMetrics(ctx context.Context, s *servers) error {
+	if o.listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("metrics_listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           o.handler(s),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(o.log.Handler(), slog.LevelDebug),
+	}
+	o.log.Info("metrics: listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

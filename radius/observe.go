@@ -1,0 +1,95 @@
+package radius
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// DrainTimeout is how long Run, once its context is done, keeps serving
+// EAP conversations already in progress (new ones are dropped) before it
+// closes the sockets.
+const DrainTimeout = 5 * time.Second
+
+// SetAuditor makes the server report every Access-Accept and every
+// Access-Reject that ends an EAP conversation to a (nil = none). Call it
+// before Run. a.Audit must not block.
+func (s *Server) SetAuditor(a policy.Auditor) { s.auditor = a }
+
+// Ready reports whether the server is serving: its sockets are bound and it
+// is not shutting down.
+func (s *Server) Ready() error {
+	s.mu.Lock()
+	bound := s.authAddr != nil
+	s.mu.Unlock()
+	switch {
+	case s.draining.Load():
+		return errors.New("radius: shutting down")
+	case !bound:
+		return errors.New("radius: not listening")
+	}
+	return nil
+}
+
+// finish records the end of a conversation: latency and audit event.
+// allowed is what the NAS was told; reason, when set, overrides the
+// decision's (e.g. a handshake failure before any decision).
+func (s *Server) finish(n *nas, src netip.AddrPort, ss *session, d *policy.Decision, allowed bool, reason string, now time.Time) {
+	dur := now.Sub(ss.start)
+	s.stats.authLatency.Observe(dur)
+	if s.auditor == nil {
+		return
+	}
+	ev := policy.AuditEvent{
+		Time: now, Door: "wifi", Event: "authenticate", NAS: n.name, NASAddr: src,
+		Allowed: allowed, Reason: reason, TLSVersion: ss.tlsVersion, Resumed: ss.resumed, Duration: dur,
+	}
+	if d != nil {
+		ev.Decision = *d
+		ev.Decision.Chain, ev.Decision.Revocation = nil, nil // not audited; let them be collected
+	} else {
+		ev.Decision.Code = policy.CodeNoCertificate
+		ev.Decision.Identity.Name = ss.identity
+	}
+	s.auditor.Audit(ev)
+}
+
+// drain stops new conversations and waits, up to DrainTimeout, for those
+// with a TLS handshake under way to end (one that has only sent its
+// identity, or has gone silent, is not waited for).
+func (s *Server) drain() {
+	s.draining.Store(true)
+	n := s.sessions.active()
+	if n == 0 {
+		return
+	}
+	s.log.Info("radius: shutting down: letting conversations finish", "conversations", n, "timeout", s.drainTimeout)
+	deadline := time.Now().Add(s.drainTimeout)
+	for s.sessions.active() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := s.sessions.active(); n > 0 {
+		s.log.Warn("radius: shutting down: conversations cut off", "conversations", n)
+	}
+}
+
+// abandonedAfter: a conversation silent this long is not waited for at
+// shutdown (a supplicant mid-handshake answers within round trips; a NAS
+// retransmits after 3 s or more).
+const abandonedAfter = 3 * time.Second
+
+// active counts the conversations whose TLS handshake has begun and that
+// were heard from in the last abandonedAfter.
+func (t *sessionTable) active() int {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	// Most recently active first.
+	for ss := t.lists[listActive].head; ss != nil && now.Sub(ss.last) < abandonedAfter; ss = ss.next {
+		n++
+	}
+	return n
+}
