@@ -41,6 +41,9 @@ type Server struct {
 	stats    counters
 	acct     *acctLog
 	tlsWG    sync.WaitGroup // per-session TLS goroutines
+	live     *liveTable     // accepted Wi-Fi sessions (wifisessions.go)
+	dynStats dynCounters    // Disconnect/CoA outcomes (coa.go)
+	revalMu  sync.Mutex     // serializes Revalidate
 
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
@@ -82,6 +85,7 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		nas:      newNASTable(set.clients),
 		cache:    newReplyCache(cacheEntries, cacheTTL),
 		sessions: newSessionTable(set.maxSessions, set.idle, set.total),
+		live:     newLiveTable(set.dyn.maxSessions),
 		ready:    make(chan struct{}),
 	}
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
@@ -219,6 +223,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		s.liveLoop(ctx)
+	}()
 	janitorDone := make(chan struct{})
 	others.Add(1)
 	go func() {
