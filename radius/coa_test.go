@@ -830,6 +830,13 @@ func FuzzAccountingTrack(f *testing.F) {
 			tb.account(n, src, p, time.Unix(int64(i), 0))
 		}
 		tb.expire(time.Unix(1e6, 0))
+		for _, idx := range []map[sessionKey]*liveSession{tb.bySession, tb.byStation} {
+			for k, e := range idx {
+				if tb.byToken[e.token] != e {
+					t.Fatalf("index %v points at a removed session", k)
+				}
+			}
+		}
 		pend, live := tb.len()
 		if pend+live != len(tb.byToken) || len(tb.bySession) > len(tb.byToken) || len(tb.byStation) > len(tb.byToken) {
 			t.Fatalf("inconsistent: %d+%d entries, %d tokens, %d sessions, %d stations", pend, live, len(tb.byToken), len(tb.bySession), len(tb.byStation))

@@ -61,6 +61,7 @@ type liveSession struct {
 	interval   time.Duration // between the last two accounting packets, 0 if unknown
 	acct       bool          // accounting seen
 	stationKey sessionKey    // its key in byStation, if any
+	sessionKey sessionKey    // its key in bySession, if any
 	elem       *list.Element // in pending or live
 }
 
@@ -213,16 +214,18 @@ func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) {
 	if v, ok := p.attr(attrFramedIPAddress); ok && len(v) == 4 {
 		i.framedIP = netip.AddrFrom4([4]byte(v))
 	}
-	if v, ok := p.attr(attrAcctSessionID); ok && len(v) > 0 && string(v) != i.sessionID {
-		if i.sessionID != "" {
-			delete(t.bySession, sessionKey{n, i.sessionID})
-		}
+	if v, ok := p.attr(attrAcctSessionID); ok && len(v) > 0 {
 		i.sessionID = string(v)
-		k := sessionKey{n, i.sessionID}
-		if old := t.bySession[k]; old != nil && old != e { // re-authentication took over the session
-			t.removeLocked(old)
+		if k := (sessionKey{n, i.sessionID}); k != e.sessionKey {
+			if t.bySession[e.sessionKey] == e {
+				delete(t.bySession, e.sessionKey)
+			}
+			if old := t.bySession[k]; old != nil && old != e { // re-authentication took over the session
+				t.removeLocked(old)
+			}
+			e.sessionKey = k
+			t.bySession[k] = e
 		}
-		t.bySession[k] = e
 	}
 	if e.acct {
 		e.interval = now.Sub(e.lastSeen)
@@ -272,8 +275,8 @@ func (t *liveTable) removeLocked(e *liveSession) {
 	} else {
 		t.pending.Remove(e.elem)
 	}
-	if k := (sessionKey{e.info.nas, e.info.sessionID}); e.info.sessionID != "" && t.bySession[k] == e {
-		delete(t.bySession, k)
+	if t.bySession[e.sessionKey] == e {
+		delete(t.bySession, e.sessionKey)
 	}
 	if t.byStation[e.stationKey] == e {
 		delete(t.byStation, e.stationKey)
