@@ -666,6 +666,25 @@ func TestLiveTable(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 
+	// How accounting is linked: Class token, then Acct-Session-Id, then station and user.
+	tb = newLiveTable(10)
+	c1 = accept(tb, "s1", t0)
+	accept(tb, "s2", t0)
+	for _, tc := range []struct {
+		p    packet
+		want string
+	}{
+		{acctPacket(t, 1, "A", "alice", "s1", c1), "class"},
+		{acctPacket(t, 3, "A", "alice", "other"), "session"},
+		{acctPacket(t, 1, "B", "bob", "s2"), ""},
+		{acctPacket(t, 1, "B", "alice", "s2"), "station"},
+		{acctPacket(t, 1, "C", "alice", "s9"), ""},
+	} {
+		if got := tb.account(n, src, tc.p, t0); got != tc.want {
+			t.Errorf("linked by %q, want %q", got, tc.want)
+		}
+	}
+
 	// Re-authentication: the new accept takes over the Acct-Session-Id.
 	tb = newLiveTable(10)
 	c1 = accept(tb, "s1", t0)

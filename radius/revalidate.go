@@ -154,7 +154,9 @@ func (s *Server) rememberAccept(n *nas, src netip.AddrPort, p packet, userName s
 
 // trackAccounting links an Accounting-Request to its session.
 func (s *Server) trackAccounting(n *nas, src netip.AddrPort, p packet) {
-	s.live.account(n, src.Addr(), p, time.Now())
+	if by := s.live.account(n, src.Addr(), p, time.Now()); by != "" {
+		s.log.Debug("radius: accounting linked to a Wi-Fi session", "nas", n.name, "linked_by", by)
+	}
 }
 
 // WiFiSessions reports how many accepted Wi-Fi sessions are tracked:

@@ -172,28 +172,30 @@ func (t *liveTable) forget(tok [16]byte) {
 	}
 }
 
-// account applies an Accounting-Request from client n at src.
-func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) {
+// account applies an Accounting-Request from client n at src. It returns
+// how the request was linked to a session: "class", "session", "station",
+// or "" when it was not.
+func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) (linkedBy string) {
 	status, ok := p.uint32Attr(attrAcctStatusType)
 	if !ok {
-		return
+		return ""
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if status == 7 || status == 8 { // Accounting-On/Off: the NAS (re)started, its sessions are gone
 		t.removeNASLocked(n)
-		return
+		return ""
 	}
 	if status != 1 && status != 2 && status != 3 {
-		return
+		return ""
 	}
-	e := t.matchLocked(n, p)
+	e, by := t.matchLocked(n, p)
 	if e == nil {
-		return
+		return ""
 	}
 	if status == 2 {
 		t.removeLocked(e)
-		return
+		return by
 	}
 	i := &e.info
 	i.nas, i.nasAddr = n, src.Unmap()
@@ -236,33 +238,34 @@ func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) {
 		e.elem = t.live.PushFront(e)
 	}
 	e.lastSeen = now
+	return by
 }
 
 // matchLocked finds the session an Accounting-Request belongs to.
-func (t *liveTable) matchLocked(n *nas, p packet) *liveSession {
+func (t *liveTable) matchLocked(n *nas, p packet) (*liveSession, string) {
 	if tok, ok := findToken(p); ok {
 		if e := t.byToken[tok]; e != nil {
-			return e
+			return e, "class"
 		}
 	}
 	sid, _ := p.attr(attrAcctSessionID)
 	if len(sid) > 0 {
 		if e := t.bySession[sessionKey{n, string(sid)}]; e != nil {
-			return e
+			return e, "session"
 		}
 	}
 	station, _ := p.attr(attrCallingStationID)
 	if len(station) == 0 {
-		return nil
+		return nil, ""
 	}
 	e := t.byStation[sessionKey{n, string(station)}]
 	if e == nil || (e.info.sessionID != "" && e.info.sessionID != string(sid)) {
-		return nil
+		return nil, ""
 	}
 	if user, ok := p.attr(attrUserName); ok && string(user) != e.info.userName && string(user) != e.info.reqUser {
-		return nil
+		return nil, ""
 	}
-	return e
+	return e, "station"
 }
 
 func (t *liveTable) removeLocked(e *liveSession) {

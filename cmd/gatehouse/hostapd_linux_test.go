@@ -65,6 +65,7 @@ func TestHostapdDisconnect(t *testing.T) {
 		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
 		s = replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
 		s = replace(`revalidate_every = "60s"`, `revalidate_every = "1h"`)(s) // only the reload re-validates
+		s = replace(`log_level = "info"`, `log_level = "debug"`)(s)
 		return replace(`coa_port = 3799`, fmt.Sprintf(`coa_port = %d`, das))(s)
 	})
 	cfgText, _ := os.ReadFile(f)
@@ -153,6 +154,9 @@ network={
 	waitFor(t, "802.1X success and Accounting-Start", func() bool {
 		return strings.Contains(wlog.String(), "CTRL-EVENT-EAP-SUCCESS") && acctHas("start")
 	})
+
+	// hostapd echoed gatehouse's Class token in its accounting.
+	waitFor(t, "accounting linked by Class", func() bool { return strings.Contains(logs.String(), "linked_by=class") })
 
 	b2, _ := os.ReadFile(f)
 	tmp := f + ".new"
