@@ -898,3 +898,48 @@ func BenchmarkRevalidateDisconnect(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sessions), "ns/session")
 }
+
+// TestUnreachableNASSkipped: once a NAS has not answered in a run, its
+// other sessions wait for the next run instead of each timing out.
+func TestUnreachableNASSkipped(t *testing.T) {
+	leakCheck(t)
+	nas := newFakeNAS(t, testSecret)
+	nas.mode.Store(nasSilent)
+	port := nas.port()
+	p := getPKI(t)
+	auth := &switchAuth{fakeAuth: newFakeAuth(p)}
+	auth.forced.Store(&policy.Decision{Code: policy.CodeRevoked, Reason: "revoked"})
+	lb := &logBuf{}
+	s, err := New(Config{Clients: []ClientConfig{{Name: "lo", Network: "127.0.0.0/8", Secret: testSecret, CoAPort: &port}},
+		DynAuthTimeout: policy.Duration{Duration: 50 * time.Millisecond}, DynAuthRetries: -1}, auth, p.serverTLS(), slog.New(slog.NewJSONHandler(lb, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := s.nas.lookup(netip.MustParseAddr("127.0.0.1"))
+	src := netip.MustParseAddr("127.0.0.1")
+	d := &policy.Decision{Allowed: true, Rule: "r", Chain: []*x509.Certificate{{}}}
+	const sessions = revalidateConcurrency + 24
+	for i := range sessions {
+		s.live.accept(n, src, acctPacket(t, 1, "", "u", fmt.Sprintf("st-%d", i)), "u", d, time.Now())
+	}
+	start := time.Now()
+	s.Revalidate(context.Background())
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Revalidate took %v", took)
+	}
+	if got := len(nas.reqs); got != revalidateConcurrency {
+		t.Errorf("%d requests reached the NAS, want %d", got, revalidateConcurrency)
+	}
+	if st := s.DynAuthStats(); st.Timeouts[0] != revalidateConcurrency {
+		t.Errorf("stats %+v", st)
+	}
+	lb.mu.Lock()
+	logged := lb.buf.String()
+	lb.mu.Unlock()
+	if !strings.Contains(logged, `"skipped":24`) {
+		t.Errorf("no skip warning:\n%s", logged)
+	}
+	if pend, _ := s.live.len(); pend != sessions {
+		t.Errorf("%d sessions left, want all %d", pend, sessions)
+	}
+}

@@ -29,6 +29,13 @@ import (
 //     an outage of the directory or of a CRL server must not disconnect
 //     every employee from Wi-Fi. New authentications still fail closed;
 //     the session is judged again at the next run.
+//
+// Within a run, a NAS that does not answer (all retries timed out, or the
+// port is unreachable) is not asked again: its remaining sessions are
+// counted, logged once as a warning and left for the next run, so a NAS
+// that is down costs one round of timeouts per run rather than one per
+// session. Up to revalidateConcurrency authorizations and exchanges run at
+// once.
 
 // revalidateConcurrency bounds authorizations and exchanges in flight.
 const revalidateConcurrency = 16
@@ -55,6 +62,7 @@ func (s *Server) Revalidate(ctx context.Context) {
 	defer s.revalMu.Unlock()
 	start := time.Now()
 	refs := s.live.snapshot()
+	run := &revalRun{down: make(map[netip.AddrPort]int)}
 	sem := make(chan struct{}, revalidateConcurrency)
 	var wg sync.WaitGroup
 	for i := range refs {
@@ -66,14 +74,61 @@ func (s *Server) Revalidate(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.revalidateOne(ctx, &refs[i])
+			s.revalidateOne(ctx, run, &refs[i])
 		}()
 	}
 	wg.Wait()
+	for dst, skipped := range run.down {
+		if skipped > 0 {
+			s.log.Warn("radius: NAS did not answer dynamic authorization; its other sessions are left for the next run",
+				"nas_addr", dst.String(), "skipped", skipped)
+		}
+	}
 	s.log.Debug("radius: revalidated", "sessions", len(refs), "took", time.Since(start))
 }
 
-func (s *Server) revalidateOne(ctx context.Context, r *liveRef) {
+// revalRun is the state of one Revalidate run: NAS addresses that did not
+// answer (timeout or error), with how many requests to them were skipped
+// since. A NAS that is down costs one round of timeouts per run, not one
+// per session.
+type revalRun struct {
+	mu   sync.Mutex // guards down
+	down map[netip.AddrPort]int
+}
+
+// skip reports whether dst is known down in this run, counting the skip.
+func (r *revalRun) skip(dst netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.down[dst]
+	if ok {
+		r.down[dst] = n + 1
+	}
+	return ok
+}
+
+func (r *revalRun) markDown(dst netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.down[dst]; !ok {
+		r.down[dst] = 0
+	}
+}
+
+// sendUnlessDown is sendDyn unless the NAS is known down in this run.
+func (s *Server) sendUnlessDown(ctx context.Context, run *revalRun, kind dynKind, info *sessionInfo, wf *policy.WiFi, reason string) dynResult {
+	dst, ok := dynTarget(s.nas, info)
+	if ok && run.skip(dst) {
+		return dynResult{Result: "skipped"}
+	}
+	res := s.sendDyn(ctx, kind, info, wf, reason)
+	if ok && (res.Result == "timeout" || res.Result == "error") && ctx.Err() == nil {
+		run.markDown(dst)
+	}
+	return res
+}
+
+func (s *Server) revalidateOne(ctx context.Context, run *revalRun, r *liveRef) {
 	info := &r.info
 	if len(info.chain) == 0 {
 		return
@@ -89,27 +144,27 @@ func (s *Server) revalidateOne(ctx context.Context, r *liveRef) {
 		s.log.Warn("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
 			"user", info.userName, "session", info.sessionID, "code", d.Code.String(), "reason", d.Reason)
 	case !d.Allowed:
-		s.disconnect(ctx, r, d.Code.String()+": "+d.Reason)
+		s.disconnect(ctx, run, r, d.Code.String()+": "+d.Reason)
 	case sameWiFi(&info.wifi, &d.WiFi):
 		if info.rule != d.Rule {
 			s.live.update(r.e, d.Rule, info.wifi)
 		}
 	case info.nas.dyn.coa:
 		reason := fmt.Sprintf("rule %q: Wi-Fi attributes changed", d.Rule)
-		res := s.sendDyn(ctx, dynCoA, info, &d.WiFi, reason)
+		res := s.sendUnlessDown(ctx, run, dynCoA, info, &d.WiFi, reason)
 		switch res.Result {
 		case "ack":
 			s.live.update(r.e, d.Rule, d.WiFi)
 		case "nak":
-			s.disconnect(ctx, r, reason+"; CoA refused")
+			s.disconnect(ctx, run, r, reason+"; CoA refused")
 		}
 	default:
-		s.disconnect(ctx, r, fmt.Sprintf("rule %q: Wi-Fi attributes changed (client without CoA)", d.Rule))
+		s.disconnect(ctx, run, r, fmt.Sprintf("rule %q: Wi-Fi attributes changed (client without CoA)", d.Rule))
 	}
 }
 
-func (s *Server) disconnect(ctx context.Context, r *liveRef, reason string) {
-	res := s.sendDyn(ctx, dynDisconnect, &r.info, nil, reason)
+func (s *Server) disconnect(ctx context.Context, run *revalRun, r *liveRef, reason string) {
+	res := s.sendUnlessDown(ctx, run, dynDisconnect, &r.info, nil, reason)
 	if res.Result == "ack" || (res.Result == "nak" && res.ErrorCause == errorCauseNoSession) {
 		s.live.remove(r.e)
 	}
