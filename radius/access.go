@@ -185,12 +185,19 @@ func (s *Server) accept(w *worker, h hash.Hash, n *nas, p packet, ss *session, d
 		r.addString(attrUserName, truncate(name, maxAttrData))
 	}
 	addWiFi(&r, &d.WiFi)
+	cls, tok := s.rememberAccept(n, w.src, p, name, d)
+	if cls != "" {
+		r.addString(attrClass, cls)
+	}
 	recv, send := eap.MPPEKeys(ss.eap.MSK())
 	if err := addMPPE(&r, n.secret, p.auth(), recv, send); err != nil {
 		return nil, err
 	}
 	b, err := r.finish(h, w.md5, n.secret)
 	if err != nil {
+		if cls != "" {
+			s.live.forget(tok)
+		}
 		s.log.Error("radius: building Access-Accept", "nas", n.name, "err", err)
 		return s.reject(w, h, n, p, eap.AppendFailure(nil, eapMsg[1]))
 	}

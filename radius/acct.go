@@ -103,6 +103,7 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		}
 	}
 	s.stats.acctRecords.Add(1)
+	s.trackAccounting(n, src, p)
 	s.log.Debug("radius: accounting", "nas", n.name, "status", rec.Status, "session", rec.SessionID, "user", rec.UserName)
 	r := newReply(make([]byte, 0, 64), codeAccountingResponse, p.id(), p.auth())
 	r.maZero = true

@@ -47,6 +47,21 @@ type Config struct {
 	ReplyMessage string `toml:"reply_message"`
 	// Clients are the NAS clients allowed to talk to the server.
 	Clients []ClientConfig `toml:"client"`
+
+	// RevalidateEvery is how often every live Wi-Fi session (known from
+	// accounting) is authorized again, see Server.Revalidate; default 60s,
+	// negative disables the periodic run.
+	RevalidateEvery policy.Duration `toml:"revalidate_every"`
+	// DynAuthTimeout is the wait for a NAS's answer to a Disconnect- or
+	// CoA-Request before it is sent again; default 2s.
+	DynAuthTimeout policy.Duration `toml:"dynauth_timeout"`
+	// DynAuthRetries is how often an unanswered Disconnect- or
+	// CoA-Request is sent again; default 2, negative means never.
+	DynAuthRetries int `toml:"dynauth_retries"`
+	// MaxWiFiSessions bounds the table of accepted Wi-Fi sessions kept for
+	// re-validation; default 65536. When full, the oldest accept without
+	// accounting goes first, then the session heard from least recently.
+	MaxWiFiSessions int `toml:"max_wifi_sessions"`
 }
 
 // ClientConfig is one NAS client (or a network of them) and its secret.
@@ -59,6 +74,20 @@ type ClientConfig struct {
 	// SecretFile names a file holding the secret (trailing newline
 	// stripped).
 	SecretFile string `toml:"secret_file"`
+
+	// CoAPort is the NAS's dynamic authorization port (RFC 5176), where
+	// Disconnect- and CoA-Requests are sent. Absent (nil) means 3799;
+	// zero or negative turns dynamic authorization off for this client
+	// (its sessions are then not tracked).
+	CoAPort *int `toml:"coa_port"`
+	// CoA says the NAS applies a CoA-Request carrying new VLAN attributes
+	// to a live session. Without it, a session whose Wi-Fi attributes
+	// change is disconnected (and re-authenticates into the new VLAN).
+	CoA bool `toml:"coa"`
+	// CoAToNASIP sends dynamic authorization requests to the session's
+	// NAS-IP-Address instead of the source address of its RADIUS packets,
+	// but only when that address lies inside this client's network.
+	CoAToNASIP bool `toml:"coa_to_nas_ip"`
 }
 
 // Defaults.
@@ -82,12 +111,14 @@ type settings struct {
 	workers            int
 	replyMessage       string
 	clients            []client
+	dyn                dynSettings
 }
 
 type client struct {
 	name   string
 	prefix netip.Prefix
 	secret []byte
+	dyn    clientDyn
 }
 
 func (cfg *Config) settings() (*settings, error) {
@@ -147,6 +178,11 @@ func (cfg *Config) settings() (*settings, error) {
 		}
 		s.clients = append(s.clients, cl)
 	}
+	dyn, err := cfg.dynSettings()
+	if err != nil {
+		return nil, err
+	}
+	s.dyn = dyn
 	return s, nil
 }
 
@@ -178,6 +214,9 @@ func (c *ClientConfig) compile() (client, error) {
 	}
 	if len(cl.secret) == 0 {
 		return cl, errors.New("empty secret")
+	}
+	if cl.dyn, err = c.dynAuth(); err != nil {
+		return cl, err
 	}
 	return cl, nil
 }

@@ -16,10 +16,17 @@
 //	session_idle_timeout = "30s"
 //	session_timeout   = "2m"
 //	reply_message     = ""           # optional Reply-Message on rejects
+//	revalidate_every  = "60s"        # re-authorize live Wi-Fi sessions; negative: only on Revalidate
+//	dynauth_timeout   = "2s"         # wait for a Disconnect/CoA answer before resending
+//	dynauth_retries   = 2            # resends; negative: none
+//	max_wifi_sessions = 65536        # accepted sessions tracked for re-validation
 //	[[radius.client]]
 //	name = "office-aps"
 //	network = "10.1.0.0/16"
 //	secret_file = "/etc/gatehouse/radius-office.secret"
+//	coa_port = 3799                  # RFC 5176 port of the NAS; 0 = no dynamic authorization
+//	coa = false                      # the NAS applies VLAN changes from a CoA-Request
+//	coa_to_nas_ip = false            # send to NAS-IP-Address (if inside network) rather than the source
 //
 // RADIUS hygiene (see ARCHITECTURE.md): a Message-Authenticator is required
 // on every Access-Request and Status-Server and sent first in every
@@ -49,6 +56,22 @@
 // after one JSON line (AcctRecord) is appended to AccountingFile; a Stop is
 // fsynced before the answer, other records within a second. A record that
 // cannot be written is not acknowledged.
+//
+// Revocation reaches live sessions (RFC 5176 dynamic authorization): each
+// Access-Accept to a client with a coa_port carries, besides the rule's
+// Class, a Class attribute with a random token that the NAS echoes in its
+// accounting; that links the accounting session (Acct-Session-Id,
+// Framed-IP) to the certificate chain that was authorized (wifisessions.go;
+// without the token, accounting is matched by Acct-Session-Id, then by
+// Calling-Station-Id and User-Name). Every revalidate_every and on
+// Server.Revalidate (after a policy reload) each tracked session's chain is
+// authorized again: denied sessions get a Disconnect-Request, changed Wi-Fi
+// attributes a CoA-Request (coa = true) or a Disconnect-Request; a session
+// whose status is unknown (directory or revocation source unreachable) is
+// left connected with a warning, so an outage does not take every employee
+// off Wi-Fi (revalidate.go). Requests carry a Message-Authenticator first
+// and Event-Timestamp, are resent on timeout, and every outcome is logged
+// once (event "disconnect" or "coa", coa.go).
 //
 // Packets are encoded and decoded by this package's small allocation-free
 // codec (wire.go); layeh.com/radius provides the RFC 2548 salt encryption

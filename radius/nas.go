@@ -14,6 +14,7 @@ type nas struct {
 	name   string
 	prefix netip.Prefix
 	secret []byte
+	dyn    clientDyn // dynamic authorization (RFC 5176) settings
 	hmacs  sync.Pool // hash.Hash: HMAC-MD5 keyed with secret
 }
 
@@ -33,7 +34,7 @@ type nasTable []*nas
 func newNASTable(cs []client) nasTable {
 	t := make(nasTable, 0, len(cs))
 	for _, c := range cs {
-		t = append(t, &nas{name: c.name, prefix: c.prefix, secret: c.secret})
+		t = append(t, &nas{name: c.name, prefix: c.prefix, secret: c.secret, dyn: c.dyn})
 	}
 	sort.SliceStable(t, func(i, j int) bool { return t[i].prefix.Bits() > t[j].prefix.Bits() })
 	return t

@@ -2,6 +2,7 @@ package radius
 
 import (
 	"hash"
+	"net/netip"
 	"time"
 )
 
@@ -9,7 +10,8 @@ import (
 type worker struct {
 	md5    hash.Hash
 	eapBuf []byte
-	sum    [16]byte // scratch for computed MACs
+	sum    [16]byte       // scratch for computed MACs
+	src    netip.AddrPort // source of the datagram in work
 }
 
 func newWorker() *worker {
@@ -26,6 +28,7 @@ func (s *Server) process(w *worker, j *job) {
 		s.drop(dMalformed)
 		return
 	}
+	w.src = j.src
 	n := s.nas.lookup(j.src.Addr())
 	if n == nil {
 		s.drop(dUnknownClient)

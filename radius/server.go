@@ -47,6 +47,10 @@ type Server struct {
 	draining     atomic.Bool // Run's context is done: no new conversations
 	drainTimeout time.Duration
 
+	live     *liveTable  // accepted Wi-Fi sessions (wifisessions.go)
+	dynStats dynCounters // Disconnect/CoA outcomes (coa.go)
+	revalMu  sync.Mutex  // serializes Revalidate
+
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
 	authAddr net.Addr
@@ -87,6 +91,7 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		nas:      newNASTable(set.clients),
 		cache:    newReplyCache(cacheEntries, cacheTTL),
 		sessions: newSessionTable(set.maxSessions, set.idle, set.total),
+		live:     newLiveTable(set.dyn.maxSessions),
 		ready:    make(chan struct{}),
 
 		drainTimeout: DrainTimeout,
@@ -226,6 +231,11 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	others.Add(1)
+	go func() {
+		defer others.Done()
+		s.liveLoop(ctx)
+	}()
 	janitorDone := make(chan struct{})
 	others.Add(1)
 	go func() {

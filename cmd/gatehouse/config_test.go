@@ -66,6 +66,8 @@ func TestConfigErrors(t *testing.T) {
 		{"missing CA", replace(`employee-root.pem", "`, `nope.pem", "`), "config.toml: trust.client_ca[0]"},
 		{"bad log level", replace(`log_level = "info"`, `log_level = "loud"`), `config.toml: server.log_level: "loud"`},
 		{"bad radius network", replace(`network = "127.0.0.0/8"`, `network = "127.0.0/8"`), "127.0.0/8"},
+		{"bad coa_port", replace(`coa_port = 3799`, `coa_port = 70000`), "coa_port 70000"},
+		{"bad revalidate_every", replace(`revalidate_every = "60s"`, `revalidate_every = "1ms"`), "revalidate_every"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
 		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
 		{"negative audit keep", replace(`audit_keep = 10`, `audit_keep = -1`), "server.audit_max_size_mb and audit_keep must not be negative"},

@@ -37,9 +37,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rl := newReloader(l, s.auth, logger.With("component", "reload"))
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
-	if s.vpn != nil {
-		v := s.vpn
-		rl.onSwap = func(*loaded) { v.Revalidate(ctx) }
+	// After a policy swap, live VPN peers and Wi-Fi sessions are judged
+	// again under the new policy.
+	rl.onSwap = func(*loaded) {
+		if s.vpn != nil {
+			s.vpn.Revalidate(ctx)
+		}
+		s.radius.Revalidate(ctx)
 	}
 	logger.Info("gatehouse starting", "version", version, "config", l.file,
 		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))

@@ -1,0 +1,219 @@
+package radius
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// Re-validation. Every RevalidateEvery, and when Revalidate is called (cmd
+// does after a policy reload), each live Wi-Fi session's certificate chain
+// is authorized again:
+//
+//   - denied (revoked, expired, no longer in a group, no rule…): the NAS
+//     gets a Disconnect-Request; on Disconnect-ACK, or a NAK saying the
+//     session is unknown (Error-Cause 503), the session is forgotten;
+//     otherwise it is tried again at the next run;
+//   - allowed with different Wi-Fi attributes (VLAN, Session-Timeout,
+//     Filter-Id): a CoA-Request with the new attributes when the client
+//     has coa = true — falling back to a Disconnect-Request if the NAS
+//     NAKs it — else a Disconnect-Request, after which the station
+//     re-authenticates into its new VLAN;
+//   - allowed with the same attributes: nothing is sent;
+//   - unknown (directory unreachable, revocation status unknown, no
+//     policy): nothing is sent and a warning is logged. This is deliberate:
+//     an outage of the directory or of a CRL server must not disconnect
+//     every employee from Wi-Fi. New authentications still fail closed;
+//     the session is judged again at the next run.
+//
+// Within a run, a NAS that does not answer (all retries timed out, or the
+// port is unreachable) is not asked again: its remaining sessions are
+// counted, logged once as a warning and left for the next run, so a NAS
+// that is down costs one round of timeouts per run rather than one per
+// session. Up to revalidateConcurrency authorizations and exchanges run at
+// once.
+
+// revalidateConcurrency bounds authorizations and exchanges in flight.
+const revalidateConcurrency = 16
+
+// revalidateAuthTimeout bounds one re-authorization.
+const revalidateAuthTimeout = 15 * time.Second
+
+// unknownOutcome reports whether a denial says "could not decide" rather
+// than "no": those codes never disconnect a live session.
+func unknownOutcome(c policy.Code) bool {
+	return c == policy.CodeDirectoryUnavailable || c == policy.CodePolicyUnavailable || c == policy.CodeRevocationUnknown
+}
+
+func sameWiFi(a, b *policy.WiFi) bool {
+	return a.VLAN == b.VLAN && a.SessionTimeout == b.SessionTimeout && a.FilterID == b.FilterID
+}
+
+// Revalidate authorizes every live Wi-Fi session again and disconnects or
+// changes those whose access was revoked or changed (see the comment at
+// the top of revalidate.go). It returns when every request it sent has been
+// answered or has given up; runs do not overlap.
+func (s *Server) Revalidate(ctx context.Context) {
+	s.revalMu.Lock()
+	defer s.revalMu.Unlock()
+	start := time.Now()
+	refs := s.live.snapshot()
+	run := &revalRun{down: make(map[netip.AddrPort]int)}
+	sem := make(chan struct{}, revalidateConcurrency)
+	var wg sync.WaitGroup
+	for i := range refs {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.revalidateOne(ctx, run, &refs[i])
+		}()
+	}
+	wg.Wait()
+	for dst, skipped := range run.down {
+		if skipped > 0 {
+			s.log.Warn("radius: NAS did not answer dynamic authorization; its other sessions are left for the next run",
+				"nas_addr", dst.String(), "skipped", skipped)
+		}
+	}
+	s.log.Debug("radius: revalidated", "sessions", len(refs), "took", time.Since(start))
+}
+
+// revalRun is the state of one Revalidate run: NAS addresses that did not
+// answer (timeout or error), with how many requests to them were skipped
+// since. A NAS that is down costs one round of timeouts per run, not one
+// per session.
+type revalRun struct {
+	mu   sync.Mutex // guards down
+	down map[netip.AddrPort]int
+}
+
+// skip reports whether dst is known down in this run, counting the skip.
+func (r *revalRun) skip(dst netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.down[dst]
+	if ok {
+		r.down[dst] = n + 1
+	}
+	return ok
+}
+
+func (r *revalRun) markDown(dst netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.down[dst]; !ok {
+		r.down[dst] = 0
+	}
+}
+
+// sendUnlessDown is sendDyn unless the NAS is known down in this run.
+func (s *Server) sendUnlessDown(ctx context.Context, run *revalRun, kind dynKind, info *sessionInfo, wf *policy.WiFi, code policy.Code, reason string) dynResult {
+	dst, ok := dynTarget(s.nas, info)
+	if ok && run.skip(dst) {
+		return dynResult{Result: "skipped"}
+	}
+	res := s.sendDyn(ctx, kind, info, wf, code, reason)
+	if ok && (res.Result == "timeout" || res.Result == "error") && ctx.Err() == nil {
+		run.markDown(dst)
+	}
+	return res
+}
+
+func (s *Server) revalidateOne(ctx context.Context, run *revalRun, r *liveRef) {
+	info := &r.info
+	if len(info.chain) == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, revalidateAuthTimeout)
+	d := s.auth.Authorize(actx, info.chain)
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	switch {
+	case !d.Allowed && unknownOutcome(d.Code):
+		s.log.Warn("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
+			"user", info.userName, "session", info.sessionID, "code", d.Code.String(), "reason", d.Reason)
+	case !d.Allowed:
+		s.disconnect(ctx, run, r, d.Code, d.Code.String()+": "+d.Reason)
+	case sameWiFi(&info.wifi, &d.WiFi):
+		if info.rule != d.Rule {
+			s.live.update(r.e, d.Rule, info.wifi)
+		}
+	case info.nas.dyn.coa:
+		reason := fmt.Sprintf("rule %q: Wi-Fi attributes changed", d.Rule)
+		res := s.sendUnlessDown(ctx, run, dynCoA, info, &d.WiFi, d.Code, reason)
+		switch res.Result {
+		case "ack":
+			s.live.update(r.e, d.Rule, d.WiFi)
+		case "nak":
+			s.disconnect(ctx, run, r, d.Code, reason+"; CoA refused")
+		}
+	default:
+		s.disconnect(ctx, run, r, d.Code, fmt.Sprintf("rule %q: Wi-Fi attributes changed (client without CoA)", d.Rule))
+	}
+}
+
+func (s *Server) disconnect(ctx context.Context, run *revalRun, r *liveRef, code policy.Code, reason string) {
+	res := s.sendUnlessDown(ctx, run, dynDisconnect, &r.info, nil, code, reason)
+	if res.Result == "ack" || (res.Result == "nak" && res.ErrorCause == errorCauseNoSession) {
+		s.live.remove(r.e)
+	}
+}
+
+// liveLoop expires stale sessions and re-validates periodically until ctx
+// is done.
+func (s *Server) liveLoop(ctx context.Context) {
+	expire := time.NewTicker(10 * time.Second)
+	defer expire.Stop()
+	var reval <-chan time.Time
+	if every := s.set.dyn.revalidateEvery; every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		reval = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-expire.C:
+			s.live.expire(now)
+		case <-reval:
+			s.Revalidate(ctx)
+		}
+	}
+}
+
+// rememberAccept is called while building an Access-Accept: it records the
+// session for re-validation and returns the Class token to add ("" when
+// the client has no dynamic authorization or the decision no chain).
+func (s *Server) rememberAccept(n *nas, src netip.AddrPort, p packet, userName string, d *policy.Decision) (string, [16]byte) {
+	if n.dyn.port == 0 || len(d.Chain) == 0 || !src.IsValid() {
+		return "", [16]byte{}
+	}
+	cls, tok, ok := s.live.accept(n, src.Addr(), p, userName, d, time.Now())
+	if !ok {
+		return "", tok
+	}
+	return cls, tok
+}
+
+// trackAccounting links an Accounting-Request to its session.
+func (s *Server) trackAccounting(n *nas, src netip.AddrPort, p packet) {
+	if by := s.live.account(n, src.Addr(), p, time.Now()); by != "" {
+		s.log.Debug("radius: accounting linked to a Wi-Fi session", "nas", n.name, "linked_by", by)
+	}
+}
+
+// WiFiSessions reports how many accepted Wi-Fi sessions are tracked:
+// pending (no accounting yet) and live.
+func (s *Server) WiFiSessions() (pending, live int) { return s.live.len() }
