@@ -27,6 +27,7 @@ const (
 	CodeNoRule                           // no rule matched
 	CodeRuleDenies                       // the matching rule says deny
 	CodePolicyUnavailable                // no policy is loaded
+	CodeDoorNotPermitted                 // the rule gives no access through this door (no wifi or vpn table)
 )
 
 var codeNames = [...]string{
@@ -44,6 +45,7 @@ var codeNames = [...]string{
 	CodeNoRule:               "no_rule",
 	CodeRuleDenies:           "rule_denies",
 	CodePolicyUnavailable:    "policy_unavailable",
+	CodeDoorNotPermitted:     "door_not_permitted",
 }
 
 // String returns the code's stable snake_case name, suitable for metrics
@@ -84,6 +86,11 @@ type Decision struct {
 // WiFi is what a Wi-Fi (RADIUS) access carries to the access point.
 // Zero fields are not sent.
 type WiFi struct {
+	// Permitted is set when the rule admits Wi-Fi clients (it has a wifi
+	// table); an allowing decision without it must be refused at the Wi-Fi
+	// door, as one with a nil VPN is at the VPN door.
+	Permitted bool
+
 	VLAN           string        // Tunnel-Private-Group-Id: a VLAN number or name
 	SessionTimeout time.Duration // Session-Timeout
 	FilterID       string        // Filter-Id

@@ -216,7 +216,7 @@ func TestAuthorize(t *testing.T) {
 		})
 	}
 	d := a.Authorize(context.Background(), loadChain(t, "alice.pem"))
-	if d.VPN == nil || len(d.VPN.Allow) != 2 || d.WiFi.SessionTimeout != 8*time.Hour {
+	if d.VPN == nil || len(d.VPN.Allow) != 2 || d.WiFi.SessionTimeout != 8*time.Hour || !d.WiFi.Permitted {
 		t.Fatalf("alice access: %+v %+v", d.WiFi, d.VPN)
 	}
 	if dir.last["upn"] != "alice@corp.example.com" || dir.last["email"] != "alice@example.com" || dir.last["cn"] != "Alice Example" || len(dir.last["fingerprint"]) != 64 {
@@ -269,5 +269,22 @@ func TestIdentityRuleConditions(t *testing.T) {
 	a.Swap(mustCompile(t, cfg))
 	if d := a.Authorize(context.Background(), loadChain(t, "alice.pem")); d.Allowed {
 		t.Fatal("alice matched cn Bob Example")
+	}
+}
+
+// TestDoorsFollowTables: a rule grants only the doors it has a table for.
+func TestDoorsFollowTables(t *testing.T) {
+	dir := &fakeDir{entries: map[string][]string{"user:bob@example.com": {"cn=sales,ou=groups,dc=example,dc=com"}}}
+	cfg := testConfig()
+	cfg.Rules[3].WiFi = nil // sales: VPN only
+	cfg.Rules[3].VPN = &VPNConfig{Allow: []string{"10.30.0.0/24 tcp/443"}}
+	d := NewAuthorizer(mustCompile(t, cfg), dir, nil).Authorize(context.Background(), loadChain(t, "bob.pem"))
+	if !d.Allowed || d.WiFi.Permitted || d.VPN == nil {
+		t.Fatalf("VPN-only rule: allowed %v wifi %+v vpn %v", d.Allowed, d.WiFi, d.VPN)
+	}
+	cfg.Rules[3].VPN, cfg.Rules[3].WiFi = nil, &WiFiConfig{VLAN: "20"}
+	d = NewAuthorizer(mustCompile(t, cfg), dir, nil).Authorize(context.Background(), loadChain(t, "bob.pem"))
+	if !d.Allowed || !d.WiFi.Permitted || d.VPN != nil {
+		t.Fatalf("Wi-Fi-only rule: allowed %v wifi %+v vpn %v", d.Allowed, d.WiFi, d.VPN)
 	}
 }

@@ -148,6 +148,10 @@ func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
 	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
 	d := s.auth.Authorize(ctx, cs.PeerCertificates)
 	cancel()
+	if d.Allowed && !d.WiFi.Permitted {
+		d.Allowed, d.Code = false, policy.CodeDoorNotPermitted
+		d.Reason = "rule " + d.Rule + " gives no Wi-Fi access"
+	}
 	if !d.Allowed {
 		return &d, ss.eap.Reject(fmt.Errorf("radius: denied: %s", d.Code))
 	}

@@ -273,7 +273,7 @@ func eapOf(p *layeh.Packet) []byte {
 type allowAll struct{}
 
 func (allowAll) Authorize(_ context.Context, chain []*x509.Certificate) policy.Decision {
-	return policy.Decision{Allowed: true, Identity: policy.Identity{Name: chain[0].Subject.CommonName}, WiFi: policy.WiFi{VLAN: "10"}}
+	return policy.Decision{Allowed: true, Identity: policy.Identity{Name: chain[0].Subject.CommonName}, WiFi: policy.WiFi{Permitted: true, VLAN: "10"}}
 }
 
 // BenchmarkStatusServerUDP is Status-Server over real UDP on 127.0.0.1

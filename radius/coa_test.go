@@ -441,3 +441,16 @@ func TestUnreachableNASSkipped(t *testing.T) {
 		t.Errorf("%d sessions left, want all %d", pend, sessions)
 	}
 }
+
+// TestRuleWithoutWiFiRejected: an allowing decision whose rule has no wifi
+// table (a VPN-only rule) is refused at the Wi-Fi door.
+func TestRuleWithoutWiFiRejected(t *testing.T) {
+	s := startDynServer(t, nil)
+	s.auth.forced.Store(&policy.Decision{Allowed: true, Code: policy.CodeAllowed, Rule: "vpn-only",
+		VPN: &policy.VPNAccess{}, Identity: policy.Identity{Name: "alice"}})
+	c := &testServer{Server: s.Server}
+	res, err := c.client(testSecret).Authenticate(context.Background(), "anonymous@example.com", s.pki.clientTLS(&s.pki.alice, 0))
+	if err != nil || res.Accepted {
+		t.Fatalf("want Access-Reject; err %v accepted %v", err, res.Accepted)
+	}
+}

@@ -170,6 +170,7 @@ func (a *fakeAuth) Authorize(ctx context.Context, chain []*x509.Certificate) pol
 		d.Code, d.Reason = policy.CodeNoRule, "no rule matched"
 		return d
 	}
+	w.Permitted = true
 	d.Allowed, d.Code, d.Rule, d.WiFi = true, policy.CodeAllowed, "test", w
 	return d
 }

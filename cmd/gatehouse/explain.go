@@ -168,6 +168,9 @@ func nonEmpty(s string) []string {
 }
 
 func wifiString(w policy.WiFi) string {
+	if !w.Permitted {
+		return "not permitted"
+	}
 	var parts []string
 	if w.VLAN != "" {
 		parts = append(parts, "vlan "+w.VLAN)
