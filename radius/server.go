@@ -320,8 +320,15 @@ func (s *Server) read(c net.PacketConn, acct bool, free, queue chan *job) {
 			continue
 		}
 		if j == nil {
-			s.stats.drops[dOverload].Add(1)
-			continue
+			// No buffer was free when the read began; one may have been
+			// freed while the reader waited for this datagram.
+			select {
+			case j = <-free:
+				copy(j.buf[:], buf[:n])
+			default:
+				s.stats.drops[dOverload].Add(1)
+				continue
+			}
 		}
 		j.n, j.src, j.conn, j.acct = n, src, c, acct
 		queue <- j // never blocks: queue holds every job

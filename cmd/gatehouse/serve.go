@@ -94,7 +94,7 @@ func runAll(ctx context.Context, logger *slog.Logger, parts map[string]func(cont
 			defer wg.Done()
 			if err := run(ctx); err != nil && ctx.Err() == nil {
 				logger.Error("component failed; shutting down", "component", name, "err", err)
-				once.Do(func() { first = fmt.Errorf("serve: %s: %w", name, err) })
+				once.Do(func() { first = fmt.Errorf("serve: %w", err) })
 				cancel()
 			}
 		}()
