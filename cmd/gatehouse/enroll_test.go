@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +18,10 @@ import (
 	"github.com/gatehouse/gatehouse/vpn"
 )
 
-// TestEnrollCommand runs `gatehouse enroll` against a VPN server built from
-// the shipped config (real policy, LDIF directory, mutual TLS on loopback;
-// the data plane on netstack so no interface is touched).
-func TestEnrollCommand(t *testing.T) {
+// startVPN runs a VPN server built from the shipped config (real policy,
+// LDIF directory, mutual TLS on loopback; the data plane on netstack so no
+// interface is touched) and returns it with the config file's path.
+func startVPN(t testing.TB) (*vpn.Server, string) {
 	cfgFile := writeConfig(t, nil)
 	l, err := loadConfig(cfgFile)
 	if err != nil {
@@ -27,7 +31,7 @@ func TestEnrollCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
+	t.Cleanup(dir.Close)
 	auth := policy.NewAuthorizer(l.policy, dir, nil)
 	vc := l.cfg.VPN
 	vc.Enabled, vc.UseNetstack = true, true
@@ -41,12 +45,12 @@ func TestEnrollCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-errc; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
 	select {
 	case <-srv.Ready():
 	case err := <-errc:
@@ -54,6 +58,13 @@ func TestEnrollCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("vpn not ready")
 	}
+	return srv, cfgFile
+}
+
+// TestEnrollCommand runs `gatehouse enroll` against a VPN server built from
+// the shipped config.
+func TestEnrollCommand(t *testing.T) {
+	srv, cfgFile := startVPN(t)
 	url := "https://" + srv.EnrollAddr().String()
 	pki, _ := filepath.Abs("../../testdata/pki")
 	enroll := func(cert string, extra ...string) (int, string, string) {
@@ -105,4 +116,52 @@ func TestEnrollCommand(t *testing.T) {
 	if code != exitOK || !strings.Contains(msg, "█") {
 		t.Errorf("bob --qr: exit %d\n%s", code, msg)
 	}
+}
+
+// BenchmarkEnroll measures enrollments through the whole stack in process:
+// a new mutual-TLS connection per enrollment, the real policy and LDIF
+// directory, an address lease and the peer added to wireguard-go. Each
+// enrollment re-enrolls alice's certificate with a new key (one device, one
+// peer), so the old peer is replaced every time. Client and server share
+// the machine's cores; the client's half of each TLS handshake is counted.
+func BenchmarkEnroll(b *testing.B) {
+	srv, _ := startVPN(b)
+	url := "https://" + srv.EnrollAddr().String() + "/v1/enroll"
+	cert, err := tls.LoadX509KeyPair("../../testdata/pki/alice-chain.pem", "../../testdata/pki/alice.key")
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	ca, _ := policy.ReadCertificates("../../testdata/pki/server-ca.pem")
+	roots.AddCert(ca[0])
+	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "gatehouse.test"}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	b.ReportAllocs()
+	b.SetParallelism(4) // enrollments from several clients at once, as in production
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k, err := vpn.GenerateKey()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			body := `{"public_key":"` + k.Public().String() + `"}`
+			resp, err := hc.Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			// 409 is a lost race: another client's key replaced ours first.
+			if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusConflict {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "enrollments/s")
 }
