@@ -43,10 +43,9 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return &usageError{"bench: --secret (or --secret-file), --cert and --key are required"}
 	}
 	c.Secret = s
-	res, err := radbench.Run(ctx, c, stdout)
-	if err != nil {
+	// Run prints progress and the summary on stdout.
+	if _, err := radbench.Run(ctx, c, stdout); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	fmt.Fprintln(stdout, res.String())
 	return nil
 }
