@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -100,23 +99,8 @@ func TestServeRevocationDisconnect(t *testing.T) {
 		s = replace(`revalidate_every = "60s"`, `revalidate_every = "1h"`)(s) // only the reload re-validates
 		return replace(`coa_port = 3799`, fmt.Sprintf(`coa_port = %d`, nas.port()))(s)
 	})
-	before := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve", "-config", f}, &logs, &logs) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if code := <-done; code != exitOK {
-				t.Errorf("serve exited %d\n%s", code, logs.String())
-			}
-		}
-	}
-	defer stop()
-	waitFor(t, "radius listening", func() bool { return strings.Contains(logs.String(), "radius: listening") })
+	srv := startServe(t, f, nil)
+	logs := srv.logs
 
 	out, err := eapolTest(t, bin, auth, "alice", true)
 	cls := reClass.FindAllStringSubmatch(out, -1)
@@ -129,7 +113,7 @@ func TestServeRevocationDisconnect(t *testing.T) {
 	for _, m := range cls[len(cls)-2:] { // the final Access-Accept's
 		acctAttrs.WriteString("Class = 0x" + m[1] + "\n")
 	}
-	rcCtx, rcCancel := context.WithTimeout(ctx, 20*time.Second)
+	rcCtx, rcCancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer rcCancel()
 	c := exec.CommandContext(rcCtx, rc, "-x", "-r", "1", "-t", "2", fmt.Sprintf("127.0.0.1:%d", acct), "acct", "testing123")
 	c.Stdin = strings.NewReader(acctAttrs.String())
@@ -162,6 +146,5 @@ func TestServeRevocationDisconnect(t *testing.T) {
 	if strings.Contains(logs.String(), "testing123") || strings.Contains(logs.String(), hex.EncodeToString([]byte("testing123"))) {
 		t.Error("the shared secret reached the log")
 	}
-	stop()
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
+	srv.stopClean(t)
 }

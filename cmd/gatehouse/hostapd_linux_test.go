@@ -74,23 +74,8 @@ func TestHostapdDisconnect(t *testing.T) {
 		t.Fatal("no state_dir in the test config")
 	}
 	state := string(m[1])
-	before := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve", "-config", f}, &logs, &logs) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if code := <-done; code != exitOK {
-				t.Errorf("serve exited %d\n%s", code, logs.String())
-			}
-		}
-	}
-	defer stop()
-	waitFor(t, "radius listening", func() bool { return strings.Contains(logs.String(), "radius: listening") })
+	srv := startServe(t, f, nil)
+	logs := srv.logs
 
 	dir := t.TempDir()
 	pki, _ := filepath.Abs("../../testdata/pki")
@@ -175,6 +160,5 @@ network={
 	pcancel()
 	h.Wait()
 	s.Wait()
-	stop()
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
+	srv.stopClean(t)
 }

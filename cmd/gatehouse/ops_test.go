@@ -50,22 +50,9 @@ func startOpsServe(t *testing.T) *opsServe {
 		root, _ := filepath.Abs("../..")
 		return replace(`file = "`+root+`/testdata/directory/example.ldif"`, `file = "`+filepath.ToSlash(ldif)+`"`)(s)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &opsServe{radius: fmt.Sprintf("127.0.0.1:%d", auth), ldif: ldif, state: state, logs: &syncBuffer{}}
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", f}, io.Discard, o.logs) }()
-	code, stopped := 0, false
-	o.stop = func() int {
-		if !stopped {
-			stopped = true
-			cancel()
-			code = <-done
-		}
-		return code
-	}
-	t.Cleanup(func() { o.stop() })
+	srv := startServe(t, f, io.Discard)
+	o := &opsServe{radius: fmt.Sprintf("127.0.0.1:%d", auth), ldif: ldif, state: state, logs: srv.logs, stop: srv.stop}
 	waitFor(t, "metrics listening", func() bool { return reMetricsAddr.MatchString(o.logs.String()) })
-	waitFor(t, "radius listening", func() bool { return strings.Contains(o.logs.String(), "radius: listening") })
 	o.metrics = "http://" + reMetricsAddr.FindStringSubmatch(o.logs.String())[1]
 	return o
 }

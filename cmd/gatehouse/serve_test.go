@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -90,6 +91,53 @@ func eapolTest(t *testing.T, bin string, port int, cert string, tls13 bool) (str
 	return string(out), err
 }
 
+// served is `gatehouse serve` running in this process on a config file.
+type served struct {
+	logs   *syncBuffer
+	before int // goroutines before it started
+	cancel context.CancelFunc
+	done   chan int
+	code   int
+	ended  bool
+}
+
+// startServe runs `gatehouse serve -config f` in process and waits until
+// RADIUS listens. stdout may be nil (then it shares the log buffer).
+func startServe(t testing.TB, f string, stdout io.Writer) *served {
+	t.Helper()
+	s := &served{logs: &syncBuffer{}, before: runtime.NumGoroutine(), done: make(chan int, 1)}
+	if stdout == nil {
+		stdout = s.logs
+	}
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	go func() { s.done <- run(ctx, []string{"serve", "-config", f}, stdout, s.logs) }()
+	t.Cleanup(func() { s.stop() })
+	waitFor(t, "radius listening", func() bool { return strings.Contains(s.logs.String(), "radius: listening") })
+	return s
+}
+
+// stop cancels serve (as SIGTERM does) and returns its exit code; it may
+// be called more than once.
+func (s *served) stop() int {
+	if !s.ended {
+		s.ended = true
+		s.cancel()
+		s.code = <-s.done
+	}
+	return s.code
+}
+
+// stopClean stops serve and fails the test unless it exited 0 and every
+// goroutine it started has ended.
+func (s *served) stopClean(t testing.TB) {
+	t.Helper()
+	if code := s.stop(); code != exitOK {
+		t.Errorf("serve exited %d\n%s", code, s.logs.String())
+	}
+	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= s.before+2 })
+}
+
 var reVLAN = regexp.MustCompile(`Attribute 81 \(Tunnel-Private-Group-Id\) length=\d+\s+Value: ([0-9a-f]+)`)
 
 // TestServeEndToEnd runs `gatehouse serve` on the shipped config (the LDIF
@@ -102,23 +150,8 @@ func TestServeEndToEnd(t *testing.T) {
 		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
 		return replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
 	})
-	before := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"serve", "-config", f}, &logs, &logs) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if code := <-done; code != exitOK {
-				t.Errorf("serve exited %d\n%s", code, logs.String())
-			}
-		}
-	}
-	defer stop()
-	waitFor(t, "radius listening", func() bool { return strings.Contains(logs.String(), "radius: listening") })
+	srv := startServe(t, f, nil)
+	logs := srv.logs
 
 	tests := []struct {
 		cert   string
@@ -164,11 +197,10 @@ func TestServeEndToEnd(t *testing.T) {
 	if strings.Contains(logs.String(), "testing123") {
 		t.Error("the shared secret reached the log")
 	}
-	stop()
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+2 })
+	srv.stopClean(t)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
