@@ -12,21 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireTool returns the path of an external tool, skipping the test when
-// it is missing — or failing it when GATEHOUSE_REQUIRE_INTEROP=1.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("%s not found and GATEHOUSE_REQUIRE_INTEROP=1: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
+	"github.com/gatehouse/gatehouse/policy/policytest"
+)
 
 type eapolCase struct {
 	name     string
@@ -222,4 +210,9 @@ func noEMSConf(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return f
+}
+
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	return policytest.RequireTool(t, name)
 }

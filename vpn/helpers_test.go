@@ -28,20 +28,8 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
-
-// requireInterop skips a test that needs an external tool, or fails it when
-// GATEHOUSE_REQUIRE_INTEROP=1.
-func requireInterop(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
-		t.Fatalf("interop required but unavailable: %s", why)
-	}
-	t.Skipf("skipping: %s", why)
-}
 
 // testCA is a tiny local CA for tests.
 type testCA struct {
@@ -307,4 +295,11 @@ func echoServe(ln net.Listener) {
 			io.Copy(c, c)
 		}()
 	}
+}
+
+// requireInterop skips a test that needs an external tool, or fails it when
+// GATEHOUSE_REQUIRE_INTEROP=1.
+func requireInterop(t *testing.T, ok bool, why string) {
+	t.Helper()
+	policytest.RequireInterop(t, ok, why)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
 var reClass = regexp.MustCompile(`Attribute 25 \(Class\) length=\d+\s+Value: ([0-9a-f]+)`)
@@ -89,8 +91,8 @@ func (l *disconnectListener) port() int { return l.conn.LocalAddr().(*net.UDPAdd
 // Disconnect-Request for her session. The time from the policy file's
 // rename to the Disconnect-Request is logged.
 func TestServeRevocationDisconnect(t *testing.T) {
-	bin := requireTool(t, "eapol_test")
-	rc := requireTool(t, "radclient")
+	bin := policytest.RequireTool(t, "eapol_test")
+	rc := policytest.RequireTool(t, "radclient")
 	nas := newDisconnectListener(t, "testing123")
 	auth, acct := freeUDPPort(t), freeUDPPort(t)
 	f := writeConfig(t, func(s string) string {

@@ -11,20 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// requireInteropCond skips (or fails under GATEHOUSE_REQUIRE_INTEROP=1)
-// when ok is false.
-func requireInteropCond(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
-		t.Fatalf("%s and GATEHOUSE_REQUIRE_INTEROP=1", why)
-	}
-	t.Skip(why)
-}
+	"github.com/gatehouse/gatehouse/policy/policytest"
+)
 
 // ipCmd runs ip(8) and fails the test on error.
 func ipCmd(t *testing.T, args ...string) {
@@ -43,10 +32,10 @@ func ipCmd(t *testing.T, args ...string) {
 // Message-Authenticator and Event-Timestamp), hostapd ACKs, drops the
 // station and sends Accounting-Stop.
 func TestHostapdDisconnect(t *testing.T) {
-	requireInteropCond(t, runtime.GOOS == "linux" && os.Geteuid() == 0, "needs root for a veth pair and a network namespace")
-	hostapd := requireTool(t, "hostapd")
-	requireTool(t, "wpa_supplicant")
-	requireTool(t, "ip")
+	policytest.RequireInterop(t, runtime.GOOS == "linux" && os.Geteuid() == 0, "needs root for a veth pair and a network namespace")
+	hostapd := policytest.RequireTool(t, "hostapd")
+	policytest.RequireTool(t, "wpa_supplicant")
+	policytest.RequireTool(t, "ip")
 
 	// A veth pair: the access point's port in this namespace (no IP; only
 	// EAPOL crosses it), the supplicant's in its own namespace.

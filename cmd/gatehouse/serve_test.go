@@ -15,21 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// requireTool returns the path of an external tool. Without it the test
-// skips, or fails when GATEHOUSE_REQUIRE_INTEROP=1 (as in CI).
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("GATEHOUSE_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("%s not found and GATEHOUSE_REQUIRE_INTEROP=1: %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return p
-}
+	"github.com/gatehouse/gatehouse/policy/policytest"
+)
 
 // freeUDPPort returns a loopback UDP port that was free a moment ago.
 func freeUDPPort(t testing.TB) int {
@@ -144,7 +132,7 @@ var reVLAN = regexp.MustCompile(`Attribute 81 \(Tunnel-Private-Group-Id\) length
 // directory, the test PKI, the real policy) and authenticates with a real
 // supplicant: accepted, rejected, and the VLAN following a policy reload.
 func TestServeEndToEnd(t *testing.T) {
-	bin := requireTool(t, "eapol_test")
+	bin := policytest.RequireTool(t, "eapol_test")
 	auth, acct := freeUDPPort(t), freeUDPPort(t)
 	f := writeConfig(t, func(s string) string {
 		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
