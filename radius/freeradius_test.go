@@ -15,29 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/radius/radbench"
 )
-
-// optionalTool is for tools outside the project's declared interop set
-// (the FreeRADIUS server): the test is skipped when the tool is missing,
-// even with GATEHOUSE_REQUIRE_INTEROP=1.
-func optionalTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (Debian package freeradius)", name)
-	}
-	return p
-}
 
 // startFreeRADIUS runs a FreeRADIUS server configured for EAP-TLS with the
 // shared test PKI on a free 127.0.0.1 port and returns its address.
 func startFreeRADIUS(t *testing.T, tlsMax string, debug bool) (addr string, pid int) {
-	bin := optionalTool(t, "freeradius")
+	bin := requireTool(t, "freeradius")
 	const sys = "/etc/freeradius/3.0"
-	if _, err := os.Stat(sys); err != nil {
-		t.Skipf("no %s", sys)
-	}
+	_, err := os.Stat(sys)
+	policytest.RequireInterop(t, err == nil, "no "+sys)
 	dir := filepath.Join(t.TempDir(), "raddb")
 	if out, err := exec.Command("cp", "-a", sys, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy config: %v %s", err, out)
