@@ -112,6 +112,8 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 
 // acctLog is the append-only accounting file.
 type acctLog struct {
+	path string
+
 	mu    sync.Mutex // guards the fields below
 	f     *os.File
 	dirty bool
@@ -122,7 +124,23 @@ func openAcctLog(path string) (*acctLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("radius: accounting file: %w", err)
 	}
-	return &acctLog{f: f}, nil
+	return &acctLog{path: path, f: f}, nil
+}
+
+// reopen syncs and closes the file and opens its path again, so that a
+// log rotator that renamed it (logrotate, then `systemctl reload`) gets a
+// fresh file. On failure the old file stays in use.
+func (a *acctLog) reopen() error {
+	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("radius: accounting file: reopen: %w", err)
+	}
+	a.mu.Lock()
+	old := a.f
+	a.f, a.dirty = f, false
+	a.mu.Unlock()
+	old.Sync()
+	return old.Close()
 }
 
 func (a *acctLog) write(rec *AcctRecord) error {
@@ -163,4 +181,14 @@ func (a *acctLog) close() error {
 		return err
 	}
 	return a.f.Close()
+}
+
+// ReopenAccounting reopens the accounting file at its path, for log
+// rotation: rename the file, then call this (gatehouse serve does on
+// SIGHUP). Without an accounting file it does nothing.
+func (s *Server) ReopenAccounting() error {
+	if s.acct == nil {
+		return nil
+	}
+	return s.acct.reopen()
 }

@@ -122,3 +122,32 @@ func TestRadclientInterop(t *testing.T) {
 		t.Errorf("records %+v", recs)
 	}
 }
+
+// TestAccountingReopen: after the file is renamed (log rotation) and
+// ReopenAccounting is called, new records go to a fresh file at the path.
+func TestAccountingReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acct.jsonl")
+	a, err := openAcctLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	if err := a.write(&AcctRecord{Status: "start", SessionID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{acct: a}
+	if err := s.ReopenAccounting(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.write(&AcctRecord{Status: "stop", SessionID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(path + ".1")
+	cur, _ := os.ReadFile(path)
+	if !strings.Contains(string(old), `"start"`) || strings.Contains(string(old), `"stop"`) || !strings.Contains(string(cur), `"stop"`) {
+		t.Fatalf("rotated %q, current %q", old, cur)
+	}
+}

@@ -26,6 +26,7 @@ type reloader struct {
 	every      time.Duration  // how often the files are polled for changes
 	beforeSwap func(*loaded)  // called before a compiled policy is swapped in
 	onSwap     func(*loaded)  // called after a successful swap (e.g. VPN re-validation)
+	onHUP      func()         // called on SIGHUP before the reload (log reopening)
 	hup        chan os.Signal // SIGHUP; nil disables signals (tests)
 	reloaded   chan struct{}  // receives after each attempt, for tests; may be nil
 
@@ -78,6 +79,9 @@ func (r *reloader) Run(ctx context.Context) error {
 			return nil
 		case <-r.hup:
 			r.log.Info("reload requested by SIGHUP", "file", r.file)
+			if r.onHUP != nil {
+				r.onHUP()
+			}
 			r.reload(true)
 		case <-t.C:
 			r.reload(false)

@@ -39,6 +39,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
 	// After a policy swap, live VPN peers and Wi-Fi sessions are judged
 	// again under the new policy.
+	// SIGHUP also reopens the accounting file, for logrotate.
+	rl.onHUP = func() {
+		if err := s.radius.ReopenAccounting(); err != nil {
+			logger.Error("accounting file not reopened", "err", err)
+		}
+	}
 	rl.onSwap = func(*loaded) {
 		if s.vpn != nil {
 			s.vpn.Revalidate(ctx)
