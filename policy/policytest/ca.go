@@ -77,17 +77,11 @@ func newCA(parent *CA, name string, opts []CAOptions) (*CA, error) {
 	if o.Subject != nil {
 		subject = *o.Subject
 	}
-	now := time.Now()
-	notBefore, notAfter := o.NotBefore, o.NotAfter
-	if notBefore.IsZero() {
-		notBefore = now.Add(-time.Hour)
+	var limit time.Time
+	if parent != nil {
+		limit = parent.Cert.NotAfter
 	}
-	if notAfter.IsZero() {
-		notAfter = now.AddDate(10, 0, 0)
-		if parent != nil && notAfter.After(parent.Cert.NotAfter) {
-			notAfter = parent.Cert.NotAfter
-		}
-	}
+	notBefore, notAfter := validity(o.NotBefore, o.NotAfter, 10, limit)
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -259,4 +253,20 @@ func keyID(pub crypto.PublicKey) ([]byte, error) {
 	}
 	h := sha1.Sum(spki.PublicKey.Bytes)
 	return h[:], nil
+}
+
+// validity fills in a zero notBefore (an hour ago) and a zero notAfter
+// (years from now, cut off at limit when limit is set).
+func validity(notBefore, notAfter time.Time, years int, limit time.Time) (time.Time, time.Time) {
+	now := time.Now()
+	if notBefore.IsZero() {
+		notBefore = now.Add(-time.Hour)
+	}
+	if notAfter.IsZero() {
+		notAfter = now.AddDate(years, 0, 0)
+		if !limit.IsZero() && notAfter.After(limit) {
+			notAfter = limit
+		}
+	}
+	return notBefore, notAfter
 }

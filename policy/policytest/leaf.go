@@ -84,17 +84,7 @@ func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
 	if o.Subject != nil {
 		subject = *o.Subject
 	}
-	now := time.Now()
-	notBefore, notAfter := o.NotBefore, o.NotAfter
-	if notBefore.IsZero() {
-		notBefore = now.Add(-time.Hour)
-	}
-	if notAfter.IsZero() {
-		notAfter = now.AddDate(1, 0, 0)
-		if notAfter.After(ca.Cert.NotAfter) {
-			notAfter = ca.Cert.NotAfter
-		}
-	}
+	notBefore, notAfter := validity(o.NotBefore, o.NotAfter, 1, ca.Cert.NotAfter)
 	serial := o.Serial
 	if serial == nil {
 		var err error
