@@ -127,7 +127,10 @@ type VPNConfig struct {
 	DNS []string `toml:"dns"`
 	// Routes sent to the client; default: the Allow prefixes.
 	Routes []string `toml:"routes"`
-	// FullTunnel routes all traffic through the VPN (0.0.0.0/0, ::/0).
+	// FullTunnel routes all of the client's traffic through the VPN
+	// (0.0.0.0/0, ::/0). It changes routes only: the packet filter still
+	// admits just what Allow lists, so a rule that should reach everything
+	// also lists "0.0.0.0/0" and "::/0" in Allow.
 	FullTunnel bool `toml:"full_tunnel"`
 }
 
