@@ -57,19 +57,44 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.Addr
 		s.drop(dSessionBusy)
 		return nil, nil
 	}
+	handedOff := false
 	defer func() {
-		if ss.evicted.Load() {
-			ss.eap.Close()
+		if !handedOff {
+			unlockSession(ss)
 		}
-		ss.mu.Unlock()
 	}()
-	step := ss.eap.Handle(msg)
+	var step eap.Step
+	if ss.awaitDecision {
+		// The handshake finished but no decision slot was free: this is
+		// the NAS's retransmission of that request.
+		if ep.ID != ss.eap.ID() {
+			s.drop(dEAPDiscard)
+			return nil, nil
+		}
+		step.Outcome = eap.Decide
+	} else {
+		step = ss.eap.Handle(msg)
+	}
 	if ss.eap.Started() {
 		s.sessions.promote(ss)
 	}
 	if step.Outcome == eap.Decide {
-		ss.decision, step = s.decide(ss)
+		if !s.tryDecision() {
+			ss.awaitDecision = true
+			s.drop(dDecisionsBusy)
+			return nil, nil
+		}
+		ss.awaitDecision = false
+		handedOff = true
+		s.startDecision(w, n, p, ss, now)
+		return nil, errDecisionPending
 	}
+	return s.conclude(w, h, n, p, src, ss, step, now)
+}
+
+// conclude answers a request of a conversation after its EAP step (and
+// decision, if the step needed one). The caller holds ss.mu.
+func (s *Server) conclude(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort, ss *session, step eap.Step, now time.Time) ([]byte, error) {
 	d := ss.decision
 	switch step.Outcome {
 	case eap.Discard:
@@ -136,7 +161,8 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 	return s.challenge(w, h, n, p, start, ss.key[:])
 }
 
-// decide authorizes the peer's certificates after the handshake. It always
+// decide authorizes the peer's certificates after the handshake, on a
+// decision goroutine (decision.go). It always
 // runs Authorize — for resumed sessions too, on the certificates restored
 // from the ticket — so a decision is never replayed.
 func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
@@ -145,7 +171,7 @@ func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
 	if len(cs.PeerCertificates) == 0 {
 		return nil, ss.eap.Reject(errors.New("radius: client presented no certificate"))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	ctx, cancel := context.WithTimeout(s.decCtx, authTimeout)
 	d := s.auth.Authorize(ctx, cs.PeerCertificates)
 	cancel()
 	if d.Allowed && !d.WiFi.Permitted {

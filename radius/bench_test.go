@@ -61,6 +61,7 @@ func (ip *inproc) do(b []byte) []byte {
 	ip.conn.last = nil
 	ip.j.n = copy(ip.j.buf[:], b)
 	ip.s.process(ip.w, ip.j)
+	ip.s.decWG.Wait() // a decision answers from its own goroutine
 	return ip.conn.last
 }
 

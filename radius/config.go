@@ -42,6 +42,13 @@ type Config struct {
 	// buffers; a datagram arriving when all are queued or in work is
 	// dropped (reason "overload").
 	Workers int `toml:"workers"`
+	// MaxPendingDecisions bounds the authorizations (certificate checks,
+	// directory lookups, rules) running at once; default 1024. They run
+	// apart from the Workers, so a slow directory does not stall other
+	// conversations, Status-Server or retransmissions. When full, the
+	// request that finished a handshake is dropped (reason
+	// "decisions_busy") and decided when the NAS retransmits it.
+	MaxPendingDecisions int `toml:"max_pending_decisions"`
 	// ReplyMessage, when set, is sent as Reply-Message in Access-Rejects.
 	// The reason for a reject is only logged.
 	ReplyMessage string `toml:"reply_message"`
@@ -98,6 +105,7 @@ const (
 	DefaultMaxSessions      = 65536
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultSessionTimeout   = 2 * time.Minute
+	DefaultPendingDecisions = 1024
 )
 
 // settings is a validated Config with defaults filled in.
@@ -109,6 +117,7 @@ type settings struct {
 	maxSessions        int
 	idle, total        time.Duration
 	workers            int
+	maxDecisions       int
 	replyMessage       string
 	clients            []client
 	dyn                dynSettings
@@ -131,6 +140,7 @@ func (cfg *Config) settings() (*settings, error) {
 		idle:         cfg.SessionIdleTimeout.Duration,
 		total:        cfg.SessionTimeout.Duration,
 		workers:      cfg.Workers,
+		maxDecisions: cfg.MaxPendingDecisions,
 		replyMessage: cfg.ReplyMessage,
 	}
 	if s.fragSize == 0 {
@@ -167,6 +177,12 @@ func (cfg *Config) settings() (*settings, error) {
 	}
 	if s.workers < 1 {
 		return nil, fmt.Errorf("radius: workers %d: must be positive", s.workers)
+	}
+	if s.maxDecisions == 0 {
+		s.maxDecisions = DefaultPendingDecisions
+	}
+	if s.maxDecisions < 1 {
+		return nil, fmt.Errorf("radius: max_pending_decisions %d: must be positive", s.maxDecisions)
 	}
 	if len(cfg.Clients) == 0 {
 		return nil, errors.New("radius: no client configured")

@@ -22,7 +22,8 @@ func TestConfigSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.listen != ":1812" || s.acctListen != ":1813" || s.fragSize != 1024 || s.tlsMax != 0x0304 ||
-		s.maxSessions != 65536 || s.idle != 30*time.Second || s.total != 2*time.Minute || s.workers < 8 {
+		s.maxSessions != 65536 || s.idle != 30*time.Second || s.total != 2*time.Minute || s.workers < 8 ||
+		s.maxDecisions != 1024 {
 		t.Errorf("defaults: %+v", s)
 	}
 	for _, tc := range []struct {
@@ -43,6 +44,7 @@ func TestConfigSettings(t *testing.T) {
 		{"missing secret file", func(c *Config) { c.Clients[0].Secret, c.Clients[0].SecretFile = "", dir+"/nope" }, "secret_file"},
 		{"no clients", func(c *Config) { c.Clients = nil }, "no client"},
 		{"negative sessions", func(c *Config) { c.MaxSessions = -1 }, "max_sessions"},
+		{"negative decisions", func(c *Config) { c.MaxPendingDecisions = -1 }, "max_pending_decisions"},
 	} {
 		c := base()
 		tc.mod(&c)

@@ -15,6 +15,7 @@
 //	max_sessions      = 65536
 //	session_idle_timeout = "30s"
 //	session_timeout   = "2m"
+//	max_pending_decisions = 1024     # authorizations running at once, beside the workers
 //	reply_message     = ""           # optional Reply-Message on rejects
 //	revalidate_every  = "60s"        # re-authorize live Wi-Fi sessions; negative: only on Revalidate
 //	dynauth_timeout   = "2s"         # wait for a Disconnect/CoA answer before resending
@@ -38,7 +39,12 @@
 // handshake, and drops duplicates of a request still being worked on; work
 // is bounded by a fixed worker pool, a fixed set of datagram buffers and a
 // bounded session table (MaxSessions, idle and total timeouts; conversations
-// that have sent no TLS data are evicted first).
+// that have sent no TLS data are evicted first). The Authorizer, which may
+// wait seconds on a directory, never runs on a worker: a finished handshake
+// is handed, session locked and reply-cache entry busy, to one of at most
+// MaxPendingDecisions decision goroutines, which sends the answer and stores
+// it in the cache (decision.go); with all of them busy the request is
+// dropped as "decisions_busy" and decided on the NAS's retransmission.
 //
 // EAP-TLS: Identity → EAP-TLS Start → handshake in Access-Challenges keyed
 // by State. A conversation costs a few hundred bytes until its first TLS

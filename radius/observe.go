@@ -58,20 +58,21 @@ func (s *Server) finish(n *nas, src netip.AddrPort, ss *session, d *policy.Decis
 
 // drain stops new conversations and waits, up to DrainTimeout, for those
 // with a TLS handshake under way to end (one that has only sent its
-// identity, or has gone silent, is not waited for).
+// identity, or has gone silent, is not waited for) and for every pending
+// decision; Run then cancels the decisions still waiting.
 func (s *Server) drain() {
 	s.draining.Store(true)
-	n := s.sessions.active()
-	if n == 0 {
+	n, nd := s.sessions.active(), s.pendingDecisions()
+	if n == 0 && nd == 0 {
 		return
 	}
-	s.log.Info("radius: shutting down: letting conversations finish", "conversations", n, "timeout", s.drainTimeout)
+	s.log.Info("radius: shutting down: letting conversations finish", "conversations", n, "decisions", nd, "timeout", s.drainTimeout)
 	deadline := time.Now().Add(s.drainTimeout)
-	for s.sessions.active() > 0 && time.Now().Before(deadline) {
+	for (s.sessions.active() > 0 || s.pendingDecisions() > 0) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := s.sessions.active(); n > 0 {
-		s.log.Warn("radius: shutting down: conversations cut off", "conversations", n)
+	if n, nd := s.sessions.active(), s.pendingDecisions(); n > 0 || nd > 0 {
+		s.log.Warn("radius: shutting down: conversations cut off", "conversations", n, "decisions", nd)
 	}
 }
 

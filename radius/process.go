@@ -2,6 +2,7 @@ package radius
 
 import (
 	"hash"
+	"net"
 	"net/netip"
 	"time"
 )
@@ -12,6 +13,8 @@ type worker struct {
 	eapBuf []byte
 	sum    [16]byte       // scratch for computed MACs
 	src    netip.AddrPort // source of the datagram in work
+	conn   net.PacketConn // its socket
+	key    cacheKey       // its reply-cache key
 }
 
 func newWorker() *worker {
@@ -28,15 +31,16 @@ func (s *Server) process(w *worker, j *job) {
 		s.drop(dMalformed)
 		return
 	}
-	w.src = j.src
+	w.src, w.conn = j.src, j.conn
 	n := s.nas.lookup(j.src.Addr())
 	if n == nil {
 		s.drop(dUnknownClient)
 		return
 	}
-	key := cacheKey{src: j.src, id: p.id()}
+	key := &w.key
+	*key = cacheKey{src: j.src, id: p.id()}
 	copy(key.auth[:], p.auth())
-	switch reply, st := s.cache.lookup(&key); st {
+	switch reply, st := s.cache.lookup(key); st {
 	case cacheHit:
 		s.stats.cacheHits.Add(1)
 		s.send(j, reply)
@@ -72,7 +76,7 @@ func (s *Server) process(w *worker, j *job) {
 		return
 	}
 	now := time.Now()
-	if !s.cache.begin(&key, now) {
+	if !s.cache.begin(key, now) {
 		s.drop(dDuplicate)
 		return
 	}
@@ -87,13 +91,16 @@ func (s *Server) process(w *worker, j *job) {
 		reply, err = s.statusServer(w, h, n, p, j.acct)
 	}
 	if reply == nil {
-		s.cache.abandon(&key)
+		if err == errDecisionPending {
+			return // the decision goroutine answers
+		}
+		s.cache.abandon(key)
 		if err != nil {
 			s.log.Warn("radius: request dropped", "nas", n.name, "src", j.src, "err", err)
 		}
 		return
 	}
-	s.cache.complete(&key, reply)
+	s.cache.complete(key, reply)
 	s.send(j, reply)
 }
 

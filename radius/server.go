@@ -42,7 +42,15 @@ type Server struct {
 	stats    counters
 	acct     *acctLog
 	tlsWG    sync.WaitGroup // per-session TLS goroutines
-	auditor  policy.Auditor // nil = none; set before Run
+
+	// Decisions (decision.go): one token in decSem per running decision
+	// goroutine, all counted by decWG; decCtx is cancelled when shutdown
+	// stops waiting for them.
+	decSem    chan struct{}
+	decWG     sync.WaitGroup
+	decCtx    context.Context
+	decCancel context.CancelFunc
+	auditor   policy.Auditor // nil = none; set before Run
 
 	draining     atomic.Bool // Run's context is done: no new conversations
 	drainTimeout time.Duration
@@ -93,9 +101,11 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		sessions: newSessionTable(set.maxSessions, set.idle, set.total),
 		live:     newLiveTable(set.dyn.maxSessions),
 		ready:    make(chan struct{}),
+		decSem:   make(chan struct{}, set.maxDecisions),
 
 		drainTimeout: DrainTimeout,
 	}
+	s.decCtx, s.decCancel = context.WithCancel(context.Background())
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
 	return s, nil
 }
@@ -245,6 +255,10 @@ func (s *Server) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	s.drain()
+	// Decisions still waiting (on a directory, say) are cancelled; their
+	// Rejects get a moment to go out before the sockets close.
+	s.decCancel()
+	s.waitDecisions(time.Now().Add(time.Second))
 	for _, c := range conns {
 		c.Close()
 	}
@@ -252,6 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(queue)
 	close(janitorDone)
 	others.Wait()
+	s.decWG.Wait() // no worker is left to start one
 	for _, ss := range s.sessions.drain() {
 		closeSession(ss)
 	}
@@ -362,14 +377,16 @@ type addrPortWriter interface {
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
-func (s *Server) send(j *job, b []byte) {
+func (s *Server) send(j *job, b []byte) { s.sendTo(j.conn, j.src, b) }
+
+func (s *Server) sendTo(c net.PacketConn, to netip.AddrPort, b []byte) {
 	var err error
-	if uc, ok := j.conn.(addrPortWriter); ok {
-		_, err = uc.WriteToUDPAddrPort(b, j.src)
+	if uc, ok := c.(addrPortWriter); ok {
+		_, err = uc.WriteToUDPAddrPort(b, to)
 	} else {
-		_, err = j.conn.WriteTo(b, net.UDPAddrFromAddrPort(j.src))
+		_, err = c.WriteTo(b, net.UDPAddrFromAddrPort(to))
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.log.Warn("radius: send", "to", j.src, "err", err)
+		s.log.Warn("radius: send", "to", to, "err", err)
 	}
 }

@@ -26,6 +26,9 @@ type session struct {
 	eap      *eap.ServerSession
 	evicted  atomic.Bool      // removed from the table while busy: close when done
 	decision *policy.Decision // set when the handshake finished; guarded by mu
+	// awaitDecision: the handshake finished but no decision slot was
+	// free; the retransmission starts the decision. Guarded by mu.
+	awaitDecision bool
 
 	// Guarded by sessionTable.mu.
 	created, last time.Time

@@ -20,12 +20,13 @@ const (
 	DropSessionBusy         = "session_busy"
 	DropAccountingWriteFail = "accounting_write_failed"
 	DropShuttingDown        = "shutting_down"
+	DropDecisionsBusy       = "decisions_busy"
 )
 
 var dropNames = [...]string{
 	DropUnknownClient, DropBadAuthenticator, DropBadMA, DropMissingMA, DropMalformed,
 	DropOverload, DropDuplicate, DropUnexpectedCode, DropEAPDiscard, DropSessionBusy,
-	DropAccountingWriteFail, DropShuttingDown,
+	DropAccountingWriteFail, DropShuttingDown, DropDecisionsBusy,
 }
 
 type dropReason uint8
@@ -43,6 +44,7 @@ const (
 	dSessionBusy
 	dAcctWrite
 	dShuttingDown
+	dDecisionsBusy
 	numDrops
 )
 

@@ -174,10 +174,30 @@ func (c *Client) Authenticate(ctx context.Context, identity string, conf *tls.Co
 	}
 }
 
+// ctxDone is ctx.Err(), but also reports a deadline that has passed before
+// the context's timer has fired: the read deadline is capped at ctx's, so
+// without this a client whose context is about to expire would see its
+// reads time out at once and fire every retransmission — and then start
+// new conversations doing the same — in a burst (at the end of every
+// radbench run this flooded the server with a few hundred datagrams in a
+// millisecond, which it dropped as "overload").
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // exchange sends wire and waits for the authentic reply, retransmitting
 // the same bytes on timeout.
 func (c *Client) exchange(ctx context.Context, conn net.Conn, wire, buf []byte, res *AuthResult) (*layeh.Packet, []byte, error) {
 	for try := 0; try <= c.retries(); try++ {
+		if err := ctxDone(ctx); err != nil {
+			return nil, nil, err
+		}
 		if try > 0 {
 			res.Retrans++
 		}
@@ -193,8 +213,8 @@ func (c *Client) exchange(ctx context.Context, conn net.Conn, wire, buf []byte, 
 			n, err := conn.Read(buf)
 			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					if ctx.Err() != nil {
-						return nil, nil, ctx.Err()
+					if err := ctxDone(ctx); err != nil {
+						return nil, nil, err
 					}
 					break
 				}

@@ -225,7 +225,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 			defer wg.Done()
 			c := &Client{Addr: cfg.Addr, Secret: []byte(cfg.Secret), FragSize: cfg.FragSize, Timeout: cfg.Timeout, Retries: cfg.Retries,
 				CallingStationID: fmt.Sprintf("02-00-00-%02x-%02x-%02x", byte(w>>16), byte(w>>8), byte(w))}
-			for ctx.Err() == nil && take() {
+			for ctxDone(ctx) == nil && take() {
 				t0 := time.Now()
 				r, err := c.Authenticate(ctx, ident, conf)
 				d := time.Since(t0)

@@ -1,0 +1,114 @@
+package radius
+
+import (
+	"bytes"
+	"errors"
+	"hash"
+	"net"
+	"time"
+)
+
+// Decisions run apart from the workers. Authorize may wait seconds on the
+// directory (LDAP timeout) or a revocation source; on a worker that would
+// stall every other conversation, Status-Server and the reply cache, and a
+// few slow logins would get the server marked dead by its access points.
+// So when a handshake finishes, the worker hands the conversation — its
+// session still locked, the request's reply-cache entry still busy — to a
+// decision goroutine and returns. That goroutine authorizes, builds and
+// sends the Access-Accept, -Reject or -Challenge (TLS 1.3 commitment),
+// stores it in the reply cache and unlocks the session. Meanwhile a
+// retransmission of the request is dropped as a duplicate in progress;
+// after the reply is stored it gets the same bytes.
+//
+// At most MaxPendingDecisions run at once. When all are taken the request
+// is dropped (reason "decisions_busy") and the conversation remembers
+// that its handshake is done: the NAS's retransmission of the same request
+// starts the decision, without feeding the EAP message to TLS again.
+
+// errDecisionPending tells process that a decision goroutine owns the
+// request now: it answers, completes or abandons the cache entry.
+var errDecisionPending = errors.New("radius: decision pending")
+
+// pendingDecision is what a decision goroutine needs from the request: the
+// worker's job is recycled as soon as process returns.
+type pendingDecision struct {
+	n    *nas
+	conn net.PacketConn
+	key  cacheKey // source, Identifier, Request Authenticator
+	pkt  []byte   // copy of the request
+	ss   *session // locked; the goroutine unlocks it
+	now  time.Time
+}
+
+// tryDecision takes a decision slot; false if all are in use.
+func (s *Server) tryDecision() bool {
+	select {
+	case s.decSem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// pendingDecisions is the number of decisions running.
+func (s *Server) pendingDecisions() int { return len(s.decSem) }
+
+// startDecision hands a conversation whose handshake has finished to a
+// decision goroutine. The caller holds a slot (tryDecision) and ss.mu,
+// both of which pass to the goroutine.
+func (s *Server) startDecision(w *worker, n *nas, p packet, ss *session, now time.Time) {
+	pd := &pendingDecision{n: n, conn: w.conn, key: w.key, pkt: bytes.Clone(p.b), ss: ss, now: now}
+	s.decWG.Add(1)
+	go func() {
+		defer s.decWG.Done()
+		defer func() { <-s.decSem }()
+		s.runDecision(pd)
+	}()
+}
+
+func (s *Server) runDecision(pd *pendingDecision) {
+	m := md5Pool.Get().(hash.Hash)
+	defer md5Pool.Put(m)
+	w := &worker{md5: m, src: pd.key.src, conn: pd.conn, key: pd.key}
+	p, err := parsePacket(pd.pkt)
+	if err != nil { // parsed by the worker already
+		unlockSession(pd.ss)
+		s.cache.abandon(&pd.key)
+		return
+	}
+	h := pd.n.getHMAC()
+	defer pd.n.putHMAC(h)
+	ss := pd.ss
+	var reply []byte
+	func() {
+		defer unlockSession(ss)
+		d, step := s.decide(ss)
+		ss.decision = d
+		reply, err = s.conclude(w, h, pd.n, p, pd.key.src, ss, step, pd.now)
+	}()
+	if reply == nil {
+		s.cache.abandon(&pd.key)
+		if err != nil {
+			s.log.Warn("radius: request dropped", "nas", pd.n.name, "src", pd.key.src, "err", err)
+		}
+		return
+	}
+	s.cache.complete(&pd.key, reply)
+	s.sendTo(pd.conn, pd.key.src, reply)
+}
+
+// unlockSession releases a conversation after a request, closing it if it
+// was evicted meanwhile.
+func unlockSession(ss *session) {
+	if ss.evicted.Load() {
+		ss.eap.Close()
+	}
+	ss.mu.Unlock()
+}
+
+// waitDecisions waits until no decision runs or the deadline passes.
+func (s *Server) waitDecisions(deadline time.Time) {
+	for s.pendingDecisions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
