@@ -92,7 +92,7 @@ func TestCheck(t *testing.T) {
 	if code := run(context.Background(), []string{"check", "-config", "../../config.toml"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "radius:"} {
+	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "radius:", "Disconnect/CoA for 1 of 1 clients"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}

@@ -43,6 +43,17 @@ func (s *sections) summary() []string {
 		out[0] += fmt.Sprintf(" %v", s.Directory.LDAP.URLs)
 	}
 	out = append(out, fmt.Sprintf("radius:        auth %s, accounting %s, %d clients", s.Radius.Listen, s.Radius.AccountingListen, len(s.Radius.Clients)))
+	dyn := 0
+	for _, c := range s.Radius.Clients {
+		if c.CoAPort == nil || *c.CoAPort > 0 {
+			dyn++
+		}
+	}
+	every := "60s"
+	if d := s.Radius.RevalidateEvery.Duration; d != 0 {
+		every = d.String()
+	}
+	out = append(out, fmt.Sprintf("               Disconnect/CoA for %d of %d clients, live sessions re-validated every %s", dyn, len(s.Radius.Clients), every))
 	if s.VPN.Enabled {
 		out = append(out, fmt.Sprintf("vpn:           %s port %d, pool %s, enrollment %s", s.VPN.Interface, s.VPN.ListenPort, s.VPN.AddressPool, s.VPN.EnrollListen))
 	} else {
