@@ -52,18 +52,7 @@ func startDynServer(t *testing.T, mod func(*Config)) *dynServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	if s.Addr() == nil {
-		t.Fatal(<-done)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runServer(t, s)
 	return &dynServer{Server: s, auth: auth, nas: nas, log: lb, pki: p}
 }
 

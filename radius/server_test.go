@@ -67,6 +67,13 @@ func startServerWith(t testing.TB, hook func(*Server), mod func(*Config)) *testS
 	if hook != nil {
 		hook(s)
 	}
+	runServer(t, s)
+	return &testServer{Server: s, auth: auth, pki: p}
+}
+
+// runServer runs s until the test ends; Run must then return nil.
+func runServer(t testing.TB, s *Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -79,7 +86,6 @@ func startServerWith(t testing.TB, hook func(*Server), mod func(*Config)) *testS
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &testServer{Server: s, auth: auth, pki: p}
 }
 
 var leakChecked sync.Map // testing.TB → struct{}
