@@ -11,12 +11,9 @@ import (
 
 func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("check", stdout)
-	cfgFile := fs.String("config", "config.toml", "configuration `file`")
+	cfgFile := configFlag(fs)
 	testDir := fs.Bool("directory", false, "also connect and bind to the directory")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	l, err := loadConfig(*cfgFile)
+	l, err := parseAndLoad(fs, args, cfgFile)
 	if err != nil {
 		return err
 	}

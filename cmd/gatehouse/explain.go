@@ -15,7 +15,7 @@ import (
 
 func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, error) {
 	fs := newFlags("explain", stdout)
-	cfgFile := fs.String("config", "config.toml", "configuration `file`")
+	cfgFile := configFlag(fs)
 	certFile := fs.String("cert", "", "client certificate `file` (PEM; may hold the chain too)")
 	chainFile := fs.String("chain", "", "extra intermediate certificates `file` (PEM) the client would send")
 	noCache := fs.Bool("no-cache", false, "bypass the directory cache")

@@ -111,3 +111,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// configFlag adds the -config flag of every command that reads the
+// configuration.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "config.toml", "configuration `file`")
+}
+
+// parseAndLoad parses a command's flags and loads the configuration file
+// its -config flag names.
+func parseAndLoad(fs *flag.FlagSet, args []string, cfgFile *string) (*loaded, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return loadConfig(*cfgFile)
+}

@@ -17,11 +17,8 @@ import (
 // traffic. It reads the state the server keeps; it changes nothing.
 func cmdPeers(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("peers", stdout)
-	cfgFile := fs.String("config", "config.toml", "configuration `file`")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	l, err := loadConfig(*cfgFile)
+	cfgFile := configFlag(fs)
+	l, err := parseAndLoad(fs, args, cfgFile)
 	if err != nil {
 		return err
 	}

@@ -14,11 +14,8 @@ import (
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	cfgFile := fs.String("config", "config.toml", "configuration `file`")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	l, err := loadConfig(*cfgFile)
+	cfgFile := configFlag(fs)
+	l, err := parseAndLoad(fs, args, cfgFile)
 	if err != nil {
 		return err
 	}
