@@ -1,0 +1,82 @@
+package radius
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// ticketRecorder is a client session cache that records the size of every
+// ticket the server sends.
+type ticketRecorder struct {
+	tls.ClientSessionCache
+	mu    sync.Mutex
+	sizes []int
+}
+
+func newTicketRecorder() *ticketRecorder {
+	return &ticketRecorder{ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+}
+
+func (r *ticketRecorder) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		if ticket, _, err := cs.ResumptionState(); err == nil {
+			r.mu.Lock()
+			r.sizes = append(r.sizes, len(ticket))
+			r.mu.Unlock()
+		}
+	}
+	r.ClientSessionCache.Put(key, cs)
+}
+
+func (r *ticketRecorder) last() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.sizes) == 0 {
+		return -1
+	}
+	return r.sizes[len(r.sizes)-1]
+}
+
+// maxTicket is the largest ticket the server may send: a handle, not the
+// session (which carries the client's whole certificate chain).
+const maxTicket = 64
+
+// TestTicketSize: the session ticket is tens of bytes whatever the client's
+// chain (leaf only, or three RSA-4096 intermediates), for TLS 1.2 and 1.3;
+// the ticket resumes, and a resumed login takes fewer round trips.
+func TestTicketSize(t *testing.T) {
+	s := startServer(t, nil)
+	p := s.pki
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		for _, c := range []struct {
+			name string
+			cert *tls.Certificate
+		}{{"leaf", &p.alice}, {"long chain", &p.erin}} {
+			t.Run(fmt.Sprintf("%s tls%x", c.name, v), func(t *testing.T) {
+				conf := p.clientTLS(c.cert, v)
+				rec := newTicketRecorder()
+				conf.ClientSessionCache = rec
+				cl := s.client(testSecret)
+				cl.FramedMTU = 300
+				var rounds [2]int
+				for i := range rounds {
+					res, err := cl.Authenticate(context.Background(), "x", conf)
+					if err != nil || !res.Accepted {
+						t.Fatalf("login %d: %v accepted=%v", i, err, res.Accepted)
+					}
+					if res.TLS.DidResume != (i == 1) {
+						t.Errorf("login %d: resumed %v", i, res.TLS.DidResume)
+					}
+					rounds[i] = res.Rounds
+					if n := rec.last(); n < 0 || n > maxTicket {
+						t.Errorf("login %d: ticket of %d bytes, want 1..%d", i, n, maxTicket)
+					}
+				}
+				t.Logf("ticket %d bytes; round trips at Framed-MTU 300: %d full, %d resumed", rec.last(), rounds[0], rounds[1])
+			})
+		}
+	}
+}
