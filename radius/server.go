@@ -106,9 +106,9 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		drainTimeout: DrainTimeout,
 	}
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
-	tickets, err := eap.NewTicketCache(eap.TicketCacheConfig{})
+	tickets, err := cfg.ticketCache()
 	if err != nil {
-		return nil, fmt.Errorf("radius: %w", err)
+		return nil, err
 	}
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG, Tickets: tickets}
 	return s, nil
