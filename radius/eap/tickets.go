@@ -94,7 +94,7 @@ type ticketEntry struct {
 	prev, next *ticketEntry
 }
 
-func (e *ticketEntry) cost() int { return len(e.state) + ticketOverhead }
+func (e *ticketEntry) cost() int { return cap(e.state) + ticketOverhead }
 
 // NewTicketCache returns an empty cache bounded by cfg.
 func NewTicketCache(cfg TicketCacheConfig) (*TicketCache, error) {
@@ -229,8 +229,12 @@ func (t *TicketCache) drop(id [TicketIDLen]byte) {
 }
 
 // take removes and returns the resumable session state named by ticket,
-// nil if there is none.
+// nil if there is none. An empty ticket (a TLS 1.2 client offering none) is
+// not counted as a miss.
 func (t *TicketCache) take(ticket []byte) []byte {
+	if len(ticket) == 0 {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(ticket) != TicketIDLen {
