@@ -80,3 +80,34 @@ func TestTicketSize(t *testing.T) {
 		}
 	}
 }
+
+// TestForgetTLSSessions: after ForgetTLSSessions (a policy swap) the next
+// login is a full handshake, for TLS 1.2 and 1.3, and still accepted; the
+// one after resumes again.
+func TestForgetTLSSessions(t *testing.T) {
+	s := startServer(t, nil)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		conf := s.pki.clientTLS(&s.pki.alice, v)
+		conf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		cl := s.client(testSecret)
+		for i, want := range []bool{false, true, false, true} {
+			if i == 2 {
+				s.ForgetTLSSessions()
+				if n := s.TLSSessions().Entries; n != 0 {
+					t.Errorf("%d sessions after ForgetTLSSessions", n)
+				}
+			}
+			res, err := cl.Authenticate(context.Background(), "x", conf)
+			if err != nil || !res.Accepted {
+				t.Fatalf("tls %x login %d: %v", v, i, err)
+			}
+			if res.TLS.DidResume != want {
+				t.Errorf("tls %x login %d: resumed %v, want %v", v, i, res.TLS.DidResume, want)
+			}
+		}
+	}
+	// The last flush also dropped TLS 1.2's session: one left.
+	if st := s.Stats(); st.TLSResumptions != 4 || st.TLSSessions != 1 {
+		t.Errorf("stats: %d resumptions, %d sessions; want 4, 1", st.TLSResumptions, st.TLSSessions)
+	}
+}

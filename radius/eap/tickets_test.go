@@ -233,8 +233,36 @@ func TestConversationResumption(t *testing.T) {
 			rec.mu.Unlock()
 			login("forged next", true, true)
 			login("garbage ticket", true, false)
+			// One ticket per accepted login, never more (crypto/tls sends
+			// one NewSessionTicket in TLS 1.3); the denied one gets none.
+			rec.mu.Lock()
+			if n := len(rec.tickets); n != 9 {
+				t.Errorf("%d tickets for 9 accepted logins", n)
+			}
+			rec.mu.Unlock()
 		})
 	}
+}
+
+// FuzzTicketTake offers arbitrary tickets: never a panic, never a
+// resumption, and a real ticket still resumes once.
+func FuzzTicketTake(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(bytes.Repeat([]byte{1}, TicketIDLen))
+	f.Add(bytes.Repeat([]byte{1}, 200))
+	f.Fuzz(func(t *testing.T, ticket []byte) {
+		c, _ := newTestCache(t, TicketCacheConfig{MaxEntries: 4})
+		id := put(t, c, []byte("state"))
+		if bytes.Equal(ticket, id) {
+			return
+		}
+		if c.take(ticket) != nil {
+			t.Fatal("unknown ticket resumed")
+		}
+		if c.take(id) == nil || c.take(id) != nil {
+			t.Fatal("real ticket did not resume exactly once")
+		}
+	})
 }
 
 // BenchmarkTicketCache is the cache's share of a login: issue, commit,
