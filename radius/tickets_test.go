@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
 )
 
 // ticketRecorder is a client session cache that records the size of every
@@ -109,5 +113,28 @@ func TestForgetTLSSessions(t *testing.T) {
 	// The last flush also dropped TLS 1.2's session: one left.
 	if st := s.Stats(); st.TLSResumptions != 4 || st.TLSSessions != 1 {
 		t.Errorf("stats: %d resumptions, %d sessions; want 4, 1", st.TLSResumptions, st.TLSSessions)
+	}
+}
+
+// TestTLSSessionConfig: bad tls_session_* values are refused by New, the
+// error naming the key.
+func TestTLSSessionConfig(t *testing.T) {
+	p := getPKI(t)
+	for key, mod := range map[string]func(*Config){
+		"tls_session_cache":       func(c *Config) { c.TLSSessionCache = -1 },
+		"tls_session_cache_bytes": func(c *Config) { c.TLSSessionCacheBytes = -1 },
+		"tls_session_lifetime":    func(c *Config) { c.TLSSessionLifetime = policy.Duration{Duration: -time.Hour} },
+	} {
+		cfg := Config{Clients: []ClientConfig{{Name: "ap", Network: "10.0.0.0/8", Secret: "s"}}}
+		mod(&cfg)
+		_, err := New(cfg, newFakeAuth(p), p.serverTLS(), nil)
+		if err == nil || !strings.HasPrefix(err.Error(), "radius: "+key+" ") {
+			t.Errorf("%s: err = %v", key, err)
+		}
+	}
+	cfg := Config{Clients: []ClientConfig{{Name: "ap", Network: "10.0.0.0/8", Secret: "s"}},
+		TLSSessionCache: 10, TLSSessionCacheBytes: 1 << 20, TLSSessionLifetime: policy.Duration{Duration: time.Hour}}
+	if _, err := New(cfg, newFakeAuth(p), p.serverTLS(), nil); err != nil {
+		t.Error(err)
 	}
 }
