@@ -164,7 +164,7 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 // decide authorizes the peer's certificates after the handshake, on a
 // decision goroutine (decision.go). It always
 // runs Authorize — for resumed sessions too, on the certificates restored
-// from the ticket — so a decision is never replayed.
+// from the server-side session — so a decision is never replayed.
 func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
 	cs := ss.eap.State()
 	ss.tlsVersion, ss.resumed = cs.Version, cs.DidResume

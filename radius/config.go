@@ -69,6 +69,17 @@ type Config struct {
 	// re-validation; default 65536. When full, the oldest accept without
 	// accounting goes first, then the session heard from least recently.
 	MaxWiFiSessions int `toml:"max_wifi_sessions"`
+
+	// TLSSessionCache bounds the TLS sessions kept on the server for
+	// resumption; default 65536, the oldest go first. Supplicants get a
+	// 16-byte ticket naming their session instead of the session itself.
+	TLSSessionCache int `toml:"tls_session_cache"`
+	// TLSSessionCacheBytes bounds the memory of those sessions (mostly
+	// the clients' certificate chains, ~1-12 KB each); default 64 MiB.
+	TLSSessionCacheBytes int `toml:"tls_session_cache_bytes"`
+	// TLSSessionLifetime is how long after a login its TLS session may be
+	// resumed; default 24h. Every resumption is authorized again.
+	TLSSessionLifetime policy.Duration `toml:"tls_session_lifetime"`
 }
 
 // ClientConfig is one NAS client (or a network of them) and its secret.

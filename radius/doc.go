@@ -21,6 +21,9 @@
 //	dynauth_timeout   = "2s"         # wait for a Disconnect/CoA answer before resending
 //	dynauth_retries   = 2            # resends; negative: none
 //	max_wifi_sessions = 65536        # accepted sessions tracked for re-validation
+//	tls_session_cache = 65536        # TLS sessions kept for resumption
+//	tls_session_cache_bytes = 67108864 # their memory (mostly client chains)
+//	tls_session_lifetime = "24h"     # how long a session may be resumed
 //	[[radius.client]]
 //	name = "office-aps"
 //	network = "10.1.0.0/16"
@@ -51,7 +54,12 @@
 // data arrives; then one goroutine runs crypto/tls over an in-memory
 // connection. After the handshake the Authorizer decides on the peer's
 // certificates — for resumed sessions too (certificates restored from the
-// ticket), so a decision is never replayed. TLS 1.3 (RFC 9190) ends with the
+// session), so a decision is never replayed. Session state stays on the
+// server (eap.TicketCache, tlssessions.go): a supplicant's ticket is a
+// 16-byte handle, not its certificate chain, so the final flight costs no
+// round trips for the chain; a ticket resumes only after its conversation
+// was accepted, once, and never across a policy swap (ForgetTLSSessions).
+// TLS 1.3 (RFC 9190) ends with the
 // one-byte commitment message and the peer's ACK; TLS 1.2 without Extended
 // Master Secret is refused (crypto/tls will not export keys from it).
 // MSK = first 64 of 128 exported bytes; MS-MPPE-Recv-Key = MSK[0:32],

@@ -20,8 +20,9 @@ import (
 )
 
 // startFreeRADIUS runs a FreeRADIUS server configured for EAP-TLS with the
-// shared test PKI on a free 127.0.0.1 port and returns its address.
-func startFreeRADIUS(t *testing.T, tlsMax string, debug bool) (addr string, pid int) {
+// shared test PKI on a free 127.0.0.1 port and returns its address. It also
+// trusts the client CAs in extraCAs (PEM).
+func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte) (addr string, pid int) {
 	bin := requireTool(t, "freeradius")
 	const sys = "/etc/freeradius/3.0"
 	_, err := os.Stat(sys)
@@ -47,6 +48,18 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool) (addr string, pid 
 	cat("gh-server.pem", "server.pem")
 	cat("gh-server.key", "server.key")
 	cat("gh-clients-ca.pem", "employee-root.pem", "employee-int.pem", "device-ca.pem", "long-int1.pem", "long-int2.pem", "long-int3.pem")
+	if len(extraCAs) > 0 {
+		f, err := os.OpenFile(filepath.Join(dir, "gh-clients-ca.pem"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range extraCAs {
+			f.Write(b)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	eapConf := filepath.Join(dir, "mods-available", "eap")
 	b, err := os.ReadFile(eapConf)
 	if err != nil {

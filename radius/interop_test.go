@@ -27,6 +27,8 @@ type eapolCase struct {
 	vlan     string
 	env      []string // extra environment for eapol_test
 	reauth   int      // eapol_test -r: re-authentications (TLS resumption)
+	mtu      int      // Framed-MTU sent (eapol_test's default is 1400)
+	identity string   // EAP identity; default "anonymous@example.com"
 }
 
 // writeClientPEMs writes the test PKI for eapol_test.
@@ -61,11 +63,15 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	if tc.frag > 0 {
 		frag = fmt.Sprintf("\tfragment_size=%d\n", tc.frag)
 	}
+	identity := tc.identity
+	if identity == "" {
+		identity = "anonymous@example.com"
+	}
 	conf := fmt.Sprintf(`network={
 	ssid="gatehouse"
 	key_mgmt=WPA-EAP
 	eap=TLS
-	identity="anonymous@example.com"
+	identity="%[5]s"
 	ca_cert="%[1]s/ca.pem"
 	domain_suffix_match="gatehouse.test"
 	client_cert="%[1]s/%[2]s.pem"
@@ -73,7 +79,7 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	phase1="%[3]s"
 %[4]s	eapol_flags=0
 }
-`, dir, tc.cert, phase1, frag)
+`, dir, tc.cert, phase1, frag, identity)
 	cf := filepath.Join(t.TempDir(), "eapol.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -84,7 +90,11 @@ func runEAPOLTest(t *testing.T, bin, dir, addr string, tc eapolCase) (string, er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", fmt.Sprint(tc.reauth))
+	args := []string{"-c", cf, "-a", host, "-p", port, "-s", tc.secret, "-t", timeout, "-r", fmt.Sprint(tc.reauth)}
+	if tc.mtu > 0 {
+		args = append(args, fmt.Sprintf("-N12:d:%d", tc.mtu))
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), tc.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -106,7 +106,11 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		drainTimeout: DrainTimeout,
 	}
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
-	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
+	tickets, err := cfg.ticketCache()
+	if err != nil {
+		return nil, err
+	}
+	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG, Tickets: tickets}
 	return s, nil
 }
 

@@ -81,6 +81,9 @@ type Stats struct {
 	SessionsEvicted uint64 // pushed out by MaxSessions
 	SessionsExpired uint64 // ended by idle or total timeout
 
+	TLSSessions    int    // TLS sessions kept for resumption (tlssessions.go)
+	TLSResumptions uint64 // logins that resumed one
+
 	// AuthLatency is the time from a conversation's first Access-Request
 	// to its Access-Accept or Access-Reject.
 	AuthLatency metric.Snapshot
@@ -103,6 +106,8 @@ func (s *Server) Stats() Stats {
 		SessionsExpired:   s.sessions.expirations.Load(),
 		AuthLatency:       c.authLatency.Snapshot(),
 	}
+	ts := s.eapCfg.Tickets.Stats()
+	st.TLSSessions, st.TLSResumptions = ts.Entries, ts.Resumed
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {
 			st.Drops[dropNames[i]] = v

@@ -68,6 +68,7 @@ type radiusCollector struct {
 	stats                                               func() radius.Stats
 	requests, responses, drops, cacheHits, acctRecords  *prometheus.Desc
 	live, started, completed, evicted, expired, latency *prometheus.Desc
+	tlsSessions, tlsResumptions                         *prometheus.Desc
 }
 
 func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
@@ -84,11 +85,14 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions)."),
 		expired:     desc("radius_eap_conversations_expired_total", "EAP conversations ended by the idle or total timeout."),
 		latency:     desc("radius_auth_duration_seconds", "Time from a conversation's first Access-Request to its Accept or Reject."),
+
+		tlsSessions:    desc("radius_tls_sessions", "TLS sessions kept on the server for resumption (tls_session_cache)."),
+		tlsResumptions: desc("radius_tls_resumptions_total", "EAP-TLS logins that resumed a TLS session (and were authorized again)."),
 	}
 }
 
 func (c *radiusCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency)
+	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency, c.tlsSessions, c.tlsResumptions)
 }
 
 func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -110,6 +114,8 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, c.evicted, st.SessionsEvicted)
 	counter(ch, c.expired, st.SessionsExpired)
 	histogram(ch, c.latency, st.AuthLatency)
+	gauge(ch, c.tlsSessions, float64(st.TLSSessions))
+	counter(ch, c.tlsResumptions, st.TLSResumptions)
 }
 
 // directoryCollector exports directory.Directory.Stats and its query

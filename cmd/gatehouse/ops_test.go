@@ -99,6 +99,7 @@ func TestServeMetricsAndReadiness(t *testing.T) {
 	waitFor(t, "/readyz 200", func() bool { code, _ := o.get(t, "/readyz"); return code == 200 })
 
 	c, conf := supplicant(t, o.radius, "alice")
+	conf.ClientSessionCache = tls.NewLRUClientSessionCache(1) // a TLS session is kept
 	res, err := c.Authenticate(context.Background(), "anonymous", conf)
 	if err != nil || !res.Accepted {
 		t.Fatalf("alice: accepted=%v err=%v", res != nil && res.Accepted, err)
@@ -109,6 +110,8 @@ func TestServeMetricsAndReadiness(t *testing.T) {
 		`gatehouse_decisions_total{code="allowed",door="wifi",event="authenticate",rule="engineering"} 1`,
 		`gatehouse_radius_auth_duration_seconds_count 1`,
 		`gatehouse_radius_eap_conversations_completed_total 1`,
+		`gatehouse_radius_tls_sessions 1`,
+		`gatehouse_radius_tls_resumptions_total 0`,
 		`gatehouse_directory_queries_total 1`,
 		`gatehouse_directory_query_duration_seconds_count 1`,
 		`gatehouse_directory_up 1`,

@@ -34,8 +34,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rl := newReloader(l, s.auth, logger.With("component", "reload"))
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
-	// After a policy swap, live VPN peers and Wi-Fi sessions are judged
-	// again under the new policy.
+	// After a policy swap, cached TLS sessions are dropped and live VPN
+	// peers and Wi-Fi sessions are judged again under the new policy.
 	// SIGHUP also reopens the accounting file, for logrotate.
 	rl.onHUP = func() {
 		if err := s.radius.ReopenAccounting(); err != nil {
@@ -43,6 +43,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rl.onSwap = func(*loaded) {
+		// No TLS resumption crosses a policy or trust change.
+		s.radius.ForgetTLSSessions()
 		if s.vpn != nil {
 			s.vpn.Revalidate(ctx)
 		}

@@ -7,5 +7,7 @@
 // Responses and produces EAP Requests, Successes and Failures; a Peer does
 // the opposite. Neither starts a goroutine until TLS data arrives, so a
 // conversation that never gets past the EAP-TLS Start costs only a small
-// struct.
+// struct. A TicketCache (ServerConfig.Tickets) keeps TLS session state on the
+// server so that session tickets are 16-byte handles rather than copies of
+// the client's certificate chain (tickets.go).
 package eap

@@ -53,8 +53,17 @@ func newPair(t testing.TB, max uint16, clientCert bool) pair {
 
 // converse runs a whole conversation in memory; accept decides at Decide.
 func converse(t testing.TB, p pair, frag int, accept bool) (srvMSK, peerMSK []byte, rounds int, err error) {
+	return converseState(t, p, frag, accept, nil)
+}
+
+// converseState is converse that also returns the peer's TLS state (if
+// peerState is not nil).
+func converseState(t testing.TB, p pair, frag int, accept bool, peerState *tls.ConnectionState) (srvMSK, peerMSK []byte, rounds int, err error) {
 	peer := &Peer{Identity: "x", TLS: p.client, FragSize: frag}
 	defer peer.Close()
+	if peerState != nil {
+		defer func() { *peerState = peer.State() }()
+	}
 	idResp := peer.Identify(1)
 	s, req := NewServerSession(p.srv, 1, frag)
 	defer s.Close()

@@ -21,6 +21,11 @@ type ServerConfig struct {
 	StepTimeout time.Duration
 	// WaitGroup, if set, tracks the per-session TLS goroutines.
 	WaitGroup *sync.WaitGroup
+	// Tickets, if set, keeps TLS session state on the server and issues
+	// short tickets (TicketCache); it overrides TLS.WrapSession and
+	// UnwrapSession. Nil: crypto/tls's self-contained tickets, which carry
+	// the client's certificates.
+	Tickets *TicketCache
 }
 
 func (c *ServerConfig) maxMessage() int {
@@ -84,6 +89,7 @@ type ServerSession struct {
 	out   fragmenter
 	p     *pump
 	msk   []byte
+	tk    *sessionTicket // nil without ServerConfig.Tickets
 }
 
 // NewServerSession answers an EAP-Response/Identity with identifier respID:
@@ -178,6 +184,10 @@ func (s *ServerSession) Handle(msg []byte) Step {
 	var finished bool
 	if s.p == nil {
 		cfg := s.cfg.TLS
+		if s.cfg.Tickets != nil {
+			s.tk = &sessionTicket{cache: s.cfg.Tickets}
+			cfg = s.tk.tlsConfig(cfg)
+		}
 		s.p = startPump(whole, func(c net.Conn) *tls.Conn { return tls.Server(c, cfg) }, serverHandshake, s.cfg.WaitGroup)
 		out, finished, err = s.p.wait(s.cfg.stepTimeout())
 	} else {
@@ -230,6 +240,9 @@ func (s *ServerSession) Accept() Step {
 		}
 		s.out.data = append(s.out.data, s.p.conn.takeOut()...)
 	}
+	if s.tk != nil {
+		s.tk.end(true) // the ticket in the final flight may now resume
+	}
 	if !s.out.pending() {
 		s.state = stDone
 		s.Close()
@@ -247,6 +260,9 @@ func (s *ServerSession) MSK() []byte { return s.msk }
 
 // Close stops the TLS goroutine, if any. Safe to call more than once.
 func (s *ServerSession) Close() {
+	if s.tk != nil {
+		s.tk.end(false) // not accepted: the ticket, if any, never resumes
+	}
 	if s.p != nil {
 		s.p.close()
 	}
