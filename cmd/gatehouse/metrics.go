@@ -324,8 +324,8 @@ type auditCollector struct {
 func newAuditCollector(stats func() audit.Stats) *auditCollector {
 	return &auditCollector{
 		stats:   stats,
-		written: desc("audit_events_written_total", "Audit lines written."),
-		dropped: desc("audit_events_dropped_total", "Audit events dropped because the queue was full (the door never waits)."),
+		written: desc("audit_events_written_total", "Audit lines written (to a file: and synced)."),
+		dropped: desc("audit_events_dropped_total", "Audit events not written: queue full (the door never waits), or a failed write or sync (disk full, I/O error)."),
 		errs:    desc("audit_write_errors_total", "Audit write, sync or rotation failures."),
 		q:       desc("audit_queue_length", "Audit events waiting to be written."),
 	}
