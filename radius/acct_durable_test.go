@@ -3,6 +3,7 @@ package radius
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,4 +192,52 @@ func TestAccountingCrashHelper(t *testing.T) {
 		fmt.Fprintf(w, "acked %d\n", i)
 		w.Flush()
 	}
+}
+
+// BenchmarkAccountingUDP: Interim-Updates over UDP from 16 concurrent
+// senders, each waiting for its Accounting-Response, with the file on the
+// test's temporary directory; every reply waits for its record's fsync
+// (group commit).
+func BenchmarkAccountingUDP(b *testing.B) {
+	for _, st := range []rfc2866.AcctStatusType{rfc2866.AcctStatusType_Value_InterimUpdate, rfc2866.AcctStatusType_Value_Stop} {
+		b.Run(st.String(), func(b *testing.B) { benchAccounting(b, st) })
+	}
+}
+
+func benchAccounting(b *testing.B, status rfc2866.AcctStatusType) {
+	file := filepath.Join(b.TempDir(), "accounting.jsonl")
+	s := startServer(b, func(c *Config) { c.AccountingFile = file })
+	req := func(id byte) []byte {
+		p := layeh.New(layeh.CodeAccountingRequest, []byte(testSecret))
+		p.Identifier = id
+		rfc2866.AcctStatusType_Set(p, status)
+		rfc2866.AcctSessionID_SetString(p, "bench")
+		rfc2865.UserName_SetString(p, "alice@corp.example.com")
+		enc, _ := p.Encode()
+		return enc
+	}
+	b.SetParallelism(8) // 16 senders on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("udp", s.AcctAddr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		var id byte
+		for pb.Next() {
+			id++
+			if _, err := c.Write(req(id)); err != nil {
+				b.Error(err)
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
