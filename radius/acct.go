@@ -211,7 +211,7 @@ func openAcctLog(path string, log *slog.Logger) (*acctLog, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if n := app.Cut(); n > 0 {
-		log.Warn("radius: accounting file ended in a partial line (crash during a write); cut it, copy kept", "file", path, "bytes", n, "copy", path+".partial")
+		log.Warn("radius: accounting file ended in a partial line (crash during a write); cut it, copy kept", "file", path, "bytes", n, "copy", path+".partial", "copy_error", app.QuarantineErr())
 	}
 	a := &acctLog{path: path, app: app, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
 	go a.commitLoop()
@@ -301,7 +301,7 @@ func (a *acctLog) reopen() error {
 		return fmt.Errorf("radius: accounting file: reopen: %w", err)
 	}
 	if n := app.Cut(); n > 0 {
-		a.log.Warn("radius: accounting file ended in a partial line; cut it, copy kept", "file", a.path, "bytes", n, "copy", a.path+".partial")
+		a.log.Warn("radius: accounting file ended in a partial line; cut it, copy kept", "file", a.path, "bytes", n, "copy", a.path+".partial", "copy_error", app.QuarantineErr())
 	}
 	a.mu.Lock()
 	old := a.app

@@ -193,7 +193,7 @@ func (w *Writer) open() error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if n := app.Cut(); n > 0 {
-		w.log.Warn("audit: the file ended in a partial line (crash during a write); cut it, copy kept", "file", w.cfg.File, "bytes", n, "copy", w.cfg.File+".partial")
+		w.log.Warn("audit: the file ended in a partial line (crash during a write); cut it, copy kept", "file", w.cfg.File, "bytes", n, "copy", w.cfg.File+".partial", "copy_error", app.QuarantineErr())
 	}
 	w.app = app
 	return nil

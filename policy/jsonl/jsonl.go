@@ -13,8 +13,9 @@
 // Open repairs a file that ends in the middle of a line (a crash or power
 // loss during a write): the partial tail, which was never acknowledged
 // since acknowledgement follows a sync of whole lines, is copied to
-// path+".partial" (kept, not destroyed) and cut from the file, so the next
-// line starts on a line of its own and every line parses.
+// path+".partial" (kept, not destroyed; if even that fails, say on a full
+// disk, it is cut all the same and QuarantineErr says why) and cut from the
+// file, so the next line starts on a line of its own and every line parses.
 //
 // Writes go to the offset the Appender tracks (pwrite), not O_APPEND, so
 // the file must not be truncated behind its back (logrotate's copytruncate):
@@ -53,6 +54,7 @@ type Appender struct {
 	// bytes past off, and is truncated before the next write.
 	dirty bool
 	cut   int64 // bytes of a partial last line removed by Open
+	qerr  error // why the removed bytes could not be copied, if so
 }
 
 // Open opens (creating it with perm if needed) the file at path for
@@ -86,9 +88,10 @@ func New(f File, name string) (*Appender, error) {
 	a := &Appender{f: f, name: name, off: end, sync: end}
 	if end < size {
 		if name != "" {
-			if err := quarantine(f, name+".partial", end, size); err != nil {
-				return nil, fmt.Errorf("jsonl: %s: keeping the partial last line: %w", name, err)
-			}
+			// A full disk must not keep the file from opening: the tail
+			// was never acknowledged, and is cut even if no copy can be
+			// kept (QuarantineErr says so).
+			a.qerr = quarantine(f, name+".partial", end, size)
 		}
 		if err := f.Truncate(end); err != nil {
 			return nil, fmt.Errorf("jsonl: %s: cutting the partial last line: %w", name, err)
@@ -140,6 +143,10 @@ func quarantine(f io.ReaderAt, path string, from, to int64) error {
 // Cut is the number of bytes of a partial last line that Open removed
 // (and copied to the ".partial" file); 0 if the file ended in a newline.
 func (a *Appender) Cut() int64 { return a.cut }
+
+// QuarantineErr is the error that kept Open from copying the partial last
+// line it cut to the ".partial" file, or nil.
+func (a *Appender) QuarantineErr() error { return a.qerr }
 
 // Size is the offset just past the last whole line written.
 func (a *Appender) Size() int64 { return a.off }

@@ -237,3 +237,22 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenCutsEvenWithoutCopy: when the partial tail cannot be copied (the
+// ".partial" path is unusable; a full disk does the same), the file still
+// opens, repaired, and says why no copy was kept.
+func TestOpenCutsEvenWithoutCopy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	os.WriteFile(path, []byte(`{"n":"1"}`+"\n"+`{"n":`), 0o640)
+	os.Mkdir(path+".partial", 0o700) // a directory: cannot be opened for writing
+	a, err := Open(path, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Cut() != 5 || a.QuarantineErr() == nil {
+		t.Fatalf("cut %d, quarantine error %v", a.Cut(), a.QuarantineErr())
+	}
+	a.Append(line("2"))
+	a.Close()
+	equal(t, lines(t, path), "1", "2")
+}
