@@ -66,6 +66,8 @@ type Writer struct {
 
 	written, dropped, errs atomic.Uint64
 
+	openFile func(string, os.FileMode) (*jsonl.Appender, error) // tests: fault injection; nil = jsonl.Open
+
 	// Owned by Run.
 	app      *jsonl.Appender // nil in Output mode, or while the file cannot be opened
 	buf      []byte          // lines not yet written
@@ -188,7 +190,11 @@ func (w *Writer) open() error {
 	if err := os.MkdirAll(filepath.Dir(w.cfg.File), 0o750); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	app, err := jsonl.Open(w.cfg.File, 0o640)
+	open := jsonl.Open
+	if w.openFile != nil {
+		open = w.openFile
+	}
+	app, err := open(w.cfg.File, 0o640)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

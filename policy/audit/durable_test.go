@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/jsonl"
 	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
@@ -209,4 +211,70 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// flakyFile is a real file whose Sync fails while failSync is set.
+type flakyFile struct {
+	*os.File
+	mu       sync.Mutex
+	failSync bool
+}
+
+func (f *flakyFile) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failSync {
+		return syscall.EIO
+	}
+	return f.File.Sync()
+}
+
+func (f *flakyFile) set(fail bool) {
+	f.mu.Lock()
+	f.failSync = fail
+	f.mu.Unlock()
+}
+
+// TestSyncErrorDropsUnsynced injects fsync failures (EIO, which a tmpfs
+// cannot produce): the events written since the last good sync are removed
+// from the file and counted as dropped; later events are written.
+func TestSyncErrorDropsUnsynced(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	var ff *flakyFile
+	w, err := New(Config{File: file, FlushEvery: 5 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.openFile = func(path string, perm os.FileMode) (*jsonl.Appender, error) {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+		if err != nil {
+			return nil, err
+		}
+		ff = &flakyFile{File: f}
+		return jsonl.New(ff, path)
+	}
+	stop := run(t, w)
+	audit := func(phase string, n int) {
+		for i := range n {
+			e := event()
+			e.NAS = fmt.Sprintf("%s-%d", phase, i)
+			w.Audit(e)
+		}
+	}
+	audit("a", 3)
+	waitStats(t, w, func(s Stats) bool { return s.Written == 3 })
+	ff.set(true)
+	audit("b", 4)
+	waitStats(t, w, func(s Stats) bool { return s.Dropped == 4 && s.Errors > 0 })
+	if got := readTrail(t, file); len(got) != 3 {
+		t.Fatalf("lines %v: unsynced events left in the file after a failed fsync", got)
+	}
+	ff.set(false)
+	audit("c", 2)
+	waitStats(t, w, func(s Stats) bool { return s.Written == 5 })
+	stop()
+	got := readTrail(t, file)
+	if strings.Join(got, ",") != "a-0,a-1,a-2,c-0,c-1" {
+		t.Fatalf("lines %v", got)
+	}
 }
