@@ -200,11 +200,16 @@ func TestAccountingCrashHelper(t *testing.T) {
 // (group commit).
 func BenchmarkAccountingUDP(b *testing.B) {
 	for _, st := range []rfc2866.AcctStatusType{rfc2866.AcctStatusType_Value_InterimUpdate, rfc2866.AcctStatusType_Value_Stop} {
-		b.Run(st.String(), func(b *testing.B) { benchAccounting(b, st) })
+		b.Run(st.String(), func(b *testing.B) { benchAccounting(b, st, 8) })
 	}
+	// One sender at a time: the latency of one acknowledged record.
+	b.Run("Interim-Update/serial", func(b *testing.B) {
+		benchAccounting(b, rfc2866.AcctStatusType_Value_InterimUpdate, 0)
+	})
 }
 
-func benchAccounting(b *testing.B, status rfc2866.AcctStatusType) {
+// benchAccounting sends from par×GOMAXPROCS goroutines (par 0: one).
+func benchAccounting(b *testing.B, status rfc2866.AcctStatusType, par int) {
 	file := filepath.Join(b.TempDir(), "accounting.jsonl")
 	s := startServer(b, func(c *Config) { c.AccountingFile = file })
 	req := func(id byte) []byte {
@@ -216,9 +221,7 @@ func benchAccounting(b *testing.B, status rfc2866.AcctStatusType) {
 		enc, _ := p.Encode()
 		return enc
 	}
-	b.SetParallelism(8) // 16 senders on 2 cores
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
+	send := func(pb interface{ Next() bool }) {
 		c, err := net.Dial("udp", s.AcctAddr().String())
 		if err != nil {
 			b.Error(err)
@@ -239,5 +242,16 @@ func benchAccounting(b *testing.B, status rfc2866.AcctStatusType) {
 				return
 			}
 		}
-	})
+	}
+	b.ResetTimer()
+	if par == 0 {
+		send(&serialPB{n: b.N})
+		return
+	}
+	b.SetParallelism(par) // 16 senders on 2 cores
+	b.RunParallel(func(pb *testing.PB) { send(pb) })
 }
+
+type serialPB struct{ n int }
+
+func (p *serialPB) Next() bool { p.n--; return p.n >= 0 }
