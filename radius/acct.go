@@ -108,6 +108,12 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		s.acctDone(n, src, p, &rec)
 		return reply, nil
 	}
+	if s.acct.recorded(&w.key, time.Now()) {
+		// A retransmission of a request recorded after the reply cache
+		// forgot it (its reply was lost): answer, do not record twice.
+		s.log.Debug("radius: accounting retransmission answered, already recorded", "nas", n.name, "session", rec.SessionID)
+		return reply, nil
+	}
 	line, err := json.Marshal(&rec)
 	if err != nil {
 		s.drop(dAcctWrite)
@@ -153,6 +159,7 @@ func (req *acctReq) finish(err error) {
 		s.drop(dAcctWrite)
 		return
 	}
+	s.acct.remember(&req.key, time.Now())
 	s.cache.complete(&req.key, req.reply)
 	s.sendTo(req.conn, req.key.src, req.reply)
 	if p, perr := parsePacket(req.pkt); perr == nil {
@@ -173,10 +180,56 @@ func (req *acctReq) finish(err error) {
 // recording resumes by itself when space returns.
 //
 // Duplicates: a retransmission (same source, Identifier and Request
-// Authenticator) that arrives while its record is being committed is
+// Authenticator: since the authenticator is a hash of the whole packet,
+// the same bytes) that arrives while its record is being committed is
 // dropped as duplicate_in_progress; after the reply it gets the cached
-// reply (10 s). After a failed write nothing of the record is in the file
-// and the cache entry is gone, so the retransmission is written once.
+// reply (10 s), and later, up to acctSeenTTL, an answer without a second
+// record (the reply was lost). After a failed write nothing of the record
+// is in the file and no cache remembers it, so the retransmission is
+// written once. A NAS that changes Acct-Delay-Time must use a new
+// Identifier (RFC 2866 §5.2): that is a new request and a new record.
+
+const (
+	acctSeenTTL = 5 * time.Minute
+	acctSeenMax = 16384 // requests remembered; the oldest go first
+)
+
+// acctSeen remembers recently recorded requests by reply-cache key.
+type acctSeen struct {
+	mu   sync.Mutex // guards the fields below
+	at   map[cacheKey]time.Time
+	ring []cacheKey // insertion order, oldest at head
+	head int
+}
+
+func (a *acctLog) remember(k *cacheKey, now time.Time) {
+	s := &a.seen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at == nil {
+		s.at = make(map[cacheKey]time.Time)
+	}
+	if _, ok := s.at[*k]; ok {
+		return
+	}
+	if len(s.ring) < acctSeenMax {
+		s.ring = append(s.ring, *k)
+	} else {
+		delete(s.at, s.ring[s.head])
+		s.ring[s.head] = *k
+		s.head = (s.head + 1) % acctSeenMax
+	}
+	s.at[*k] = now
+}
+
+// recorded reports whether k was recorded within acctSeenTTL.
+func (a *acctLog) recorded(k *cacheKey, now time.Time) bool {
+	s := &a.seen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[*k]
+	return ok && now.Sub(t) < acctSeenTTL
+}
 
 const (
 	acctQueue    = 4096 // records waiting for the committer
@@ -193,6 +246,8 @@ type acctLog struct {
 
 	mu  sync.Mutex // guards app
 	app *jsonl.Appender
+
+	seen acctSeen
 
 	// Owned by the committer.
 	failing bool

@@ -255,3 +255,36 @@ func benchAccounting(b *testing.B, status rfc2866.AcctStatusType, par int) {
 type serialPB struct{ n int }
 
 func (p *serialPB) Next() bool { p.n--; return p.n >= 0 }
+
+// TestAccountingRetransmitAfterCacheExpiry: a NAS whose Accounting-Response
+// was lost retransmits after the reply cache forgot the request: it is
+// answered and not recorded twice. A request with a new Identifier is a
+// new record.
+func TestAccountingRetransmitAfterCacheExpiry(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	conn := dial(t, s.AcctAddr())
+	b := acctRequest(t, rfc2866.AcctStatusType_Value_Stop, "lost-reply")
+	if rawExchange(t, conn, b, time.Second) == nil {
+		t.Fatal("no answer")
+	}
+	s.cache.expire(time.Now().Add(cacheTTL + time.Second))
+	if s.cache.len() != 0 {
+		t.Fatal("reply cache not expired")
+	}
+	if rawExchange(t, conn, b, time.Second) == nil {
+		t.Fatal("no answer to the late retransmission")
+	}
+	if n := len(readAcct(t, file)); n != 1 {
+		t.Fatalf("%d records after a late retransmission, want 1", n)
+	}
+	p, _ := layeh.Parse(b, []byte(testSecret))
+	p.Identifier++
+	b2, _ := p.Encode()
+	if rawExchange(t, conn, b2, time.Second) == nil {
+		t.Fatal("no answer to a new request")
+	}
+	if n := len(readAcct(t, file)); n != 2 {
+		t.Fatalf("%d records, want 2 (a new Identifier is a new request)", n)
+	}
+}
