@@ -119,7 +119,7 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		s.drop(dAcctWrite)
 		return nil, err
 	}
-	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID}
+	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID, user: rec.UserName}
 	if !s.acct.submit(req) {
 		s.drop(dAcctWrite)
 		return nil, errors.New("radius: accounting: commit queue full")
@@ -145,8 +145,9 @@ type acctReq struct {
 	line    []byte   // the JSON record and its newline
 	reply   []byte   // the Accounting-Response, sent once line is synced
 	pkt     []byte   // the request, for trackAccounting
-	status  string
+	status  string   // for the debug log
 	session string
+	user    string
 }
 
 // finish answers req (err == nil: its record is durable) or drops it so
@@ -163,7 +164,7 @@ func (req *acctReq) finish(err error) {
 	s.cache.complete(&req.key, req.reply)
 	s.sendTo(req.conn, req.key.src, req.reply)
 	if p, perr := parsePacket(req.pkt); perr == nil {
-		rec := AcctRecord{Status: req.status, SessionID: req.session}
+		rec := AcctRecord{Status: req.status, SessionID: req.session, UserName: req.user}
 		s.acctDone(req.n, req.key.src, p, &rec)
 	}
 }
