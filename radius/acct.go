@@ -1,21 +1,23 @@
 package radius
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
+	"log/slog"
+	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy/jsonl"
 )
 
 // Accounting records (RFC 2866) are appended to Config.AccountingFile as
-// one JSON object per line. Durability: a Stop record is fsynced before the
-// Accounting-Response is sent; Start and Interim-Update records are written
-// (to the OS) before the response and fsynced within about a second by the
-// server's janitor. A record that cannot be written is not acknowledged, so
-// the NAS retries.
+// one JSON object per line; every record is fsynced before its
+// Accounting-Response is sent (see acctLog below).
 
 // AcctRecord is one accounting line.
 type AcctRecord struct {
@@ -96,91 +98,290 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 
 func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort) ([]byte, error) {
 	rec := parseAcct(p, n, src, time.Now())
-	if s.acct != nil {
-		if err := s.acct.write(&rec); err != nil {
-			s.drop(dAcctWrite)
-			return nil, err
-		}
+	r := newReply(make([]byte, 0, 64), codeAccountingResponse, p.id(), p.auth())
+	r.maZero = true
+	reply, err := r.finish(h, w.md5, n.secret)
+	if err != nil {
+		return nil, err
 	}
+	if s.acct == nil {
+		s.acctDone(n, src, p, &rec)
+		return reply, nil
+	}
+	if s.acct.recorded(&w.key, time.Now()) {
+		// A retransmission of a request recorded after the reply cache
+		// forgot it (its reply was lost): answer, do not record twice.
+		s.log.Debug("radius: accounting retransmission answered, already recorded", "nas", n.name, "session", rec.SessionID)
+		return reply, nil
+	}
+	line, err := json.Marshal(&rec)
+	if err != nil {
+		s.drop(dAcctWrite)
+		return nil, err
+	}
+	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID, user: rec.UserName}
+	if !s.acct.submit(req) {
+		s.drop(dAcctWrite)
+		return nil, errors.New("radius: accounting: commit queue full")
+	}
+	// The committer answers once the record is durable (or drops).
+	return nil, errDecisionPending
+}
+
+// acctDone counts a recorded request and links it to its Wi-Fi session.
+func (s *Server) acctDone(n *nas, src netip.AddrPort, p packet, rec *AcctRecord) {
 	s.stats.acctRecords.Add(1)
 	s.trackAccounting(n, src, p)
 	s.log.Debug("radius: accounting", "nas", n.name, "status", rec.Status, "session", rec.SessionID, "user", rec.UserName)
-	r := newReply(make([]byte, 0, 64), codeAccountingResponse, p.id(), p.auth())
-	r.maZero = true
-	return r.finish(h, w.md5, n.secret)
 }
 
-// acctLog is the append-only accounting file.
+// acctReq is an Accounting-Request waiting for its record to be durable.
+// The worker's job is recycled when process returns, so it holds copies.
+type acctReq struct {
+	s       *Server
+	n       *nas
+	conn    net.PacketConn
+	key     cacheKey // source, Identifier, Request Authenticator: busy in the reply cache
+	line    []byte   // the JSON record and its newline
+	reply   []byte   // the Accounting-Response, sent once line is synced
+	pkt     []byte   // the request, for trackAccounting
+	status  string   // for the debug log
+	session string
+	user    string
+}
+
+// finish answers req (err == nil: its record is durable) or drops it so
+// that the NAS retransmits: the reply-cache entry is abandoned, so the
+// retransmission is processed (and recorded) afresh.
+func (req *acctReq) finish(err error) {
+	s := req.s
+	if err != nil {
+		s.cache.abandon(&req.key)
+		s.drop(dAcctWrite)
+		return
+	}
+	s.acct.remember(&req.key, time.Now())
+	s.cache.complete(&req.key, req.reply)
+	s.sendTo(req.conn, req.key.src, req.reply)
+	if p, perr := parsePacket(req.pkt); perr == nil {
+		rec := AcctRecord{Status: req.status, SessionID: req.session, UserName: req.user}
+		s.acctDone(req.n, req.key.src, p, &rec)
+	}
+}
+
+// Accounting file durability. Every Accounting-Request (Start, Stop,
+// Interim-Update, Accounting-On/Off) is answered only after its record is
+// on disk: workers hand records to one committer goroutine, which appends
+// all that are waiting as one write, syncs once (group commit: one fsync
+// per batch, not per record), then sends their replies. A write or sync
+// that fails (a full disk, an I/O error) is rolled back to the last whole
+// line (package jsonl) and the batch is dropped, counted
+// accounting_write_failed: nothing is acknowledged that is not durable,
+// and the NAS retransmits (RFC 2866). The next batch tries again, so
+// recording resumes by itself when space returns.
+//
+// Duplicates: a retransmission (same source, Identifier and Request
+// Authenticator: since the authenticator is a hash of the whole packet,
+// the same bytes) that arrives while its record is being committed is
+// dropped as duplicate_in_progress; after the reply it gets the cached
+// reply (10 s), and later, up to acctSeenTTL, an answer without a second
+// record (the reply was lost). After a failed write nothing of the record
+// is in the file and no cache remembers it, so the retransmission is
+// written once. A NAS that changes Acct-Delay-Time must use a new
+// Identifier (RFC 2866 §5.2): that is a new request and a new record.
+
+const (
+	acctSeenTTL = 5 * time.Minute
+	acctSeenMax = 16384 // requests remembered; the oldest go first
+)
+
+// acctSeen remembers recently recorded requests by reply-cache key.
+type acctSeen struct {
+	mu   sync.Mutex // guards the fields below
+	at   map[cacheKey]time.Time
+	ring []cacheKey // insertion order, oldest at head
+	head int
+}
+
+func (a *acctLog) remember(k *cacheKey, now time.Time) {
+	s := &a.seen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at == nil {
+		s.at = make(map[cacheKey]time.Time)
+	}
+	if _, ok := s.at[*k]; ok {
+		return
+	}
+	if len(s.ring) < acctSeenMax {
+		s.ring = append(s.ring, *k)
+	} else {
+		delete(s.at, s.ring[s.head])
+		s.ring[s.head] = *k
+		s.head = (s.head + 1) % acctSeenMax
+	}
+	s.at[*k] = now
+}
+
+// recorded reports whether k was recorded within acctSeenTTL.
+func (a *acctLog) recorded(k *cacheKey, now time.Time) bool {
+	s := &a.seen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.at[*k]
+	return ok && now.Sub(t) < acctSeenTTL
+}
+
+const (
+	acctQueue    = 4096 // records waiting for the committer
+	acctBatchMax = 512  // records per write and fsync
+	acctLogEvery = 10 * time.Second
+)
+
+// acctLog is the append-only accounting file and its committer.
 type acctLog struct {
 	path string
+	in   chan *acctReq
+	done chan struct{} // closed when the committer has exited
+	log  *slog.Logger
 
-	mu    sync.Mutex // guards the fields below
-	f     *os.File
-	dirty bool
+	mu  sync.Mutex // guards app
+	app *jsonl.Appender
+
+	seen acctSeen
+
+	// Owned by the committer.
+	failing bool
+	lastLog time.Time
+	quiet   int
 }
 
-func openAcctLog(path string) (*acctLog, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+// openAcctLog opens the accounting file (repairing a partial last line
+// left by a crash) and starts its committer; close stops it.
+func openAcctLog(path string, log *slog.Logger) (*acctLog, error) {
+	app, err := jsonl.Open(path, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("radius: accounting file: %w", err)
 	}
-	return &acctLog{path: path, f: f}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if n := app.Cut(); n > 0 {
+		log.Warn("radius: accounting file ended in a partial line (crash during a write); cut it, copy kept", "file", path, "bytes", n, "copy", path+".partial", "copy_error", app.QuarantineErr())
+	}
+	a := &acctLog{path: path, app: app, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
+	go a.commitLoop()
+	return a, nil
+}
+
+// submit queues req for the committer; false if the queue is full.
+func (a *acctLog) submit(req *acctReq) bool {
+	select {
+	case a.in <- req:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *acctLog) commitLoop() {
+	defer close(a.done)
+	batch := make([]*acctReq, 0, acctBatchMax)
+	var buf []byte
+	for req := range a.in {
+		batch, buf = append(batch[:0], req), append(buf[:0], req.line...)
+	more:
+		for len(batch) < acctBatchMax {
+			select {
+			case r, ok := <-a.in:
+				if !ok {
+					break more
+				}
+				batch, buf = append(batch, r), append(buf, r.line...)
+			default:
+				break more
+			}
+		}
+		err := a.commit(buf)
+		if err != nil {
+			a.logFailure(err, len(batch))
+		} else if a.failing {
+			a.failing = false
+			a.log.Info("radius: accounting file: writing again")
+		}
+		for _, r := range batch {
+			r.finish(err)
+		}
+		clear(batch)
+	}
+}
+
+// commit appends lines and syncs; on error the file is as before.
+func (a *acctLog) commit(lines []byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.app.Append(lines); err != nil {
+		return fmt.Errorf("radius: accounting file: %w", err)
+	}
+	if err := a.app.Sync(); err != nil {
+		return fmt.Errorf("radius: accounting file: %w", err)
+	}
+	return nil
+}
+
+func (a *acctLog) logFailure(err error, n int) {
+	a.failing = true
+	if now := time.Now(); now.Sub(a.lastLog) >= acctLogEvery {
+		a.log.Error("radius: accounting not recorded; requests dropped unanswered, the access points retransmit", "err", err, "requests", n, "failures_not_logged", a.quiet)
+		a.lastLog, a.quiet = now, 0
+	} else {
+		a.quiet++
+	}
+}
+
+// write records rec synchronously (durable when it returns nil).
+func (a *acctLog) write(rec *AcctRecord) error {
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return a.commit(append(line, '\n'))
 }
 
 // reopen syncs and closes the file and opens its path again, so that a
 // log rotator that renamed it (logrotate, then `systemctl reload`) gets a
 // fresh file. On failure the old file stays in use.
 func (a *acctLog) reopen() error {
-	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	app, err := jsonl.Open(a.path, 0o640)
 	if err != nil {
 		return fmt.Errorf("radius: accounting file: reopen: %w", err)
 	}
+	if n := app.Cut(); n > 0 {
+		a.log.Warn("radius: accounting file ended in a partial line; cut it, copy kept", "file", a.path, "bytes", n, "copy", a.path+".partial", "copy_error", app.QuarantineErr())
+	}
 	a.mu.Lock()
-	old := a.f
-	a.f, a.dirty = f, false
+	old := a.app
+	a.app = app
 	a.mu.Unlock()
-	old.Sync()
 	return old.Close()
 }
 
-func (a *acctLog) write(rec *AcctRecord) error {
-	line, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	line = append(line, '\n')
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, err := a.f.Write(line); err != nil {
-		return fmt.Errorf("radius: accounting file: %w", err)
-	}
-	if rec.Status == "stop" {
-		a.dirty = false
-		if err := a.f.Sync(); err != nil {
-			return fmt.Errorf("radius: accounting file: fsync: %w", err)
-		}
-		return nil
-	}
-	a.dirty = true
-	return nil
-}
-
+// sync is kept for the janitor: every record is synced before it is
+// acknowledged, so there is nothing left to do but a no-op sync.
 func (a *acctLog) sync() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.dirty {
-		return nil
-	}
-	a.dirty = false
-	return a.f.Sync()
+	return a.app.Sync()
 }
 
+// close commits what is queued (no worker submits any more), then closes
+// the file.
 func (a *acctLog) close() error {
-	if err := a.sync(); err != nil {
-		a.f.Close()
-		return err
-	}
-	return a.f.Close()
+	close(a.in)
+	<-a.done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.app.Close()
 }
 
 // ReopenAccounting reopens the accounting file at its path, for log

@@ -66,10 +66,12 @@
 // MS-MPPE-Send-Key = MSK[32:64], salt-encrypted per RFC 2548. VLAN
 // attributes use tag 0, as hostapd and FreeRADIUS do.
 //
-// Accounting (RFC 2866): Start, Interim-Update and Stop are acknowledged
-// after one JSON line (AcctRecord) is appended to AccountingFile; a Stop is
-// fsynced before the answer, other records within a second. A record that
-// cannot be written is not acknowledged.
+// Accounting (RFC 2866): every Accounting-Request is acknowledged only
+// after its JSON line (AcctRecord) is appended to AccountingFile and
+// fsynced (group commit: one fsync per batch of waiting records). A record
+// that cannot be written is rolled back to the last whole line (package
+// policy/jsonl) and not acknowledged (drop reason accounting_write_failed),
+// so the NAS retransmits; writing resumes by itself when space returns.
 //
 // Revocation reaches live sessions (RFC 5176 dynamic authorization): each
 // Access-Accept to a client with a coa_port carries, besides the rule's

@@ -195,7 +195,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	if s.set.acctFile != "" {
-		if s.acct, err = openAcctLog(s.set.acctFile); err != nil {
+		if s.acct, err = openAcctLog(s.set.acctFile, s.log); err != nil {
 			authConn.Close()
 			if acctConn != nil {
 				acctConn.Close()

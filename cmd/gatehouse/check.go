@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
@@ -32,6 +33,9 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "revocation:    %s, %d CRLs\n", s.Revocation, s.CRLs)
 	if s.CRLURLs > 0 || s.OCSP != "off" {
 		fmt.Fprintf(stdout, "               %d CRL URLs, OCSP %s with %d responders\n", s.CRLURLs, s.OCSP, s.OCSPResponders)
+	}
+	for _, w := range checkCRLWarnings(l.policy.CRLFiles(), time.Now()) {
+		fmt.Fprintln(stdout, w)
 	}
 	if s.ServerCert != "" {
 		fmt.Fprintf(stdout, "server cert:   %s\n", s.ServerCert)

@@ -10,7 +10,8 @@ import (
 
 // TestImportRules keeps ARCHITECTURE.md's import rules true: policy and
 // directory import no package of ours, radius and vpn never import each
-// other, and only cmd reads TOML.
+// other, and only cmd reads TOML. policy/jsonl, the line appender shared
+// by the audit trail and accounting, imports nothing of ours.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "../../...").Output()
@@ -39,6 +40,8 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case imp == "github.com/BurntSushi/toml" && top != "cmd":
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
+			case ours && pkg == "policy/jsonl":
+				t.Errorf("%s imports %s: the line appender is a leaf (standard library only)", pkg, dep)
 			case !ours || depTop == top:
 			case top == "policy" || top == "directory":
 				t.Errorf("%s imports %s: %s may import no package of ours", pkg, dep, top)

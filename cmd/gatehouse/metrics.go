@@ -163,19 +163,21 @@ func (c *directoryCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // revocationCollector exports revocation.Checker.Stats: per CRL source
-// (labels: the CA's subject and the URL, both from the configuration).
+// (labels: the CA's subject and the URL, both from the configuration), and
+// the CRLs loaded from trust.crl files (url label "file:///path").
 type revocationCollector struct {
 	stats                                        func() revocation.Stats
+	files                                        func() []policy.CRLFile
 	now                                          func() time.Time
 	age, nextUpdate, entries, failures           *prometheus.Desc
 	ocspExchanges, ocspCacheHits, crlsConfigured *prometheus.Desc
 }
 
-func newRevocationCollector(stats func() revocation.Stats, now func() time.Time) *revocationCollector {
+func newRevocationCollector(stats func() revocation.Stats, files func() []policy.CRLFile, now func() time.Time) *revocationCollector {
 	return &revocationCollector{
-		stats: stats, now: now,
-		age:            desc("crl_age_seconds", "Age of the CRL in use (now − thisUpdate); absent until one is loaded.", "ca", "url"),
-		nextUpdate:     desc("crl_next_update_timestamp_seconds", "nextUpdate of the CRL in use, Unix time.", "ca", "url"),
+		stats: stats, files: files, now: now,
+		age:            desc("crl_age_seconds", "Age of the CRL in use, from a URL or a trust.crl file (url=\"file://…\"): now − thisUpdate; absent until one is loaded.", "ca", "url"),
+		nextUpdate:     desc("crl_next_update_timestamp_seconds", "nextUpdate of the CRL in use (URL or file), Unix time; alert well before it passes.", "ca", "url"),
 		entries:        desc("crl_entries", "Revoked certificates listed in the CRL in use.", "ca", "url"),
 		failures:       desc("crl_fetch_failures", "Consecutive failed fetches of a CRL URL (0 = last fetch good).", "ca", "url"),
 		crlsConfigured: desc("crl_sources", "CRL URLs configured in [[trust.ca_source]]."),
@@ -202,6 +204,20 @@ func (c *revocationCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, c.nextUpdate, float64(s.NextUpdate.Unix()), s.CA, s.URL)
 		}
 		gauge(ch, c.entries, float64(s.Entries), s.CA, s.URL)
+	}
+	seen := map[[2]string]bool{} // two spellings of one file's path
+	for _, f := range c.files() {
+		u := crlFileLabel(f.File)
+		if k := [2]string{f.CA, u}; seen[k] {
+			continue
+		} else {
+			seen[k] = true
+		}
+		gauge(ch, c.age, now.Sub(f.ThisUpdate).Seconds(), f.CA, u)
+		if !f.NextUpdate.IsZero() {
+			gauge(ch, c.nextUpdate, float64(f.NextUpdate.Unix()), f.CA, u)
+		}
+		gauge(ch, c.entries, float64(f.Entries), f.CA, u)
 	}
 	counter(ch, c.ocspExchanges, st.OCSPExchanges)
 	counter(ch, c.ocspCacheHits, st.OCSPCacheHits)
@@ -330,8 +346,8 @@ type auditCollector struct {
 func newAuditCollector(stats func() audit.Stats) *auditCollector {
 	return &auditCollector{
 		stats:   stats,
-		written: desc("audit_events_written_total", "Audit lines written."),
-		dropped: desc("audit_events_dropped_total", "Audit events dropped because the queue was full (the door never waits)."),
+		written: desc("audit_events_written_total", "Audit lines written (to a file: and synced)."),
+		dropped: desc("audit_events_dropped_total", "Audit events not written: queue full (the door never waits), or a failed write or sync (disk full, I/O error)."),
 		errs:    desc("audit_write_errors_total", "Audit write, sync or rotation failures."),
 		q:       desc("audit_queue_length", "Audit events waiting to be written."),
 	}
@@ -361,7 +377,7 @@ func (c *readyCollector) Collect(ch chan<- prometheus.Metric) {
 	res := c.checks()
 	for _, k := range sortedKeys(res) {
 		v := 1.0
-		if res[k] != nil {
+		if res[k] != nil && !isDegraded(res[k]) {
 			v = 0
 		}
 		gauge(ch, c.desc, v, k)

@@ -83,6 +83,8 @@ func TestCollectors(t *testing.T) {
 				{URL: "http://pki.example.com/int.crl", CA: "CN=Employee Issuing CA", ThisUpdate: t0.Add(-time.Hour), NextUpdate: t0.Add(23 * time.Hour), Entries: 1},
 				{URL: "http://pki.example.com/dev.crl", CA: "CN=Device CA", Failures: 3},
 			}}
+		}, func() []policy.CRLFile {
+			return []policy.CRLFile{{CA: "CN=Device CA", File: "/etc/gatehouse/device.crl", ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(12 * time.Hour), Entries: 4}}
 		}, now),
 		newVPNCollector(fakeVPN{}, now),
 		dc,

@@ -69,7 +69,7 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRadiusCollector(s.radius.Stats),
 		newDirectoryCollector(s.dir.Stats, &o.dirQuery, s.dir.Ready),
-		newRevocationCollector(s.rev.Stats, now),
+		newRevocationCollector(s.rev.Stats, func() []policy.CRLFile { return s.auth.Policy().CRLFiles() }, now),
 		o.decisions,
 		&readyCollector{checks: func() map[string]error { return readiness(s) }, desc: desc("ready", "1 if a readiness check passes, by component.", "component")},
 	)
@@ -84,7 +84,8 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 
 // readiness runs every readiness check: the listeners are up, the trust
 // material and CRLs are loaded, the directory can answer (or is within its
-// outage policy).
+// outage policy). An expired CRL is a *degradedError: reported, still
+// ready.
 func readiness(s *servers) map[string]error {
 	r := map[string]error{
 		"radius":    s.radius.Ready(),
@@ -102,6 +103,9 @@ func readiness(s *servers) map[string]error {
 	}
 	if len(missing) > 0 {
 		r["trust"] = fmt.Errorf("no CRL loaded yet for %s", strings.Join(missing, "; "))
+	}
+	if r["trust"] == nil {
+		r["trust"] = expiredCRLs(crlsInUse(s.auth.Policy().CRLFiles(), s.rev.Stats()), time.Now())
 	}
 	if s.vpn != nil {
 		r["vpn"] = s.vpn.Serving()
@@ -126,7 +130,9 @@ func (o *ops) handler(s *servers) http.Handler {
 		status := http.StatusOK
 		for _, k := range sortedKeys(res) {
 			if err := res[k]; err != nil {
-				status = http.StatusServiceUnavailable
+				if !isDegraded(err) {
+					status = http.StatusServiceUnavailable
+				}
 				fmt.Fprintf(&b, "%s: %v\n", k, err)
 			} else {
 				fmt.Fprintf(&b, "%s: ok\n", k)
@@ -137,6 +143,11 @@ func (o *ops) handler(s *servers) http.Handler {
 		io.WriteString(w, b.String())
 	})
 	return mux
+}
+
+func isDegraded(err error) bool {
+	var d *degradedError
+	return errors.As(err, &d)
 }
 
 // runAudit runs the audit writer (if any) until ctx is done.

@@ -32,6 +32,12 @@ var reMetricsAddr = regexp.MustCompile(`msg="metrics: listening" component=ops a
 
 func startOpsServe(t *testing.T) *opsServe {
 	t.Helper()
+	return startOpsServeEdit(t, nil)
+}
+
+// startOpsServeEdit is startOpsServe with more edits to the config text.
+func startOpsServeEdit(t *testing.T, edit func(string) string) *opsServe {
+	t.Helper()
 	auth := freeUDPPort(t)
 	dir := t.TempDir()
 	ldif := filepath.Join(dir, "example.ldif")
@@ -48,7 +54,11 @@ func startOpsServe(t *testing.T) *opsServe {
 		s = replace(`accounting_listen = "127.0.0.1:1813"`, `accounting_listen = "off"`)(s)
 		s = regexp.MustCompile(`state_dir = "[^"]*"`).ReplaceAllString(s, `state_dir = "`+filepath.ToSlash(state)+`"`)
 		root, _ := filepath.Abs("../..")
-		return replace(`file = "`+root+`/testdata/directory/example.ldif"`, `file = "`+filepath.ToSlash(ldif)+`"`)(s)
+		s = replace(`file = "`+root+`/testdata/directory/example.ldif"`, `file = "`+filepath.ToSlash(ldif)+`"`)(s)
+		if edit != nil {
+			s = edit(s)
+		}
+		return s
 	})
 	srv := startServe(t, f, io.Discard)
 	o := &opsServe{radius: fmt.Sprintf("127.0.0.1:%d", auth), ldif: ldif, state: state, logs: srv.logs, stop: srv.stop}

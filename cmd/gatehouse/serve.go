@@ -77,8 +77,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return s.vpn.Run(ctx)
 		},
-		"audit":   afterDoors(o.runAudit),
-		"metrics": func(ctx context.Context) error { return o.runMetrics(ctx, s) },
+		"audit":    afterDoors(o.runAudit),
+		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
+		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
 	})
 }
 

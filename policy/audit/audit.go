@@ -6,7 +6,6 @@
 package audit
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/jsonl"
 )
 
 // Defaults.
@@ -50,6 +50,14 @@ type Config struct {
 
 // Writer is the audit trail writer. Create it with New, start Run, hand it
 // to the doors as their policy.Auditor.
+//
+// Durability: lines are collected for up to FlushEvery (or 64 KiB), then
+// appended to the file and synced. A failed write or sync (a full disk, an
+// I/O error) is rolled back to the last whole line (package jsonl), the
+// events that did not reach the disk are counted as dropped, and the
+// writer keeps going: the next flush tries again, so the trail resumes by
+// itself once space returns. Errors are logged at most every
+// errorLogEvery.
 type Writer struct {
 	cfg  Config
 	log  *slog.Logger
@@ -58,11 +66,23 @@ type Writer struct {
 
 	written, dropped, errs atomic.Uint64
 
+	openFile func(string, os.FileMode) (*jsonl.Appender, error) // tests: fault injection; nil = jsonl.Open
+
 	// Owned by Run.
-	f    *os.File
-	bw   *bufio.Writer
-	size int64
+	app      *jsonl.Appender // nil in Output mode, or while the file cannot be opened
+	buf      []byte          // lines not yet written
+	bufN     int             // events in buf
+	unsynced int             // events written to the file but not yet synced
+	failing  bool            // the last write or sync failed
+	lastLog  time.Time       // last error logged
+	quiet    uint64          // errors not logged since lastLog
 }
+
+// errorLogEvery rate-limits the ERROR log of write failures.
+const errorLogEvery = 10 * time.Second
+
+// flushAt is the size of buffered lines that triggers a write.
+const flushAt = 64 << 10
 
 var _ policy.Auditor = (*Writer)(nil)
 
@@ -114,9 +134,9 @@ func (w *Writer) Audit(ev policy.AuditEvent) {
 
 // Stats is a snapshot of the writer's counters.
 type Stats struct {
-	Written uint64 // lines written
-	Dropped uint64 // events dropped: queue full or writer stopped
-	Errors  uint64 // write, sync or rotation failures
+	Written uint64 // lines written (to a file: and synced)
+	Dropped uint64 // events not written: queue full, writer stopped, or a failed write or sync
+	Errors  uint64 // write, sync, open or rotation failures
 	Queued  int    // events waiting
 }
 
@@ -126,34 +146,34 @@ func (w *Writer) Stats() Stats {
 }
 
 // Run writes queued events until ctx is done, then writes what is still
-// queued, flushes, syncs and closes the file, and returns.
+// queued, syncs and closes the file, and returns. It fails only when the
+// file cannot be opened at start; later failures are counted and logged.
 func (w *Writer) Run(ctx context.Context) error {
 	if err := w.open(); err != nil {
 		return err
 	}
 	t := time.NewTicker(w.cfg.FlushEvery)
 	defer t.Stop()
-	var line []byte
 	for {
 		select {
 		case ev := <-w.q:
-			line = w.write(line[:0], &ev)
+			w.add(&ev)
 		case <-t.C:
-			w.flush()
+			w.flush(true)
 		case <-ctx.Done():
 			w.stop.Store(true)
 			for {
 				select {
 				case ev := <-w.q:
-					line = w.write(line[:0], &ev)
+					w.add(&ev)
 					continue
 				default:
 				}
 				break
 			}
-			w.flush()
-			if w.f != nil {
-				if err := w.f.Close(); err != nil {
+			w.flush(true)
+			if w.app != nil {
+				if err := w.app.Close(); err != nil {
 					w.errs.Add(1)
 					return fmt.Errorf("audit: close: %w", err)
 				}
@@ -165,75 +185,123 @@ func (w *Writer) Run(ctx context.Context) error {
 
 func (w *Writer) open() error {
 	if w.cfg.File == "" {
-		w.bw = bufio.NewWriterSize(w.cfg.Output, 64<<10)
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(w.cfg.File), 0o750); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	f, err := os.OpenFile(w.cfg.File, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	open := jsonl.Open
+	if w.openFile != nil {
+		open = w.openFile
+	}
+	app, err := open(w.cfg.File, 0o640)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("audit: %w", err)
+	if n := app.Cut(); n > 0 {
+		w.log.Warn("audit: the file ended in a partial line (crash during a write); cut it, copy kept", "file", w.cfg.File, "bytes", n, "copy", w.cfg.File+".partial", "copy_error", app.QuarantineErr())
 	}
-	w.f, w.size = f, st.Size()
-	if w.bw == nil {
-		w.bw = bufio.NewWriterSize(f, 64<<10)
-	} else {
-		w.bw.Reset(f)
-	}
+	w.app = app
 	return nil
 }
 
-func (w *Writer) write(buf []byte, ev *policy.AuditEvent) []byte {
-	buf, err := AppendJSON(buf, ev)
+// add encodes ev into the buffer, rotating and writing as needed.
+func (w *Writer) add(ev *policy.AuditEvent) {
+	n := len(w.buf)
+	buf, err := AppendJSON(w.buf, ev)
 	if err != nil {
-		w.errs.Add(1)
-		return buf
+		w.buf = buf[:n]
+		w.fail("encode", err, 1)
+		return
 	}
-	if w.f != nil && w.size > 0 && w.size+int64(len(buf)) > w.cfg.MaxSize {
+	w.buf = buf
+	w.bufN++
+	if w.cfg.File != "" && w.app != nil && w.app.Size()+int64(n) > 0 && w.app.Size()+int64(len(w.buf)) > w.cfg.MaxSize {
+		// Write what came before this event to the current file.
+		line := append([]byte(nil), w.buf[n:]...)
+		w.buf, w.bufN = w.buf[:n], w.bufN-1
+		w.flush(true)
 		if err := w.rotate(); err != nil {
-			w.errs.Add(1)
-			w.log.Error("audit: rotate", "err", err)
-			if w.f == nil {
-				w.dropped.Add(1)
-				return buf
-			}
+			w.fail("rotate", err, 0)
 		}
+		w.buf, w.bufN = append(w.buf, line...), w.bufN+1
 	}
-	if _, err := w.bw.Write(buf); err != nil {
-		w.errs.Add(1)
-		w.log.Error("audit: write", "err", err)
-		return buf
+	if len(w.buf) >= flushAt {
+		w.flush(false)
 	}
-	w.size += int64(len(buf))
-	w.written.Add(1)
-	return buf
 }
 
-func (w *Writer) flush() {
-	if err := w.bw.Flush(); err != nil {
-		w.errs.Add(1)
-		w.log.Error("audit: write", "err", err)
+// flush writes the buffered lines and, if sync, syncs the file. Events
+// that do not reach the disk are counted as dropped.
+func (w *Writer) flush(sync bool) {
+	if w.bufN > 0 {
+		w.writeBuf()
 	}
-	if w.f != nil {
-		if err := w.f.Sync(); err != nil {
-			w.errs.Add(1)
-			w.log.Error("audit: fsync", "err", err)
+	if sync && w.app != nil && w.unsynced > 0 {
+		if err := w.app.Sync(); err != nil {
+			// Rolled back to the last sync: the lines since are gone.
+			w.fail("fsync", err, w.unsynced)
+		} else {
+			w.written.Add(uint64(w.unsynced))
+			w.recovered()
 		}
+		w.unsynced = 0
+	}
+}
+
+func (w *Writer) writeBuf() {
+	n := w.bufN
+	defer func() { w.buf, w.bufN = w.buf[:0], 0 }()
+	if w.cfg.File == "" {
+		if _, err := w.cfg.Output.Write(w.buf); err != nil {
+			w.fail("write", err, n)
+			return
+		}
+		w.written.Add(uint64(n))
+		w.recovered()
+		return
+	}
+	if w.app == nil {
+		if err := w.open(); err != nil {
+			w.fail("open", err, n)
+			return
+		}
+	}
+	if err := w.app.Append(w.buf); err != nil {
+		w.fail("write", err, n)
+		return
+	}
+	w.unsynced += n
+}
+
+// fail counts a failure that lost lost events and logs it, at most once
+// per errorLogEvery.
+func (w *Writer) fail(op string, err error, lost int) {
+	w.errs.Add(1)
+	w.dropped.Add(uint64(lost))
+	w.failing = true
+	if now := time.Now(); now.Sub(w.lastLog) >= errorLogEvery {
+		w.log.Error("audit: "+op+" failed; events dropped, will retry", "err", err, "lost", lost,
+			"errors_not_logged", w.quiet, "dropped_total", w.dropped.Load())
+		w.lastLog, w.quiet = now, 0
+	} else {
+		w.quiet++
+	}
+}
+
+// recovered logs once that writing works again.
+func (w *Writer) recovered() {
+	if w.failing {
+		w.failing = false
+		w.log.Info("audit: writing again", "dropped_total", w.dropped.Load(), "errors_total", w.errs.Load())
 	}
 }
 
 // rotate closes the file, shifts File.N to File.N+1 (the oldest beyond Keep
-// is removed) and opens a new File.
+// is removed) and opens a new File. The caller has flushed and synced.
 func (w *Writer) rotate() error {
-	w.flush()
-	err := w.f.Close()
-	w.f = nil
+	err := w.app.Close()
+	w.app = nil
 	name := w.cfg.File
 	os.Remove(fmt.Sprintf("%s.%d", name, w.cfg.Keep))
 	for i := w.cfg.Keep - 1; i >= 1; i-- {
