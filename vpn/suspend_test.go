@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/audit"
 	"github.com/gatehouse/gatehouse/policy/reval"
 )
 
@@ -359,3 +360,31 @@ func TestUnreadableRecordQuarantinedAtStart(t *testing.T) {
 }
 
 var _ = reval.Allow
+
+// TestDoorNotPermittedAudited: enrolling under a rule without VPN access
+// is refused and audited as outcome=deny code=door_not_permitted (it was
+// code=allowed).
+func TestDoorNotPermittedAudited(t *testing.T) {
+	ca := newTestCA(t)
+	auth := &fakeAuth{}
+	auth.set("dave", policy.Decision{Allowed: true, Code: policy.CodeAllowed, Rule: "wifi-only", WiFi: policy.WiFi{Permitted: true}})
+	env := startServer(t, auth, ca, t.TempDir(), nil)
+	var al auditLog
+	env.srv.SetAuditor(&al)
+	if code, body := env.post(ca.issue(t, "dave", false), keyBody(newPub(t))); code != 403 {
+		t.Fatalf("dave: %d %s", code, body)
+	}
+	evs := al.events()
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	line, err := audit.AppendJSON(nil, &evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"outcome":"deny"`, `"code":"door_not_permitted"`, `"rule":"wifi-only"`, `gives no VPN access`} {
+		if !strings.Contains(string(line), want) {
+			t.Errorf("audit line lacks %s: %s", want, line)
+		}
+	}
+}
