@@ -27,10 +27,10 @@ import (
 //     re-authenticates into its new VLAN;
 //   - allowed with the same attributes: nothing is sent;
 //   - unknown (directory unreachable, revocation status unknown, no
-//     policy): nothing is sent and a warning is logged. This is deliberate:
-//     an outage of the directory or of a CRL server must not disconnect
-//     every employee from Wi-Fi. New authentications still fail closed;
-//     the session is judged again at the next run.
+//     policy, timeout): nothing is sent; one warning per run counts them.
+//     This is deliberate: an outage of the directory or of a CRL server
+//     must not disconnect every employee from Wi-Fi. New authentications
+//     still fail closed; the session is judged again at the next run.
 //
 // Outcomes are classified by the one re-validation engine of both doors
 // (package policy/reval): a certificate cut (revoked, expired…) always
@@ -178,7 +178,7 @@ func (s *Server) revalidateOne(ctx context.Context, run *revalRun, r *liveRef, o
 	d := &o.Decision
 	switch {
 	case o.Class == reval.Transient:
-		s.log.Warn("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
+		s.log.Debug("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
 			"user", info.userName, "session", info.sessionID, "code", d.Code.String(), "reason", d.Reason)
 	case o.Held:
 		s.log.Debug("radius: Wi-Fi session's cut held by the mass-cut guard", "nas", info.nas.name,

@@ -264,7 +264,7 @@ func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filt
 	}
 	switch {
 	case o.Class == reval.Transient:
-		s.log.Warn("vpn: cannot re-validate peer; its access stays as it is", "identity", r.Identity,
+		s.log.Debug("vpn: cannot re-validate peer; its access stays as it is", "identity", r.Identity,
 			"suspended", r.Suspended != nil, "code", d.Code.String(), "reason", d.Reason)
 	case o.Held:
 		s.log.Debug("vpn: peer's cut held by the mass-cut guard", "identity", r.Identity, "code", d.Code.String())

@@ -242,7 +242,7 @@ func Run[T any](ctx context.Context, e *Engine, door policy.Door, items []Item[T
 		rep.Took = time.Since(start)
 		return rep
 	}
-	reasons := map[string]int{}
+	reasons, undecided := map[string]int{}, map[string]int{}
 	for i := range items {
 		if !judged[i] {
 			continue
@@ -258,6 +258,7 @@ func Run[T any](ctx context.Context, e *Engine, door policy.Door, items []Item[T
 			rep.CutCert++
 		case Transient:
 			rep.Transient++
+			undecided[outs[i].Decision.Code.String()]++
 		case CutPolicy:
 			if items[i].Live {
 				rep.CutPolicy++
@@ -285,6 +286,11 @@ func Run[T any](ctx context.Context, e *Engine, door policy.Door, items []Item[T
 		}
 	})
 	rep.Took = time.Since(start)
+	if rep.Transient > 0 {
+		// One line per run, not one per item: an outage concerns them all.
+		e.log.Warn("re-validation: could not decide; their access stays as it is until a later run decides",
+			"door", door.String(), "undecided", rep.Transient, "judged", rep.Judged, "reasons", reasonsString(topReasons(undecided, 5)))
+	}
 	return rep
 }
 
