@@ -239,13 +239,20 @@ func (s *Server) Revalidate(ctx context.Context) reval.Report {
 		return s.auth.Authorize(ctx, chain)
 	}, func(ctx context.Context, r *record, o reval.Outcome) {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		if s.peers[r.Fingerprint] != r { // replaced or removed meanwhile
+			s.mu.Unlock()
 			return
 		}
-		s.actLocked(r, &o, now, &ops)
+		var snap *PeerRecord
+		if s.actLocked(r, &o, now, &ops) {
+			snap = r.stored()
+		}
 		if len(ops.sets)+len(ops.dels) >= 256 {
 			s.flushLocked(&ops)
+		}
+		s.mu.Unlock()
+		if snap != nil {
+			s.persist(r, snap)
 		}
 	})
 	s.lastReport.Store(&rep)
@@ -253,14 +260,38 @@ func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	return rep
 }
 
-// actLocked applies one re-validation outcome to r. s.mu must be held.
-func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filterOps) {
+// persist writes snap, r's state as an act left it, without holding s.mu
+// (writes are durable, so slow; acts run in parallel). If r was replaced
+// or removed while it was written, the registry's current state is
+// written again so the store never keeps the stale one.
+func (s *Server) persist(r *record, snap *PeerRecord) {
+	if err := s.store.Save(snap); err != nil {
+		s.log.Error("vpn: revalidate: save peer", "identity", r.Identity, "err", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch cur := s.peers[r.Fingerprint]; {
+	case cur == r:
+	case cur != nil:
+		if err := s.store.save(cur); err != nil {
+			s.log.Error("vpn: revalidate: save peer", "identity", cur.Identity, "err", err)
+		}
+	default:
+		if err := s.store.remove(r.Fingerprint); err != nil {
+			s.log.Error("vpn: revalidate: remove peer", "identity", r.Identity, "err", err)
+		}
+	}
+}
+
+// actLocked applies one re-validation outcome to r and reports whether r's
+// stored record must be written. s.mu must be held.
+func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filterOps) bool {
 	d := &o.Decision
 	start := time.Now()
 	if !r.NotAfter.IsZero() && now.After(r.NotAfter.Add(s.cfg.expiredGrace)) {
 		s.removeLocked(r, "certificate expired "+r.NotAfter.UTC().Format(time.RFC3339)+" and the grace period passed", ops)
 		s.audit("revalidate", netip.AddrPort{}, r.Address, d, false, "removed: certificate expired and grace period passed", start)
-		return
+		return false
 	}
 	switch {
 	case o.Class == reval.Transient:
@@ -270,7 +301,7 @@ func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filt
 		s.log.Debug("vpn: peer's cut held by the mass-cut guard", "identity", r.Identity, "code", d.Code.String())
 	case o.Cut():
 		if r.Suspended != nil && r.Suspended.Code == d.Code.String() && r.Suspended.Reason == d.Reason {
-			return
+			return false
 		}
 		was := r.Suspended != nil
 		since := now.UTC()
@@ -282,11 +313,12 @@ func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filt
 		if !was {
 			s.audit("revalidate", netip.AddrPort{}, r.Address, d, false, "suspended: "+d.Reason, start)
 		}
+		return true
 	default: // allowed
 		r.Validated = now.UTC()
 		restored := r.Suspended != nil
 		if !restored && r.Rule == d.Rule && r.Access == d.VPN {
-			return
+			return false
 		}
 		persist := restored || r.Rule != d.Rule || !sameAccess(r.Access, d.VPN)
 		r.Rule, r.Access = d.Rule, d.VPN
@@ -295,16 +327,13 @@ func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filt
 			w.addPeer(r.PublicKey, r.addrs()...)
 			if err := s.apply(&w); err != nil {
 				s.log.Error("vpn: restore peer: device", "identity", r.Identity, "err", err)
-				return // still suspended; retried next run
+				return false // still suspended; retried next run
 			}
 			r.Suspended = nil
 		}
 		ops.set(r.Access, r.addrs())
 		if persist {
 			r.Updated = r.Validated
-			if err := s.store.save(r); err != nil {
-				s.log.Error("vpn: revalidate", "err", err)
-			}
 			if restored {
 				s.log.Info("vpn: peer restored", "identity", r.Identity, "rule", r.Rule, "address", r.Address.String())
 				s.audit("revalidate", netip.AddrPort{}, r.Address, d, true, "restored", start)
@@ -313,12 +342,14 @@ func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filt
 				s.audit("revalidate", netip.AddrPort{}, r.Address, d, true, "access changed", start)
 			}
 		}
+		return persist
 	}
+	return false
 }
 
 // suspendLocked takes r (whose Suspended is set) off the device and out of
-// the filter and persists it; its lease stays. again is set when r was
-// suspended already (only the reason changed). s.mu must be held.
+// the filter; its lease stays; the caller persists it. again is set when r
+// was suspended already (only the reason changed). s.mu must be held.
 func (s *Server) suspendLocked(r *record, again bool, ops *filterOps) {
 	if !again {
 		var w uapiWriter
@@ -329,9 +360,6 @@ func (s *Server) suspendLocked(r *record, again bool, ops *filterOps) {
 		ops.dels = append(ops.dels, r.addrs()...)
 		s.log.Warn("vpn: peer suspended", "identity", r.Identity, "address", r.Address.String(),
 			"fingerprint", r.Fingerprint, "code", r.Suspended.Code, "reason", r.Suspended.Reason)
-	}
-	if err := s.store.save(r); err != nil {
-		s.log.Error("vpn: suspend peer", "err", err)
 	}
 }
 
