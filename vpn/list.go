@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -59,7 +60,7 @@ type Listing struct {
 func ListPeers(ctx context.Context, stateDir, uapiSocket string) (*Listing, error) {
 	st := NewFileStore(filepath.Join(stateDir, "peers"))
 	recs, bad, err := st.Read()
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // none: nobody enrolled yet
 		return nil, fmt.Errorf("vpn: peers: %w", err)
 	}
 	l := &Listing{Unreadable: bad}

@@ -71,7 +71,7 @@ func TestServeReloadConfirmCut(t *testing.T) {
 	code, out := runCmd("reload", "-config", f)
 	if code != exitHeld || !strings.Contains(out, fmt.Sprintf("CUT HELD at wifi: %d of %d live", sessions, sessions)) ||
 		!strings.Contains(out, "no_rule") {
-		t.Fatalf("reload of a policy cutting everyone: exit %d\n%s", code, out)
+		t.Fatalf("reload of a policy cutting everyone: exit %d\n%s\nlog:\n%s", code, out, logs.String())
 	}
 	t.Logf("gatehouse reload:\n%s", out)
 	if strings.Count(logs.String(), "mass cut held") == 0 || !strings.Contains(logs.String(), "level=ERROR") {
@@ -213,5 +213,17 @@ func TestPeersRemoveOffline(t *testing.T) {
 	l, err := vpn.ListPeers(context.Background(), filepath.Join(dir, "vpn"), "")
 	if err != nil || len(l.Peers) != 1 || l.Peers[0].Identity != "alice" {
 		t.Fatalf("left: %+v %v", l, err)
+	}
+}
+
+// TestPeersEmptyRegistry: before anyone enrolled there is no registry
+// directory; `gatehouse peers` says 0 peers.
+func TestPeersEmptyRegistry(t *testing.T) {
+	f := writeConfig(t, nil)
+	old := uapiDir
+	uapiDir = t.TempDir()
+	t.Cleanup(func() { uapiDir = old })
+	if code, out := runCmd("peers", "-config", f); code != exitOK || !strings.Contains(out, "0 peers (0 suspended)") {
+		t.Errorf("exit %d\n%s", code, out)
 	}
 }
