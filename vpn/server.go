@@ -379,3 +379,11 @@ func (s *Server) Stats() Stats {
 	st.Drops = s.filter.Drops()
 	return st
 }
+
+// SetStore makes st the peer registry's backend instead of the FileStore
+// in StateDir/peers. Call it before Run.
+func (s *Server) SetStore(st Store) {
+	if st != nil {
+		s.store = newStore(st, s.log)
+	}
+}
