@@ -171,13 +171,9 @@ func (s *Server) decide(ss *session) (*policy.Decision, eap.Step) {
 	if len(cs.PeerCertificates) == 0 {
 		return nil, ss.eap.Reject(errors.New("radius: client presented no certificate"))
 	}
-	ctx, cancel := context.WithTimeout(s.decCtx, authTimeout)
-	d := s.auth.Authorize(ctx, cs.PeerCertificates)
+	ctx, cancel := context.WithTimeout(s.decCtx, s.rv().engine.AuthTimeout())
+	d := s.auth.Authorize(ctx, cs.PeerCertificates).At(policy.DoorWiFi)
 	cancel()
-	if d.Allowed && !d.WiFi.Permitted {
-		d.Allowed, d.Code = false, policy.CodeDoorNotPermitted
-		d.Reason = "rule " + d.Rule + " gives no Wi-Fi access"
-	}
 	if !d.Allowed {
 		return &d, ss.eap.Reject(fmt.Errorf("radius: denied: %s", d.Code))
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/reval"
 )
 
 // Re-validation. Every RevalidateEvery, and when Revalidate is called (cmd
@@ -25,10 +27,20 @@ import (
 //     re-authenticates into its new VLAN;
 //   - allowed with the same attributes: nothing is sent;
 //   - unknown (directory unreachable, revocation status unknown, no
-//     policy): nothing is sent and a warning is logged. This is deliberate:
-//     an outage of the directory or of a CRL server must not disconnect
-//     every employee from Wi-Fi. New authentications still fail closed;
-//     the session is judged again at the next run.
+//     policy, timeout): nothing is sent; one warning per run counts them.
+//     This is deliberate: an outage of the directory or of a CRL server
+//     must not disconnect every employee from Wi-Fi. New authentications
+//     still fail closed; the session is judged again at the next run.
+//
+// Outcomes are classified by the one re-validation engine of both doors
+// (package policy/reval): a certificate cut (revoked, expired…) always
+// disconnects; a policy cut (no rule, door not permitted, left a group…)
+// goes through the mass-cut guard, which holds every policy cut of a run
+// that would cut more than max_cut_fraction of at least 20 live sessions
+// (the sessions stay connected) until an operator confirms; an undecided
+// outcome never disconnects. A Wi-Fi session "suspended" by a denial is
+// disconnected; its record is forgotten after the Disconnect-ACK, since a
+// station that comes back authenticates afresh.
 //
 // Within a run, a NAS that does not answer (all retries timed out, or the
 // port is unreachable) is not asked again: its remaining sessions are
@@ -37,16 +49,52 @@ import (
 // session. Up to revalidateConcurrency authorizations and exchanges run at
 // once.
 
-// revalidateConcurrency bounds authorizations and exchanges in flight.
-const revalidateConcurrency = 16
+// revalidateConcurrency is the engine's default bound on authorizations
+// and exchanges in flight.
+const revalidateConcurrency = reval.DefaultConcurrency
 
-// revalidateAuthTimeout bounds one re-authorization.
-const revalidateAuthTimeout = 15 * time.Second
+// revalState is the Server's re-validation state, made on first use.
+type revalState struct {
+	once    sync.Once
+	engine  *reval.Engine // shared with the VPN door when cmd sets it
+	trigger chan struct{} // TriggerRevalidate → liveLoop; capacity 1 (coalescing)
+	last    atomic.Pointer[reval.Report]
+}
 
-// unknownOutcome reports whether a denial says "could not decide" rather
-// than "no": those codes never disconnect a live session.
-func unknownOutcome(c policy.Code) bool {
-	return c == policy.CodeDirectoryUnavailable || c == policy.CodePolicyUnavailable || c == policy.CodeRevocationUnknown
+func (s *Server) rv() *revalState {
+	s.reval.once.Do(func() {
+		if s.reval.engine == nil {
+			s.reval.engine = reval.Default(s.log)
+		}
+		s.reval.trigger = make(chan struct{}, 1)
+	})
+	return &s.reval
+}
+
+// SetRevalidation makes e the re-validation engine (shared with the VPN
+// door, so one confirmation of a held mass cut releases both) and the
+// source of the authorization timeout. Call it before Run.
+func (s *Server) SetRevalidation(e *reval.Engine) {
+	if e != nil {
+		s.reval.engine = e
+	}
+}
+
+// TriggerRevalidate asks the server's loop for a re-validation soon and
+// returns at once; triggers arriving while one is pending coalesce.
+func (s *Server) TriggerRevalidate() {
+	select {
+	case s.rv().trigger <- struct{}{}:
+	default:
+	}
+}
+
+// LastRevalidation returns the report of the latest run (zero before the first).
+func (s *Server) LastRevalidation() reval.Report {
+	if r := s.rv().last.Load(); r != nil {
+		return *r
+	}
+	return reval.Report{Door: policy.DoorWiFi}
 }
 
 func sameWiFi(a, b *policy.WiFi) bool {
@@ -57,34 +105,31 @@ func sameWiFi(a, b *policy.WiFi) bool {
 // changes those whose access was revoked or changed (see the comment at
 // the top of revalidate.go). It returns when every request it sent has been
 // answered or has given up; runs do not overlap.
-func (s *Server) Revalidate(ctx context.Context) {
+func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
-	start := time.Now()
 	refs := s.live.snapshot()
 	run := &revalRun{down: make(map[netip.AddrPort]int)}
-	sem := make(chan struct{}, revalidateConcurrency)
-	var wg sync.WaitGroup
+	items := make([]reval.Item[*liveRef], 0, len(refs))
 	for i := range refs {
-		if ctx.Err() != nil {
-			break
+		if len(refs[i].info.chain) > 0 {
+			items = append(items, reval.Item[*liveRef]{V: &refs[i], Live: true})
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			s.revalidateOne(ctx, run, &refs[i])
-		}()
 	}
-	wg.Wait()
+	rep := reval.Run(ctx, s.rv().engine, policy.DoorWiFi, items, func(ctx context.Context, r *liveRef) policy.Decision {
+		return s.auth.Authorize(ctx, r.info.chain)
+	}, func(ctx context.Context, r *liveRef, o reval.Outcome) {
+		s.revalidateOne(ctx, run, r, &o)
+	})
 	for dst, skipped := range run.down {
 		if skipped > 0 {
 			s.log.Warn("radius: NAS did not answer dynamic authorization; its other sessions are left for the next run",
 				"nas_addr", dst.String(), "skipped", skipped)
 		}
 	}
-	s.log.Debug("radius: revalidated", "sessions", len(refs), "took", time.Since(start))
+	s.rv().last.Store(&rep)
+	s.log.Debug("radius: revalidated", "report", rep.String())
+	return rep
 }
 
 // revalRun is the state of one Revalidate run: NAS addresses that did not
@@ -128,22 +173,17 @@ func (s *Server) sendUnlessDown(ctx context.Context, run *revalRun, kind dynKind
 	return res
 }
 
-func (s *Server) revalidateOne(ctx context.Context, run *revalRun, r *liveRef) {
+func (s *Server) revalidateOne(ctx context.Context, run *revalRun, r *liveRef, o *reval.Outcome) {
 	info := &r.info
-	if len(info.chain) == 0 {
-		return
-	}
-	actx, cancel := context.WithTimeout(ctx, revalidateAuthTimeout)
-	d := s.auth.Authorize(actx, info.chain)
-	cancel()
-	if ctx.Err() != nil {
-		return
-	}
+	d := &o.Decision
 	switch {
-	case !d.Allowed && unknownOutcome(d.Code):
-		s.log.Warn("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
+	case o.Class == reval.Transient:
+		s.log.Debug("radius: cannot re-validate Wi-Fi session; left connected", "nas", info.nas.name,
 			"user", info.userName, "session", info.sessionID, "code", d.Code.String(), "reason", d.Reason)
-	case !d.Allowed:
+	case o.Held:
+		s.log.Debug("radius: Wi-Fi session's cut held by the mass-cut guard", "nas", info.nas.name,
+			"user", info.userName, "code", d.Code.String())
+	case o.Cut():
 		s.disconnect(ctx, run, r, d.Code, d.Code.String()+": "+d.Reason)
 	case sameWiFi(&info.wifi, &d.WiFi):
 		if info.rule != d.Rule {
@@ -175,19 +215,22 @@ func (s *Server) disconnect(ctx context.Context, run *revalRun, r *liveRef, code
 func (s *Server) liveLoop(ctx context.Context) {
 	expire := time.NewTicker(10 * time.Second)
 	defer expire.Stop()
-	var reval <-chan time.Time
+	var tick <-chan time.Time
 	if every := s.set.dyn.revalidateEvery; every > 0 {
 		t := time.NewTicker(every)
 		defer t.Stop()
-		reval = t.C
+		tick = t.C
 	}
+	trigger := s.rv().trigger
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-expire.C:
 			s.live.expire(now)
-		case <-reval:
+		case <-tick:
+			s.Revalidate(ctx)
+		case <-trigger:
 			s.Revalidate(ctx)
 		}
 	}

@@ -58,6 +58,7 @@ type Server struct {
 	live     *liveTable  // accepted Wi-Fi sessions (wifisessions.go)
 	dynStats dynCounters // Disconnect/CoA outcomes (coa.go)
 	revalMu  sync.Mutex  // serializes Revalidate
+	reval    revalState  // re-validation engine and trigger (revalidate.go)
 
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
@@ -71,7 +72,6 @@ type Server struct {
 const (
 	cacheTTL     = 10 * time.Second
 	cacheEntries = 32768
-	authTimeout  = 10 * time.Second
 )
 
 // New validates cfg and returns a server. It starts nothing. tlsConf is the

@@ -46,6 +46,9 @@ type MeResponse struct {
 	Expires   time.Time `json:"expires"`
 	Enrolled  time.Time `json:"enrolled"`
 	Validated time.Time `json:"validated"`
+	// Suspended is set while re-validation denies this certificate: the
+	// tunnel is off until a later re-validation allows it again.
+	Suspended *Suspension `json:"suspended,omitempty"`
 }
 
 // ErrorResponse is the body of every error answer.
@@ -158,17 +161,13 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	chain := r.TLS.PeerCertificates
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), s.engine.AuthTimeout())
 	defer cancel()
-	d := s.auth.Authorize(ctx, chain)
-	if !d.Allowed || d.VPN == nil {
+	d := s.auth.Authorize(ctx, chain).At(policy.DoorVPN)
+	if !d.Allowed {
 		s.log.Info("vpn: enrollment denied", "subject", chain[0].Subject.String(), "code", d.Code.String(), "rule", d.Rule, "reason", d.Reason)
 		outcome = enrollDenied
-		reason := ""
-		if d.Allowed {
-			reason = "the rule grants no VPN access"
-		}
-		s.audit("enroll", client, netip.Addr{}, &d, false, reason, start)
+		s.audit("enroll", client, netip.Addr{}, &d, false, "", start)
 		writeError(w, denial(d))
 		return
 	}
@@ -210,6 +209,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 		resp = MeResponse{
 			Identity: rec.Identity, Rule: rec.Rule, Address: rec.Address.String(),
 			PublicKey: rec.PublicKey.String(), Expires: rec.NotAfter, Enrolled: rec.Enrolled, Validated: rec.Validated,
+			Suspended: rec.Suspended,
 		}
 		if rec.Address6.IsValid() {
 			resp.Address6 = rec.Address6.String()

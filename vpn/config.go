@@ -39,6 +39,11 @@ type Config struct {
 	// RevalidateEvery is how often every peer's certificate is authorized
 	// again (default 60s).
 	RevalidateEvery policy.Duration `toml:"revalidate_every"`
+	// ExpiredGrace is how long the record and address lease of a peer whose
+	// certificate expired are kept (the peer suspended) before they are
+	// deleted (default 720h, 30 days). Denials for any other reason
+	// suspend and never delete.
+	ExpiredGrace policy.Duration `toml:"expired_grace"`
 	// MaxPeersPerIdentity limits how many certificates of one identity may
 	// be enrolled at once (default 3). One certificate is one peer:
 	// re-enrolling it with a new key replaces its old key.
@@ -67,7 +72,11 @@ type settings struct {
 	gateway, gateway6 netip.Addr
 	dns               []netip.Addr
 	revalidate        time.Duration
+	expiredGrace      time.Duration
 }
+
+// DefaultExpiredGrace is ExpiredGrace's default.
+const DefaultExpiredGrace = 30 * 24 * time.Hour
 
 func (c *Config) validate() (*settings, error) {
 	if !c.Enabled {
@@ -98,6 +107,13 @@ func (c *Config) validate() (*settings, error) {
 	s.revalidate = s.RevalidateEvery.Duration
 	if s.revalidate <= 0 {
 		s.revalidate = 60 * time.Second
+	}
+	s.expiredGrace = s.ExpiredGrace.Duration
+	if s.expiredGrace < 0 {
+		return nil, fmt.Errorf("vpn: config: expired_grace %v: negative", s.expiredGrace)
+	}
+	if s.expiredGrace == 0 {
+		s.expiredGrace = DefaultExpiredGrace
 	}
 	if _, _, err := net.SplitHostPort(s.Endpoint); err != nil {
 		return nil, fmt.Errorf("vpn: config: endpoint %q: want host:port: %w", s.Endpoint, err)

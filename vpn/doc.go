@@ -24,14 +24,20 @@
 //
 // Every packet a peer sends passes the filter in package vpn/filter, which
 // enforces the peer's rule and tracks flows so only replies come back. The
-// peer registry and the address leases persist in StateDir/peers, one JSON
-// file per enrolled certificate (a lease exists exactly as long as its
-// file), written atomically. A re-validation loop runs the policy again on
-// every stored certificate chain at start, every RevalidateEvery and on
-// [Server.Revalidate]: denied peers are removed and their leases freed,
-// changed access is applied to the filter, and a transient failure
-// (directory or revocation status unavailable) suspends a peer's access
-// until a later pass succeeds.
+// peer registry and the address leases persist through a [Store] — by
+// default [FileStore]: StateDir/peers, one versioned JSON file per enrolled
+// certificate (a lease exists exactly as long as its record), written
+// atomically; a record that cannot be read is quarantined, never deleted.
+// A re-validation loop runs the policy again on every stored certificate
+// chain at start, every RevalidateEvery and after each policy reload,
+// through the engine of package policy/reval: a denied peer is suspended
+// (off the device and the filter, record and lease kept) and restored when
+// a later run allows it; changed access is applied to the filter; an
+// undecided outcome (directory or revocation status unavailable) changes
+// nothing; a mass cut for policy reasons is held until confirmed. Records
+// are deleted only by their holder (DELETE /v1/me), an admin
+// ([Server.RemovePeers], [RemoveStoredPeers]) or ExpiredGrace after the
+// certificate expired.
 //
 // The data plane is a kernel TUN device (Linux, CAP_NET_ADMIN; the server
 // address is set and the link brought up by running iproute2's `ip`) or,

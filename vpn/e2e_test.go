@@ -3,6 +3,7 @@ package vpn
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -304,7 +305,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("after policy change: sales host: %v", err)
 	}
 
-	// Revocation: the peer is removed, its lease freed.
+	// Revocation: the peer is suspended: off the device and the filter,
+	// its record and lease kept (only its holder, an admin or expiry
+	// deletes).
 	auth.set("alice", policy.Decision{Code: policy.CodeRevoked, Reason: "revoked by employee-int.crl"})
 	start := time.Now()
 	env.srv.Revalidate(context.Background())
@@ -313,19 +316,21 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("after revocation: still reachable")
 	}
 	t.Logf("revocation-to-cut (Revalidate with 1 peer): %v", cut)
-	if n := env.srv.peerCount(); n != 0 {
+	if n := env.srv.peerCount(); n != 1 {
 		t.Errorf("peers after revocation: %d", n)
 	}
-	if st := env.srv.Stats(); st.Leases != 0 || st.Peers != 0 || st.PoolSize != 65533 {
+	if st := env.srv.Stats(); st.Leases != 1 || st.Peers != 1 || st.Suspended != 1 || st.PoolSize != 65533 {
 		t.Errorf("after revocation: %+v", st)
 	}
 	resp, err = ca.httpClient(alice).Get(env.url() + "/v1/me")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var me MeResponse
+	json.NewDecoder(resp.Body).Decode(&me)
 	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("/v1/me after revocation: %d", resp.StatusCode)
+	if resp.StatusCode != 200 || me.Suspended == nil || me.Suspended.Code != "revoked" {
+		t.Errorf("/v1/me after revocation: %d %+v", resp.StatusCode, me)
 	}
 	if err := env.stop(); err != nil {
 		t.Fatal(err)

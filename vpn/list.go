@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -19,14 +20,16 @@ import (
 // PeerInfo describes one enrolled peer for admins: what the registry holds,
 // and, when the device's UAPI socket answers, its live WireGuard state.
 type PeerInfo struct {
-	Identity  string
-	Rule      string
-	PublicKey Key
-	Address   netip.Addr
-	Address6  netip.Addr
-	NotAfter  time.Time // certificate expiry
-	Enrolled  time.Time
-	Validated time.Time // last successful re-validation
+	Fingerprint string
+	Identity    string
+	Rule        string
+	PublicKey   Key
+	Address     netip.Addr
+	Address6    netip.Addr
+	NotAfter    time.Time // certificate expiry
+	Enrolled    time.Time
+	Validated   time.Time   // last successful re-validation
+	Suspended   *Suspension // set while re-validation denies the peer
 
 	// Live state; zero when the device was not reachable.
 	Endpoint      string
@@ -35,47 +38,58 @@ type PeerInfo struct {
 	TxBytes       uint64
 }
 
+// Listing is what ListPeers found.
+type Listing struct {
+	Peers []PeerInfo // sorted by identity
+	// Unreadable lists records that do not decode; a running server
+	// quarantines them at its next start.
+	Unreadable []Quarantined
+	// Quarantined counts records kept aside in the registry's quarantine.
+	Quarantined int
+	// DeviceUp is set when the UAPI socket answered; DeviceErr says why
+	// not otherwise (not running, stale socket after a crash, …).
+	DeviceUp  bool
+	DeviceErr error
+}
+
 // ListPeers reads the peer registry in stateDir (read-only, as a running
 // server leaves it) and, if uapiSocket is not empty and answers, adds each
-// peer's live endpoint, latest handshake and byte counters. Peers are
-// sorted by identity.
-func ListPeers(ctx context.Context, stateDir, uapiSocket string) ([]PeerInfo, error) {
-	dir := filepath.Join(stateDir, "peers")
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+// peer's live endpoint, latest handshake and byte counters. A device that
+// does not answer (not running; a socket left by a crash) is no error:
+// the registry is listed and DeviceErr says why.
+func ListPeers(ctx context.Context, stateDir, uapiSocket string) (*Listing, error) {
+	st := NewFileStore(filepath.Join(stateDir, "peers"))
+	recs, bad, err := st.Read()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // none: nobody enrolled yet
 		return nil, fmt.Errorf("vpn: peers: %w", err)
 	}
-	var out []PeerInfo
-	for _, e := range ents {
-		fp, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !validFingerprint(fp) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("vpn: peers: %w", err)
-		}
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("vpn: peers: %s: %w", e.Name(), err)
-		}
-		out = append(out, PeerInfo{Identity: r.Identity, Rule: r.Rule, PublicKey: r.PublicKey, Address: r.Address,
-			Address6: r.Address6, NotAfter: r.NotAfter, Enrolled: r.Enrolled, Validated: r.Validated})
+	l := &Listing{Unreadable: bad}
+	if q, err := os.ReadDir(filepath.Join(st.Dir, "quarantine")); err == nil {
+		l.Quarantined = len(q)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
+	for _, r := range recs {
+		l.Peers = append(l.Peers, PeerInfo{Fingerprint: r.Fingerprint, Identity: r.Identity, Rule: r.Rule, PublicKey: r.PublicKey,
+			Address: r.Address, Address6: r.Address6, NotAfter: r.NotAfter, Enrolled: r.Enrolled, Validated: r.Validated,
+			Suspended: r.Suspended})
+	}
+	sort.Slice(l.Peers, func(i, j int) bool { return l.Peers[i].Identity < l.Peers[j].Identity })
 	if uapiSocket == "" {
-		return out, nil
+		l.DeviceErr = errors.New("no UAPI socket")
+		return l, nil
 	}
 	live, err := uapiPeers(ctx, uapiSocket)
 	if err != nil {
-		return out, err
+		l.DeviceErr = err
+		return l, nil
 	}
-	for i := range out {
-		if l, ok := live[out[i].PublicKey]; ok {
-			out[i].Endpoint, out[i].LastHandshake, out[i].RxBytes, out[i].TxBytes = l.Endpoint, l.LastHandshake, l.RxBytes, l.TxBytes
+	l.DeviceUp = true
+	for i := range l.Peers {
+		p := &l.Peers[i]
+		if x, ok := live[p.PublicKey]; ok {
+			p.Endpoint, p.LastHandshake, p.RxBytes, p.TxBytes = x.Endpoint, x.LastHandshake, x.RxBytes, x.TxBytes
 		}
 	}
-	return out, nil
+	return l, nil
 }
 
 // uapiPeers asks a WireGuard UAPI socket for its peers ("get=1").

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/vpn/filter"
 )
 
@@ -40,7 +43,9 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	if old == nil {
 		n := 0
 		for _, r := range s.peers {
-			if r.IdentityKey == idKey {
+			// A peer whose certificate expired waits only for its grace
+			// period to end: it does not take a device slot.
+			if r.IdentityKey == idKey && (r.NotAfter.IsZero() || now.Before(r.NotAfter)) {
 				n++
 			}
 		}
@@ -192,92 +197,246 @@ func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 	s.log.Info("vpn: peer removed", "identity", r.Identity, "address", r.Address.String(), "fingerprint", r.Fingerprint, "why", why)
 }
 
-// transient codes suspend a peer's access instead of removing it: the cause
-// (directory or CRL outage, no policy) is not the holder's.
-func transient(c policy.Code) bool {
-	return c == policy.CodeDirectoryUnavailable || c == policy.CodePolicyUnavailable || c == policy.CodeRevocationUnknown
-}
-
-// Revalidate authorizes every peer's stored chain again: denied peers are
-// removed and their leases freed; a changed rule or access updates the
-// filter in place (AllowedIPs stay). A transient failure (directory or
-// revocation status unavailable, no policy) suspends the peer's access until
-// a later run succeeds. The lead calls it after a policy reload; Run calls it
-// every RevalidateEvery.
-func (s *Server) Revalidate(ctx context.Context) {
+// Revalidate authorizes every peer's stored chain again, through the
+// re-validation engine (package policy/reval), and returns what it did:
+//
+//   - allowed: a changed rule or access updates the filter in place
+//     (AllowedIPs stay); a suspended peer is restored to the device and
+//     the filter by itself;
+//   - denied (certificate revoked or expired, or — unless the mass-cut guard
+//     holds them — policy reasons): the peer is suspended: removed from
+//     the device and the filter, its record and lease kept with the code
+//     and reason, so a later allowing run restores it;
+//   - undecided (directory or revocation status unavailable, no policy,
+//     timeout): nothing changes; the peer keeps the access it has.
+//
+// A record is deleted only by its holder (DELETE /v1/me), an admin
+// (RemovePeers) or here, once its certificate expired more than
+// ExpiredGrace ago. cmd triggers a run after a policy reload
+// (TriggerRevalidate); Run runs one every RevalidateEvery. Runs do not
+// overlap.
+func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
 	s.mu.Lock()
-	recs := make([]*record, 0, len(s.peers))
+	items := make([]reval.Item[*record], 0, len(s.peers))
 	for _, r := range s.peers {
-		recs = append(recs, r)
+		items = append(items, reval.Item[*record]{V: r, Live: r.Suspended == nil})
 	}
 	s.mu.Unlock()
-	start := time.Now()
-	removed, changed := 0, 0
 	var ops filterOps
 	defer s.flush(&ops)
-	for i, r := range recs {
-		if i%256 == 255 {
-			s.flush(&ops)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		rstart := time.Now()
+	now := time.Now()
+	rep := reval.Run(ctx, s.engine, policy.DoorVPN, items, func(ctx context.Context, r *record) policy.Decision {
 		chain, err := r.chain()
-		var d policy.Decision
 		switch {
 		case err != nil:
-			d = policy.Decision{Code: policy.CodeUntrusted, Reason: "stored chain unreadable"}
-		case !r.NotAfter.IsZero() && time.Now().After(r.NotAfter):
+			return policy.Decision{Code: policy.CodeUntrusted, Reason: "stored chain unreadable"}
+		case !r.NotAfter.IsZero() && now.After(r.NotAfter):
 			// Whatever the authorizer says: the certificate is over.
-			d = policy.Decision{Code: policy.CodeExpired, Reason: "certificate expired"}
-		default:
-			actx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			d = s.auth.Authorize(actx, chain)
-			cancel()
+			return policy.Decision{Code: policy.CodeExpired, Reason: "certificate expired " + r.NotAfter.UTC().Format(time.RFC3339)}
 		}
-		if ctx.Err() != nil {
-			return
-		}
+		return s.auth.Authorize(ctx, chain)
+	}, func(ctx context.Context, r *record, o reval.Outcome) {
 		s.mu.Lock()
 		if s.peers[r.Fingerprint] != r { // replaced or removed meanwhile
 			s.mu.Unlock()
-			continue
+			return
 		}
-		switch {
-		case !d.Allowed && transient(d.Code):
-			if !r.cut {
-				r.cut = true
-				ops.set(nil, r.addrs())
-				s.log.Warn("vpn: peer suspended", "identity", r.Identity, "code", d.Code.String(), "reason", d.Reason)
-				s.audit("revalidate", netip.AddrPort{}, r.Address, &d, false, "suspended: "+d.Reason, rstart)
-				changed++
-			}
-		case !d.Allowed || d.VPN == nil:
-			s.removeLocked(r, d.Code.String()+": "+d.Reason, &ops)
-			s.audit("revalidate", netip.AddrPort{}, r.Address, &d, false, "removed: "+d.Reason, rstart)
-			removed++
-		default:
-			r.Validated = time.Now().UTC()
-			if r.cut || r.Rule != d.Rule || r.Access != d.VPN {
-				persist := r.Rule != d.Rule || !sameAccess(r.Access, d.VPN)
-				r.cut = false
-				r.Rule, r.Access = d.Rule, d.VPN
-				ops.set(r.Access, r.addrs())
-				if persist {
-					r.Updated = r.Validated
-					if err := s.store.save(r); err != nil {
-						s.log.Error("vpn: revalidate", "err", err)
-					}
-					s.log.Info("vpn: peer access changed", "identity", r.Identity, "rule", r.Rule)
-					s.audit("revalidate", netip.AddrPort{}, r.Address, &d, true, "access changed", rstart)
-					changed++
-				}
-			}
+		var snap *PeerRecord
+		if s.actLocked(r, &o, now, &ops) {
+			snap = r.stored()
+		}
+		if len(ops.sets)+len(ops.dels) >= 256 {
+			s.flushLocked(&ops)
 		}
 		s.mu.Unlock()
+		if snap != nil {
+			s.persist(r, snap)
+		}
+	})
+	s.lastReport.Store(&rep)
+	s.log.Debug("vpn: revalidated", "report", rep.String())
+	return rep
+}
+
+// persist writes snap, r's state as an act left it, without holding s.mu
+// (writes are durable, so slow; acts run in parallel). If r was replaced
+// or removed while it was written, the registry's current state is
+// written again so the store never keeps the stale one.
+func (s *Server) persist(r *record, snap *PeerRecord) {
+	if err := s.store.Save(snap); err != nil {
+		s.log.Error("vpn: revalidate: save peer", "identity", r.Identity, "err", err)
 	}
-	s.log.Debug("vpn: revalidated", "peers", len(recs), "removed", removed, "changed", changed, "took", time.Since(start))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch cur := s.peers[r.Fingerprint]; {
+	case cur == r:
+	case cur != nil:
+		if err := s.store.save(cur); err != nil {
+			s.log.Error("vpn: revalidate: save peer", "identity", cur.Identity, "err", err)
+		}
+	default:
+		if err := s.store.remove(r.Fingerprint); err != nil {
+			s.log.Error("vpn: revalidate: remove peer", "identity", r.Identity, "err", err)
+		}
+	}
+}
+
+// actLocked applies one re-validation outcome to r and reports whether r's
+// stored record must be written. s.mu must be held.
+func (s *Server) actLocked(r *record, o *reval.Outcome, now time.Time, ops *filterOps) bool {
+	d := &o.Decision
+	start := time.Now()
+	if !r.NotAfter.IsZero() && now.After(r.NotAfter.Add(s.cfg.expiredGrace)) {
+		s.removeLocked(r, "certificate expired "+r.NotAfter.UTC().Format(time.RFC3339)+" and the grace period passed", ops)
+		s.audit("revalidate", netip.AddrPort{}, r.Address, d, false, "removed: certificate expired and grace period passed", start)
+		return false
+	}
+	switch {
+	case o.Class == reval.Transient:
+		s.log.Debug("vpn: cannot re-validate peer; its access stays as it is", "identity", r.Identity,
+			"suspended", r.Suspended != nil, "code", d.Code.String(), "reason", d.Reason)
+	case o.Held:
+		s.log.Debug("vpn: peer's cut held by the mass-cut guard", "identity", r.Identity, "code", d.Code.String())
+	case o.Cut():
+		if r.Suspended != nil && r.Suspended.Code == d.Code.String() && r.Suspended.Reason == d.Reason {
+			return false
+		}
+		was := r.Suspended != nil
+		since := now.UTC()
+		if was {
+			since = r.Suspended.Since
+		}
+		r.Suspended = &Suspension{Since: since, Code: d.Code.String(), Reason: d.Reason}
+		s.suspendLocked(r, was, ops)
+		if !was {
+			s.audit("revalidate", netip.AddrPort{}, r.Address, d, false, "suspended: "+d.Reason, start)
+		}
+		return true
+	default: // allowed
+		r.Validated = now.UTC()
+		restored := r.Suspended != nil
+		if !restored && r.Rule == d.Rule && r.Access == d.VPN {
+			return false
+		}
+		persist := restored || r.Rule != d.Rule || !sameAccess(r.Access, d.VPN)
+		r.Rule, r.Access = d.Rule, d.VPN
+		if restored {
+			var w uapiWriter
+			w.addPeer(r.PublicKey, r.addrs()...)
+			if err := s.apply(&w); err != nil {
+				s.log.Error("vpn: restore peer: device", "identity", r.Identity, "err", err)
+				return false // still suspended; retried next run
+			}
+			r.Suspended = nil
+		}
+		ops.set(r.Access, r.addrs())
+		if persist {
+			r.Updated = r.Validated
+			if restored {
+				s.log.Info("vpn: peer restored", "identity", r.Identity, "rule", r.Rule, "address", r.Address.String())
+				s.audit("revalidate", netip.AddrPort{}, r.Address, d, true, "restored", start)
+			} else {
+				s.log.Info("vpn: peer access changed", "identity", r.Identity, "rule", r.Rule)
+				s.audit("revalidate", netip.AddrPort{}, r.Address, d, true, "access changed", start)
+			}
+		}
+		return persist
+	}
+	return false
+}
+
+// suspendLocked takes r (whose Suspended is set) off the device and out of
+// the filter; its lease stays; the caller persists it. again is set when r
+// was suspended already (only the reason changed). s.mu must be held.
+func (s *Server) suspendLocked(r *record, again bool, ops *filterOps) {
+	if !again {
+		var w uapiWriter
+		w.removePeer(r.PublicKey)
+		if err := s.apply(&w); err != nil {
+			s.log.Error("vpn: suspend peer: device", "err", err)
+		}
+		ops.dels = append(ops.dels, r.addrs()...)
+		s.log.Warn("vpn: peer suspended", "identity", r.Identity, "address", r.Address.String(),
+			"fingerprint", r.Fingerprint, "code", r.Suspended.Code, "reason", r.Suspended.Reason)
+	}
+}
+
+// TriggerRevalidate asks Run's loop for a re-validation soon and returns at
+// once; triggers that arrive while one is pending coalesce into it.
+func (s *Server) TriggerRevalidate() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// LastRevalidation returns the report of the latest run (zero before the first).
+func (s *Server) LastRevalidation() reval.Report {
+	if r := s.lastReport.Load(); r != nil {
+		return *r
+	}
+	return reval.Report{Door: policy.DoorVPN}
+}
+
+// RemovePeers deletes, as an admin asked, every peer whose certificate
+// fingerprint, identity, or tunnel address (IPv4 or IPv6) is match: off
+// the device and the filter, record deleted, lease freed. It returns a
+// line per removed peer; none matching is an error.
+func (s *Server) RemovePeers(match string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ops filterOps
+	var out []string
+	for _, r := range s.peers {
+		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
+			continue
+		}
+		s.removeLocked(r, "removed by an admin", &ops)
+		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
+	}
+	s.flushLocked(&ops)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("vpn: remove peers: no peer matches %q", match)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func matchPeer(match, fp, identity string, a4, a6 netip.Addr) bool {
+	if match == "" {
+		return false
+	}
+	if match == fp || match == identity {
+		return true
+	}
+	a, err := netip.ParseAddr(match)
+	return err == nil && (a == a4 || (a6.IsValid() && a == a6))
+}
+
+// RemoveStoredPeers is RemovePeers for when no server runs: it deletes the
+// matching records of the registry in stateDir directly (each file removed
+// and the directory synced). Undecodable records are left alone.
+func RemoveStoredPeers(stateDir, match string) ([]string, error) {
+	st := NewFileStore(filepath.Join(stateDir, "peers"))
+	recs, _, err := st.Read()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
+			continue
+		}
+		if err := st.Remove(r.Fingerprint); err != nil {
+			return out, err
+		}
+		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("vpn: remove peers: no peer matches %q", match)
+	}
+	sort.Strings(out)
+	return out, nil
 }

@@ -5,43 +5,56 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
 )
 
-// record is one enrolled certificate and its WireGuard peer, as persisted in
-// StateDir/peers/<fingerprint>.json. The address lease lives in the record:
-// a lease exists exactly as long as its file does.
+// record is one enrolled certificate and its WireGuard peer, in memory.
+// Its stored form is a PeerRecord (see record.go). The address lease lives
+// in the record: a lease exists exactly as long as the record does.
 type record struct {
-	Fingerprint string            `json:"fingerprint"` // SHA-256 of the leaf, lowercase hex
-	CertSerial  string            `json:"cert_serial"`
-	Identity    string            `json:"identity"`     // for display: the identity's name
-	IdentityKey string            `json:"identity_key"` // kind/field/name: counts toward the per-identity limit
-	NotAfter    time.Time         `json:"not_after"`
-	Chain       [][]byte          `json:"chain"` // DER, leaf first, for re-validation
-	PublicKey   Key               `json:"public_key"`
-	Address     netip.Addr        `json:"address"`
-	Address6    netip.Addr        `json:"address6,omitzero"`
-	Rule        string            `json:"rule"`
-	Access      *policy.VPNAccess `json:"access"`
-	Enrolled    time.Time         `json:"enrolled"`
-	Updated     time.Time         `json:"updated"`
-	Validated   time.Time         `json:"validated"`
+	Fingerprint string // SHA-256 of the leaf, lowercase hex
+	CertSerial  string
+	Identity    string // for display: the identity's name
+	IdentityKey string // kind/field/name: counts toward the per-identity limit
+	NotAfter    time.Time
+	Chain       [][]byte // DER, leaf first, for re-validation
+	PublicKey   Key
+	Address     netip.Addr
+	Address6    netip.Addr
+	Rule        string
+	Access      *policy.VPNAccess
+	Enrolled    time.Time
+	Updated     time.Time
+	Validated   time.Time
+	Suspended   *Suspension // nil: on the device and in the filter
 
 	offset uint32              // lease offset in the pool
 	certs  []*x509.Certificate // parsed Chain, lazily
-	cut    bool                // access suspended (transient authorization failure)
+}
+
+func (r *record) stored() *PeerRecord {
+	return &PeerRecord{
+		Version: RecordVersion, Fingerprint: r.Fingerprint, CertSerial: r.CertSerial, Identity: r.Identity,
+		IdentityKey: r.IdentityKey, NotAfter: r.NotAfter, Chain: r.Chain, PublicKey: r.PublicKey,
+		Address: r.Address, Address6: r.Address6, Rule: r.Rule, Access: grantOf(r.Access),
+		Enrolled: r.Enrolled, Updated: r.Updated, Validated: r.Validated, Suspended: r.Suspended,
+	}
+}
+
+func recordOf(p *PeerRecord) *record {
+	return &record{
+		Fingerprint: p.Fingerprint, CertSerial: p.CertSerial, Identity: p.Identity,
+		IdentityKey: p.IdentityKey, NotAfter: p.NotAfter, Chain: p.Chain, PublicKey: p.PublicKey,
+		Address: p.Address, Address6: p.Address6, Rule: p.Rule, Access: p.Access.access(),
+		Enrolled: p.Enrolled, Updated: p.Updated, Validated: p.Validated, Suspended: p.Suspended,
+	}
 }
 
 func (r *record) addrs() []netip.Addr {
@@ -92,125 +105,71 @@ func sameAccess(a, b *policy.VPNAccess) bool {
 		reflect.DeepEqual(a.DNS, b.DNS) && reflect.DeepEqual(a.Routes, b.Routes)
 }
 
-// store persists records, one file each.
+// store is the registry's view of its Store: it converts records, and at
+// load resolves conflicts, quarantining the losers, and counts quarantines.
 type store struct {
-	dir string
-	log *slog.Logger
+	Store
+	log         *slog.Logger
+	quarantined atomic.Uint64
 }
 
-func (st *store) path(fp string) string { return filepath.Join(st.dir, fp+".json") }
+func newStore(st Store, log *slog.Logger) *store { return &store{Store: st, log: log} }
 
-func (st *store) save(r *record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("vpn: save peer: %w", err)
+func (st *store) save(r *record) error { return st.Save(r.stored()) }
+
+func (st *store) remove(fp string) error { return st.Remove(fp) }
+
+// quarantine moves a record aside, logging ERROR and counting it.
+func (st *store) quarantine(fp, why string) {
+	st.quarantined.Add(1)
+	if err := st.Quarantine(fp, why); err != nil {
+		st.log.Error("vpn: stored peer could not be quarantined", "fingerprint", fp, "why", why, "err", err)
+		return
 	}
-	if err := writeFileAtomic(st.path(r.Fingerprint), b, 0o600); err != nil {
-		return fmt.Errorf("vpn: save peer: %w", err)
-	}
-	return nil
+	st.log.Error("vpn: stored peer quarantined (kept aside, not loaded)", "fingerprint", fp, "why", why)
 }
 
-func (st *store) remove(fp string) error {
-	if err := os.Remove(st.path(fp)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("vpn: remove peer: %w", err)
-	}
-	if err := syncDir(st.dir); err != nil {
-		return fmt.Errorf("vpn: remove peer: %w", err)
-	}
-	return nil
-}
-
-// load reads every record and claims its lease in p. Files that cannot be
-// read, are out of the pool, or claim an address another record holds (the
-// older one loses) are deleted and logged: their leases are free again.
-// Leftover temporary files of an interrupted write are removed.
+// load reads every record and claims its lease in p. Records that cannot
+// be decoded, are out of the pool, or claim an address or key another
+// record holds (the older one loses) are quarantined and logged, never
+// deleted: their leases are free again.
 func (st *store) load(p *pool) (map[string]*record, error) {
-	if err := os.MkdirAll(st.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("vpn: state: %w", err)
-	}
-	ents, err := os.ReadDir(st.dir)
+	stored, bad, err := st.Load()
 	if err != nil {
-		return nil, fmt.Errorf("vpn: state: %w", err)
+		return nil, err
 	}
-	recs := make(map[string]*record, len(ents))
+	for _, q := range bad {
+		st.quarantined.Add(1)
+		st.log.Error("vpn: stored peer unreadable; quarantined (kept aside, not loaded)", "file", q.Name, "why", q.Why)
+	}
+	recs := make(map[string]*record, len(stored))
 	accesses := make(map[string]*policy.VPNAccess) // share identical accesses
-	drop := func(name, why string) {
-		st.log.Warn("vpn: dropping stored peer", "file", name, "why", why)
-		os.Remove(filepath.Join(st.dir, name))
-	}
-	// Read and decode in parallel; decide sequentially, in name order.
-	type loaded struct {
-		name string
-		r    *record
-		err  error
-	}
-	var names []string
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp") {
-			os.Remove(filepath.Join(st.dir, name))
-			continue
-		}
-		if fp, ok := strings.CutSuffix(name, ".json"); ok && validFingerprint(fp) {
-			names = append(names, name)
-		}
-	}
-	results := make([]loaded, len(names))
-	workers := min(runtime.GOMAXPROCS(0), 8)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(names); i += workers {
-				b, err := os.ReadFile(filepath.Join(st.dir, names[i]))
-				if err != nil {
-					results[i] = loaded{name: names[i], err: err}
-					continue
-				}
-				r := new(record)
-				if json.Unmarshal(b, r) != nil {
-					r = nil
-				}
-				results[i] = loaded{name: names[i], r: r}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, res := range results {
-		name, r := res.name, res.r
-		if res.err != nil {
-			return nil, fmt.Errorf("vpn: state: %w", res.err)
-		}
-		fp := strings.TrimSuffix(name, ".json")
-		if r == nil || r.Fingerprint != fp || r.PublicKey.IsZero() {
-			drop(name, "unreadable")
-			continue
-		}
+	for _, sr := range stored {
+		r := recordOf(sr)
+		fp := r.Fingerprint
 		o, ok := p.offset(r.Address)
 		if !ok {
-			drop(name, "address outside the pool")
+			st.quarantine(fp, "address outside the pool")
 			continue
 		}
 		if holder, taken := p.used[o]; taken {
 			other := recs[holder]
 			if other.Updated.After(r.Updated) {
-				drop(name, "address held by another peer")
+				st.quarantine(fp, "address held by another peer")
 				continue
 			}
-			drop(other.Fingerprint+".json", "address held by another peer")
+			st.quarantine(other.Fingerprint, "address held by another peer")
 			delete(recs, holder)
 			p.release(o)
 		}
 		if !p.claim(o, fp) {
-			drop(name, "address not leasable")
+			st.quarantine(fp, "address not leasable")
 			continue
 		}
 		r.offset = o
 		r.Address, r.Address6 = p.addrs(o)
 		if r.Access != nil {
-			k, _ := json.Marshal(r.Access)
+			k, _ := json.Marshal(sr.Access)
 			if a, ok := accesses[string(k)]; ok {
 				r.Access = a
 			} else {
@@ -221,17 +180,16 @@ func (st *store) load(p *pool) (map[string]*record, error) {
 	}
 	// Two records with one public key: keep the newer.
 	byKey := make(map[Key]*record, len(recs))
-	for fp, r := range recs {
+	for _, r := range recs {
 		if o, dup := byKey[r.PublicKey]; dup {
 			loser := r
 			if r.Updated.After(o.Updated) {
 				loser = o
 				byKey[r.PublicKey] = r
 			}
-			drop(loser.Fingerprint+".json", "public key held by another peer")
+			st.quarantine(loser.Fingerprint, "public key held by another peer")
 			p.release(loser.offset)
 			delete(recs, loser.Fingerprint)
-			_ = fp
 			continue
 		}
 		byKey[r.PublicKey] = r

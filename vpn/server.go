@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/metric"
+	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/vpn/filter"
 )
 
@@ -61,6 +62,9 @@ type Server struct {
 	enrollLatency metric.Histogram
 	enrolls       [3]atomic.Uint64 // by enroll* outcome
 	revalMu       sync.Mutex       // serializes re-validation runs
+	engine        *reval.Engine    // re-validation engine and mass-cut guard; set before Run
+	trigger       chan struct{}    // TriggerRevalidate → Run's loop; capacity 1 (coalescing)
+	lastReport    atomic.Pointer[reval.Report]
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it
@@ -92,17 +96,28 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		pools = append(pools, s.pool6)
 	}
 	return &Server{
-		cfg:    s,
-		auth:   auth,
-		tls:    tlsConf,
-		log:    logger,
-		filter: filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
-		store:  &store{dir: filepath.Join(s.StateDir, "peers"), log: logger},
-		ready:  make(chan struct{}),
-		peers:  make(map[string]*record),
-		byKey:  make(map[Key]*record),
-		pool:   newPool(s.pool, s.pool6),
+		cfg:     s,
+		auth:    auth,
+		tls:     tlsConf,
+		log:     logger,
+		filter:  filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
+		store:   newStore(NewFileStore(filepath.Join(s.StateDir, "peers")), logger),
+		ready:   make(chan struct{}),
+		engine:  reval.Default(logger),
+		trigger: make(chan struct{}, 1),
+		peers:   make(map[string]*record),
+		byKey:   make(map[Key]*record),
+		pool:    newPool(s.pool, s.pool6),
 	}, nil
+}
+
+// SetRevalidation makes e the re-validation engine (shared with the other
+// door, so one confirmation of a held mass cut releases both). Call it
+// before Run; without it, New's default engine is used.
+func (s *Server) SetRevalidation(e *reval.Engine) {
+	if e != nil {
+		s.engine = e
+	}
 }
 
 // Ready is closed once Run has brought the device and the enrollment API up.
@@ -205,6 +220,8 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				s.Revalidate(ctx)
+			case <-s.trigger:
+				s.Revalidate(ctx)
 			}
 		}
 	}()
@@ -257,7 +274,9 @@ func (s *Server) restore() error {
 	}
 	s.filter.Update(func(u *filter.Update) {
 		for _, r := range recs {
-			u.Set(r.Access, r.addrs()...)
+			if r.Suspended == nil {
+				u.Set(r.Access, r.addrs()...)
+			}
 		}
 	})
 	return nil
@@ -273,7 +292,9 @@ func (s *Server) configureDevice(priv Key) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.peers {
-		w.addPeer(r.PublicKey, r.addrs()...)
+		if r.Suspended == nil {
+			w.addPeer(r.PublicKey, r.addrs()...)
+		}
 	}
 	if err := s.apply(&w); err != nil {
 		return fmt.Errorf("vpn: configure device: %w", err)
@@ -334,19 +355,35 @@ func wgLogger(l *slog.Logger) *device.Logger {
 
 // Stats is a snapshot of the concentrator's state, for metrics and `status`.
 type Stats struct {
-	Peers    int               // enrolled certificates (= WireGuard peers)
-	Leases   int               // addresses leased from the pool
-	PoolSize int               // addresses clients can lease
-	Flows    int               // entries in the connection tracker
-	Drops    map[string]uint64 // packets dropped by the filter, by reason
+	Peers       int               // enrolled certificates (records, suspended included)
+	Suspended   int               // peers suspended by re-validation (off the device)
+	Quarantined uint64            // stored records quarantined since start (unreadable or conflicting)
+	Leases      int               // addresses leased from the pool
+	PoolSize    int               // addresses clients can lease
+	Flows       int               // entries in the connection tracker
+	Drops       map[string]uint64 // packets dropped by the filter, by reason
 }
 
 // Stats returns a snapshot of s.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{Peers: len(s.peers), Leases: len(s.pool.used), PoolSize: int(s.pool.last() - s.pool.first() + 1)}
+	for _, r := range s.peers {
+		if r.Suspended != nil {
+			st.Suspended++
+		}
+	}
+	st.Quarantined = s.store.quarantined.Load()
 	s.mu.Unlock()
 	st.Flows = s.filter.Flows()
 	st.Drops = s.filter.Drops()
 	return st
+}
+
+// SetStore makes st the peer registry's backend instead of the FileStore
+// in StateDir/peers. Call it before Run.
+func (s *Server) SetStore(st Store) {
+	if st != nil {
+		s.store = newStore(st, s.log)
+	}
 }

@@ -33,6 +33,15 @@ type serverConfig struct {
 	Audit          string `toml:"audit"`
 	AuditMaxSizeMB int    `toml:"audit_max_size_mb"` // rotate the file past this size; default 100
 	AuditKeep      int    `toml:"audit_keep"`        // rotated files kept; default 10
+	// AuthorizationTimeout bounds one authorization (directory lookups,
+	// OCSP) at both doors, at login and at re-validation; default 10s.
+	AuthorizationTimeout policy.Duration `toml:"authorization_timeout"`
+	// MaxCutFraction: when one re-validation would cut more than this share
+	// of at least 20 live VPN peers or Wi-Fi sessions for policy reasons
+	// (not revocation or expiry), it cuts none of them until an operator
+	// confirms with `gatehouse reload --confirm-cut`; default 0.25, 1 turns
+	// the guard off.
+	MaxCutFraction float64 `toml:"max_cut_fraction"`
 }
 
 // loaded is a decoded and compiled configuration.

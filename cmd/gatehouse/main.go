@@ -9,11 +9,16 @@
 //	                                                 show how a certificate is decided
 //	gatehouse enroll  --server URL --cert F --key F  enroll this machine in the VPN
 //	gatehouse peers   [-config F]                   list enrolled VPN peers
+//	gatehouse peers remove [-config F] FINGERPRINT|IDENTITY|ADDRESS
+//	                                                 delete VPN peers
+//	gatehouse reload  [-config F] [--confirm-cut]   reload the running server and
+//	                                                 re-validate; confirm a held mass cut
 //	gatehouse bench   radius ...                     load-test a RADIUS server
 //	gatehouse version
 //
 // Exit codes: 0 success (explain: access allowed); 1 runtime failure;
-// 2 usage or configuration error; 3 explain: access denied.
+// 2 usage or configuration error; 3 explain: access denied; 4 reload: a
+// mass cut is held, waiting for --confirm-cut.
 package main
 
 import (
@@ -52,7 +57,7 @@ func (e *usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|peers|bench|version [flags]")
+		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|peers|reload|bench|version [flags]")
 		return exitUsage
 	}
 	var err error
@@ -68,12 +73,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdEnroll(ctx, args[1:], stdout)
 	case "peers":
 		err = cmdPeers(ctx, args[1:], stdout)
+	case "reload":
+		code, err = cmdReload(ctx, args[1:], stdout)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|bench|version [flags]; gatehouse CMD -h for flags")
+		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|reload|bench|version [flags]; gatehouse CMD -h for flags")
 	default:
 		err = &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}

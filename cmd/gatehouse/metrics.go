@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/audit"
 	"github.com/gatehouse/gatehouse/policy/metric"
+	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/vpn"
@@ -239,6 +240,7 @@ type vpnCollector struct {
 	peers, leases, poolSize, flows, drops *prometheus.Desc
 	rx, tx, connected, handshakeAge       *prometheus.Desc
 	enrollments, enrollLatency            *prometheus.Desc
+	suspended, quarantined                *prometheus.Desc
 }
 
 func newVPNCollector(src vpnSource, now func() time.Time) *vpnCollector {
@@ -255,11 +257,14 @@ func newVPNCollector(src vpnSource, now func() time.Time) *vpnCollector {
 		handshakeAge:  desc("vpn_latest_handshake_age_seconds", "Seconds since the most recent handshake of any peer; absent if none."),
 		enrollments:   desc("vpn_enrollments_total", "Enrollment requests by outcome (allowed, denied, failed).", "outcome"),
 		enrollLatency: desc("vpn_enroll_duration_seconds", "Duration of enrollment requests."),
+		suspended:     desc("vpn_peers_suspended", "Peers suspended by re-validation (off the device, record and lease kept)."),
+		quarantined:   desc("vpn_records_quarantined_total", "Stored peer records quarantined (unreadable or conflicting) since start."),
 	}
 }
 
 func (c *vpnCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.peers, c.leases, c.poolSize, c.flows, c.drops, c.rx, c.tx, c.connected, c.handshakeAge, c.enrollments, c.enrollLatency)
+	describeAll(ch, c.peers, c.leases, c.poolSize, c.flows, c.drops, c.rx, c.tx, c.connected, c.handshakeAge, c.enrollments, c.enrollLatency,
+		c.suspended, c.quarantined)
 }
 
 func (c *vpnCollector) Collect(ch chan<- prometheus.Metric) {
@@ -268,6 +273,8 @@ func (c *vpnCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(ch, c.leases, float64(st.Leases))
 	gauge(ch, c.poolSize, float64(st.PoolSize))
 	gauge(ch, c.flows, float64(st.Flows))
+	gauge(ch, c.suspended, float64(st.Suspended))
+	counter(ch, c.quarantined, st.Quarantined)
 	for _, k := range sortedKeys(st.Drops) {
 		counter(ch, c.drops, st.Drops[k], k)
 	}
@@ -284,6 +291,27 @@ func (c *vpnCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.enrollments, en[k], k)
 	}
 	histogram(ch, c.enrollLatency, c.src.EnrollLatency())
+}
+
+// heldCollector exports the mass-cut guard's holds.
+type heldCollector struct {
+	held  func() map[policy.Door]reval.Held
+	doors []policy.Door
+	desc  *prometheus.Desc
+}
+
+func newHeldCollector(held func() map[policy.Door]reval.Held, doors ...policy.Door) *heldCollector {
+	return &heldCollector{held: held, doors: doors,
+		desc: desc("revalidate_held_cuts", "Cuts for policy reasons held by the mass-cut guard, waiting for `gatehouse reload --confirm-cut` (0 = none), by door.", "door")}
+}
+
+func (c *heldCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *heldCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.held()
+	for _, d := range c.doors {
+		gauge(ch, c.desc, float64(h[d].Count), d.String())
+	}
 }
 
 // decisionKey is one (door, event, rule, code) combination.

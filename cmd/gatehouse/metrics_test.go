@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/audit"
 	"github.com/gatehouse/gatehouse/policy/metric"
+	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/vpn"
@@ -34,7 +35,7 @@ func hist(ds ...time.Duration) metric.Snapshot {
 type fakeVPN struct{}
 
 func (fakeVPN) Stats() vpn.Stats {
-	return vpn.Stats{Peers: 3, Leases: 3, PoolSize: 65533, Flows: 7, Drops: map[string]uint64{"not_allowed": 5, "spoofed_source": 1}}
+	return vpn.Stats{Peers: 3, Suspended: 1, Quarantined: 2, Leases: 3, PoolSize: 65533, Flows: 7, Drops: map[string]uint64{"not_allowed": 5, "spoofed_source": 1}}
 }
 
 func (fakeVPN) DeviceStats() (vpn.DeviceStats, error) {
@@ -87,6 +88,9 @@ func TestCollectors(t *testing.T) {
 			return []policy.CRLFile{{CA: "CN=Device CA", File: "/etc/gatehouse/device.crl", ThisUpdate: t0.Add(-2 * time.Hour), NextUpdate: t0.Add(12 * time.Hour), Entries: 4}}
 		}, now),
 		newVPNCollector(fakeVPN{}, now),
+		newHeldCollector(func() map[policy.Door]reval.Held {
+			return map[policy.Door]reval.Held{policy.DoorVPN: {Door: policy.DoorVPN, Count: 23, Live: 24}}
+		}, policy.DoorWiFi, policy.DoorVPN),
 		dc,
 		newAuditCollector(func() audit.Stats { return audit.Stats{Written: 5, Dropped: 1} }),
 	)

@@ -71,6 +71,7 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 		newDirectoryCollector(s.dir.Stats, &o.dirQuery, s.dir.Ready),
 		newRevocationCollector(s.rev.Stats, func() []policy.CRLFile { return s.auth.Policy().CRLFiles() }, now),
 		o.decisions,
+		newHeldCollector(s.reval.Held, doorsOf(s)...),
 		&readyCollector{checks: func() map[string]error { return readiness(s) }, desc: desc("ready", "1 if a readiness check passes, by component.", "component")},
 	)
 	if s.vpn != nil {
@@ -113,6 +114,33 @@ func readiness(s *servers) map[string]error {
 	return r
 }
 
+func doorsOf(s *servers) []policy.Door {
+	if s.vpn != nil {
+		return []policy.Door{policy.DoorWiFi, policy.DoorVPN}
+	}
+	return []policy.Door{policy.DoorWiFi}
+}
+
+// warnings are conditions an operator must see on /readyz that are no
+// reason to take the node out of service: a held mass cut means the node
+// keeps serving everyone it served — draining it would cut them all.
+func warnings(s *servers) []string {
+	var out []string
+	held := s.reval.Held()
+	for _, d := range sortedDoors(held) {
+		h := held[d]
+		out = append(out, fmt.Sprintf("policy: cut held (%d %s) — confirm with gatehouse reload --confirm-cut", h.Count, heldNoun(d)))
+	}
+	return out
+}
+
+func heldNoun(d policy.Door) string {
+	if d == policy.DoorVPN {
+		return "VPN peers"
+	}
+	return "Wi-Fi sessions"
+}
+
 // handler serves /metrics, /healthz (the process is up) and /readyz (every
 // readiness check passes: 200, else 503 with the failing checks).
 func (o *ops) handler(s *servers) http.Handler {
@@ -137,6 +165,9 @@ func (o *ops) handler(s *servers) http.Handler {
 			} else {
 				fmt.Fprintf(&b, "%s: ok\n", k)
 			}
+		}
+		for _, warn := range warnings(s) {
+			fmt.Fprintf(&b, "%s\n", warn)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)

@@ -23,12 +23,13 @@ type reloader struct {
 	file       string
 	auth       *policy.Authorizer
 	log        *slog.Logger
-	every      time.Duration  // how often the files are polled for changes
-	beforeSwap func(*loaded)  // called before a compiled policy is swapped in
-	onSwap     func(*loaded)  // called after a successful swap (e.g. VPN re-validation)
-	onHUP      func()         // called on SIGHUP before the reload (log reopening)
-	hup        chan os.Signal // SIGHUP; nil disables signals (tests)
-	reloaded   chan struct{}  // receives after each attempt, for tests; may be nil
+	every      time.Duration      // how often the files are polled for changes
+	beforeSwap func(*loaded)      // called before a compiled policy is swapped in
+	onSwap     func(*loaded)      // called after a successful swap (e.g. VPN re-validation)
+	onHUP      func()             // called on SIGHUP before the reload (log reopening)
+	hup        chan os.Signal     // SIGHUP; nil disables signals (tests)
+	reloaded   chan struct{}      // receives after each attempt, for tests; may be nil
+	ctl        chan chan struct{} // forced reloads from the control socket; closes the channel after
 
 	// Only the Run goroutine uses these.
 	cur   *loaded // the configuration in force
@@ -36,7 +37,7 @@ type reloader struct {
 }
 
 func newReloader(l *loaded, auth *policy.Authorizer, log *slog.Logger) *reloader {
-	r := &reloader{file: l.file, auth: auth, log: log, every: 2 * time.Second, cur: l}
+	r := &reloader{file: l.file, auth: auth, log: log, every: 2 * time.Second, cur: l, ctl: make(chan chan struct{})}
 	r.state, _ = r.fingerprint(l)
 	return r
 }
@@ -85,6 +86,10 @@ func (r *reloader) Run(ctx context.Context) error {
 			r.reload(true)
 		case <-t.C:
 			r.reload(false)
+		case done := <-r.ctl:
+			r.log.Info("reload requested over the control socket", "file", r.file)
+			r.reload(true)
+			close(done)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/directory"
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/vpn"
@@ -96,6 +97,7 @@ type servers struct {
 	rev    *revocation.Checker
 	radius *radius.Server
 	vpn    *vpn.Server // nil when disabled
+	reval  *reval.Engine
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
@@ -110,6 +112,23 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		return nil, err
 	}
 	s.auth.SetRevocation(s.rev)
+	sc := &c.Server
+	if sc.AuthorizationTimeout.Duration < 0 {
+		return nil, &configError{fmt.Sprintf("%s: server.authorization_timeout %v: must be positive", l.file, sc.AuthorizationTimeout.Duration)}
+	}
+	if sc.MaxCutFraction < 0 || sc.MaxCutFraction > 1 {
+		return nil, &configError{fmt.Sprintf("%s: server.max_cut_fraction %v: want a fraction between 0 and 1", l.file, sc.MaxCutFraction)}
+	}
+	// One engine for both doors: a confirmation of a held mass cut is
+	// bound to the policy in force (its compiled value).
+	auth := s.auth
+	if s.reval, err = reval.New(reval.Config{
+		AuthTimeout:    sc.AuthorizationTimeout.Duration,
+		MaxCutFraction: sc.MaxCutFraction,
+		PolicyID:       func() any { return auth.Policy() },
+	}, logger.With("component", "revalidate")); err != nil {
+		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	}
 	rc := c.Radius
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
@@ -117,12 +136,14 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(0), logger.With("component", "radius")); err != nil {
 		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 	}
+	s.radius.SetRevalidation(s.reval)
 	if c.VPN.Enabled {
 		vc := c.VPN
 		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
 		if s.vpn, err = vpn.New(vc, s.auth, s.auth.ServerTLS(0), logger.With("component", "vpn")); err != nil {
 			return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 		}
+		s.vpn.SetRevalidation(s.reval)
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -42,14 +43,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("accounting file not reopened", "err", err)
 		}
 	}
+	// The runs happen on the doors' own loops, not on the reloader's
+	// goroutine; triggers that arrive while one is pending coalesce.
 	rl.onSwap = func(*loaded) {
 		// No TLS resumption crosses a policy or trust change.
 		s.radius.ForgetTLSSessions()
 		if s.vpn != nil {
-			s.vpn.Revalidate(ctx)
+			s.vpn.TriggerRevalidate()
 		}
-		s.radius.Revalidate(ctx)
+		s.radius.TriggerRevalidate()
 	}
+	ctl := &controlServer{path: filepath.Join(l.cfg.Server.StateDir, controlSocketName), log: logger.With("component", "control"),
+		handle: (&controlHandler{s: s, rl: rl, file: l.file}).handle}
 	logger.Info("gatehouse starting", "version", version, "config", l.file,
 		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))
 	// The directory, the revocation checker and the audit writer outlive
@@ -70,6 +75,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return s.radius.Run(ctx)
 		},
 		"reload": rl.Run,
+		// Admin commands (gatehouse reload, peers remove) reach the
+		// doors through it.
+		"control": ctl.Run,
 		"vpn": func(ctx context.Context) error {
 			defer doors.Done()
 			if s.vpn == nil {
