@@ -10,8 +10,9 @@ import (
 
 // TestImportRules keeps ARCHITECTURE.md's import rules true: policy and
 // directory import no package of ours, radius and vpn never import each
-// other, and only cmd reads TOML. policy/jsonl, the line appender shared
-// by the audit trail and accounting, imports nothing of ours.
+// other, store (the shared-state backends) imports only policy, only cmd
+// reads TOML, and policy/jsonl, the line appender shared by the audit trail
+// and accounting, imports nothing of ours.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "../../...").Output()
@@ -47,6 +48,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports %s: %s may import no package of ours", pkg, dep, top)
 			case top == "radius" && depTop == "vpn", top == "vpn" && depTop == "radius":
 				t.Errorf("%s imports %s: radius and vpn never import each other", pkg, dep)
+			case top == "store" && depTop != "policy":
+				t.Errorf("%s imports %s: store may import only policy", pkg, dep)
 			case top != "cmd" && depTop == "cmd":
 				t.Errorf("%s imports %s", pkg, dep)
 			}

@@ -1,0 +1,80 @@
+-- gatehouse schema 1: the state nodes of one deployment share.
+-- Every table is keyed by site, so one database can serve several sites.
+
+-- VPN peers: one enrolled certificate = one WireGuard peer and its lease.
+-- The database, not the nodes, guarantees that an address, a public key
+-- and a certificate are leased once per site.
+CREATE TABLE vpn_peers (
+	site          text        NOT NULL,
+	fingerprint   text        NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{64}$'),
+	public_key    text        NOT NULL,
+	address       inet        NOT NULL,
+	address6      inet,
+	identity_key  text        NOT NULL,
+	not_after     timestamptz NOT NULL,
+	suspended     boolean     NOT NULL DEFAULT false,
+	format        integer     NOT NULL,
+	record        jsonb       NOT NULL,
+	updated_at    timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (site, fingerprint),
+	UNIQUE (site, address),
+	UNIQUE (site, address6),
+	UNIQUE (site, public_key)
+);
+CREATE INDEX vpn_peers_identity ON vpn_peers (site, identity_key);
+
+-- Wi-Fi sessions: the Class token an Access-Accept carried, linked by
+-- accounting to the NAS's session, for Disconnect/CoA from any node.
+CREATE TABLE wifi_sessions (
+	class_token   bytea       PRIMARY KEY,
+	node          text        NOT NULL,
+	nas           text        NOT NULL,
+	nas_addr      text        NOT NULL,
+	acct_session  text,
+	station       text,
+	framed_ip     inet,
+	record        jsonb       NOT NULL,
+	started_at    timestamptz NOT NULL,
+	updated_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX wifi_sessions_acct ON wifi_sessions (nas, acct_session);
+
+-- Accounting, radacct-like. A record has an idempotency key made by the
+-- node that received it, so a replayed spool never makes duplicates.
+CREATE TABLE radius_accounting (
+	id            bigserial   PRIMARY KEY,
+	idem_key      text        NOT NULL UNIQUE,
+	node          text        NOT NULL,
+	received_at   timestamptz NOT NULL,
+	nas           text        NOT NULL,
+	nas_addr      text        NOT NULL,
+	status_type   text        NOT NULL,
+	acct_session  text,
+	user_name     text,
+	station       text,
+	framed_ip     inet,
+	session_time  bigint,
+	input_octets  numeric,
+	output_octets numeric,
+	terminate_cause text,
+	class_token   bytea,
+	record        jsonb       NOT NULL
+);
+CREATE INDEX radius_accounting_session ON radius_accounting (nas, acct_session);
+CREATE INDEX radius_accounting_time ON radius_accounting (received_at);
+
+-- Audit events, when [store] audit = true.
+CREATE TABLE audit_events (
+	id            bigserial   PRIMARY KEY,
+	idem_key      text        NOT NULL UNIQUE,
+	node          text        NOT NULL,
+	at            timestamptz NOT NULL,
+	door          text        NOT NULL,
+	event         text        NOT NULL,
+	outcome       text        NOT NULL,
+	code          text        NOT NULL,
+	rule          text,
+	identity      text,
+	event_json    jsonb       NOT NULL
+);
+CREATE INDEX audit_events_at ON audit_events (at);
