@@ -19,6 +19,7 @@ type fileConfig struct {
 	Trust    policy.TrustConfig    `toml:"trust"`
 	Identity policy.IdentityConfig `toml:"identity"`
 	Policy   []policy.RuleConfig   `toml:"policy"`
+	Store    storeConfig           `toml:"store"`
 	sections
 }
 
@@ -93,6 +94,9 @@ func loadConfig(file string) (*loaded, error) {
 		rel(dir, &c.Identity.Device[i].IssuerCA)
 	}
 	var errs []string
+	rel(dir, &c.Store.DSNFile)
+	errs = append(errs, c.Store.check(file)...)
+	c.Store.defaults()
 	if err := c.sections.prepare(dir); err != nil {
 		errs = append(errs, prefixLines(file, err)...)
 	}

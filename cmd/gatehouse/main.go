@@ -13,6 +13,7 @@
 //	                                                 delete VPN peers
 //	gatehouse reload  [-config F] [--confirm-cut]   reload the running server and
 //	                                                 re-validate; confirm a held mass cut
+//	gatehouse store   migrate|status [-config F]    apply or show the PostgreSQL schema
 //	gatehouse bench   radius ...                     load-test a RADIUS server
 //	gatehouse version
 //
@@ -57,7 +58,7 @@ func (e *usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|peers|reload|bench|version [flags]")
+		fmt.Fprintln(stderr, "usage: gatehouse serve|check|explain|enroll|peers|reload|store|bench|version [flags]")
 		return exitUsage
 	}
 	var err error
@@ -77,10 +78,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdReload(ctx, args[1:], stdout)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout)
+	case "store":
+		err = cmdStore(ctx, args[1:], stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|reload|bench|version [flags]; gatehouse CMD -h for flags")
+		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|reload|store|bench|version [flags]; gatehouse CMD -h for flags")
 	default:
 		err = &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/store/postgres"
+)
+
+// storeConfig is the [store] section: where the state that nodes share
+// lives.
+type storeConfig struct {
+	// Backend is "file" (default: this node's state_dir, one node) or
+	// "postgres" (shared by every node of the deployment).
+	Backend string `toml:"backend"`
+	// DSNFile names a file holding the PostgreSQL connection string
+	// (postgres://user:password@host/db?sslmode=verify-full…); a file so
+	// the password stays out of config.toml. Required for postgres.
+	DSNFile string `toml:"dsn_file"`
+	// MaxConns bounds the connection pool; default 8.
+	MaxConns int32 `toml:"max_conns"`
+	// ConnectTimeout bounds one connection attempt; default 5s.
+	ConnectTimeout policy.Duration `toml:"connect_timeout"`
+	// Node names this node in the records it writes; default the host name.
+	Node string `toml:"node"`
+	// Site groups the VPN nodes that share one WireGuard key and address
+	// pool; default "default".
+	Site string `toml:"site"`
+}
+
+// check validates the section; errors name the key.
+func (c *storeConfig) check(file string) []string {
+	var errs []string
+	switch c.Backend {
+	case "", "file":
+		if c.DSNFile != "" {
+			errs = append(errs, fmt.Sprintf("%s: store.dsn_file: only for backend = \"postgres\"", file))
+		}
+	case "postgres":
+		if c.DSNFile == "" {
+			errs = append(errs, fmt.Sprintf("%s: store.dsn_file: required for backend = \"postgres\"", file))
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("%s: store.backend: %q: must be file or postgres", file, c.Backend))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Sprintf("%s: store.max_conns: %d: must not be negative", file, c.MaxConns))
+	}
+	if c.ConnectTimeout.Duration < 0 {
+		errs = append(errs, fmt.Sprintf("%s: store.connect_timeout: %v: must be positive", file, c.ConnectTimeout.Duration))
+	}
+	return errs
+}
+
+// defaults fills the node and site names.
+func (c *storeConfig) defaults() {
+	if c.Backend == "" {
+		c.Backend = "file"
+	}
+	if c.Node == "" {
+		c.Node, _ = os.Hostname()
+	}
+	if c.Site == "" {
+		c.Site = "default"
+	}
+}
+
+// openStore opens the PostgreSQL pool of a postgres configuration (nil for
+// file). It does not wait for the server: an outage at start is ridden out.
+func openStore(l *loaded, log *slog.Logger) (*postgres.DB, error) {
+	c := &l.cfg.Store
+	if c.Backend != "postgres" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(c.DSNFile)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: store.dsn_file: %v", l.file, err)}
+	}
+	db, err := postgres.Open(postgres.Config{
+		DSN:            strings.TrimSpace(string(b)),
+		MaxConns:       c.MaxConns,
+		ConnectTimeout: c.ConnectTimeout.Duration,
+	}, log)
+	if err != nil {
+		return nil, &configError{fmt.Sprintf("%s: store.dsn_file %s: %v", l.file, c.DSNFile, err)}
+	}
+	return db, nil
+}
+
+// cmdStore is `gatehouse store migrate|status`.
+func cmdStore(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "migrate" && args[0] != "status") {
+		return &usageError{"usage: gatehouse store migrate|status [-config F]"}
+	}
+	sub := args[0]
+	fs := newFlags("store "+sub, stdout)
+	cfgFile := configFlag(fs)
+	l, err := parseAndLoad(fs, args[1:], cfgFile)
+	if err != nil {
+		return err
+	}
+	if l.cfg.Store.Backend != "postgres" {
+		fmt.Fprintf(stdout, "store: file (state_dir %s); nothing to migrate\n", l.cfg.Server.StateDir)
+		return nil
+	}
+	db, err := openStore(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if sub == "migrate" {
+		ms, err := db.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			fmt.Fprintf(stdout, "applied %04d_%s\n", m.Version, m.Name)
+		}
+	}
+	st, err := db.Status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "store: postgres, schema version %d of %d", st.Version(), st.Known)
+	if len(st.Pending) > 0 {
+		fmt.Fprintf(stdout, ", %d pending (gatehouse store migrate, or start gatehouse serve)", len(st.Pending))
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
