@@ -80,6 +80,9 @@ func TestEnrollCommand(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("alice: exit %d: %s", code, msg)
 	}
+	if want := "wg-quick up " + out + "\n"; !strings.Contains(msg, want) { // out is absolute
+		t.Errorf("alice: output %q lacks %q", msg, want)
+	}
 	fi, err := os.Stat(out)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config file: %v mode %v", err, fi.Mode())
@@ -97,6 +100,10 @@ func TestEnrollCommand(t *testing.T) {
 	// Denied certificates get an error an employee can act on, and exit 1.
 	for _, c := range []struct{ cert, want string }{
 		{"carol", "revoked"},
+		// A CA the server does not trust (and does not list in its
+		// CertificateRequest hints): the client still presents its
+		// certificate, so the server's own message reaches the user.
+		{"mallory-wrongca", "gatehouse: vpn: enroll: refused (403): certificate not issued by a trusted authority\n"},
 		{"frank", "not permitted"},
 		{"thermostat-0001", "not permitted"}, // the thermostats rule gives no VPN access
 	} {
@@ -115,6 +122,20 @@ func TestEnrollCommand(t *testing.T) {
 	code, _, msg = enroll("bob-chain", "--qr")
 	if code != exitOK || !strings.Contains(msg, "█") {
 		t.Errorf("bob --qr: exit %d\n%s", code, msg)
+	}
+}
+
+func TestWGQuickArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"wg0.conf":              "./wg0.conf",
+		"/etc/wireguard/a.conf": "/etc/wireguard/a.conf",
+		"./x.conf":              "./x.conf",
+		"sub/x.conf":            "sub/x.conf",
+		"../x.conf":             "../x.conf",
+	} {
+		if got := wgQuickArg(in); got != want {
+			t.Errorf("wgQuickArg(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
