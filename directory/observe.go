@@ -41,6 +41,9 @@ func (d *Directory) Ready() error {
 		p.refill()
 		last := p.lastAnswer()
 		if last.IsZero() {
+			if err := p.lastError(); err != nil {
+				return fmt.Errorf("directory: not connected: %w", err)
+			}
 			return errors.New("directory: not connected yet")
 		}
 		age := d.s.now().Sub(last)

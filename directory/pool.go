@@ -239,7 +239,7 @@ func (p *pool) dialAny(ctx context.Context) (*pconn, error) {
 			break
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, joinErrors(errs)
 }
 
 // dial connects to urls[i], upgrades with StartTLS if configured, and binds
@@ -294,7 +294,7 @@ func (p *pool) dial(ctx context.Context, i int) (*ldap.Conn, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: %s: %w", u.Redacted(), step, err)
+		return nil, fmt.Errorf("%s: %s: %w", u.Redacted(), step, readable(err))
 	}
 	if p.s.cfg.LDAP.StartTLS {
 		if err := c.StartTLS(tc); err != nil {
@@ -369,6 +369,7 @@ func (p *pool) do(ctx context.Context, op func(*ldap.Conn) (any, error)) (any, e
 		var r result
 		select {
 		case r = <-resc:
+			r.err = readable(r.err)
 		case <-ctx.Done():
 			p.discard(c)
 			return nil, unavailable("%s: %w", p.urls[c.url].Redacted(), ctx.Err())
@@ -473,6 +474,7 @@ func (p *pool) ping(ctx context.Context, c *pconn) error {
 	}
 	select {
 	case err := <-errc:
+		err = readable(err)
 		if err == nil {
 			p.answered()
 		}
