@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gatehouse/gatehouse/netlimit"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	MTU int `toml:"mtu"`
 	// MaxFlows bounds the connection tracker (default 262144).
 	MaxFlows int `toml:"max_flows"`
+	// EnrollMaxConns caps the enrollment API's open connections (default
+	// 1024; negative: no cap). A connection over a cap is closed at once
+	// and counted in gatehouse_listener_rejected_total{listener="enroll"}.
+	EnrollMaxConns int `toml:"enroll_max_conns"`
+	// EnrollMaxConnsPerIP caps them per client IPv4 address or IPv6 /64
+	// (default 16; negative: no cap).
+	EnrollMaxConnsPerIP int `toml:"enroll_max_conns_per_ip"`
 
 	// StateDir holds the peer registry and the generated key. Set by cmd
 	// (from [server] state_dir). Required.
@@ -67,7 +75,14 @@ type settings struct {
 	gateway, gateway6 netip.Addr
 	dns               []netip.Addr
 	revalidate        time.Duration
+	enrollCaps        netlimit.Config
 }
+
+// Default connection caps of the enrollment API.
+const (
+	DefaultEnrollMaxConns      = 1024
+	DefaultEnrollMaxConnsPerIP = 16
+)
 
 func (c *Config) validate() (*settings, error) {
 	if !c.Enabled {
@@ -92,6 +107,8 @@ func (c *Config) validate() (*settings, error) {
 	if s.MaxPeersPerIdentity <= 0 {
 		s.MaxPeersPerIdentity = 3
 	}
+	s.enrollCaps = netlimit.Config{MaxConns: s.EnrollMaxConns, MaxConnsPerIP: s.EnrollMaxConnsPerIP}.WithDefaults(
+		netlimit.Config{MaxConns: DefaultEnrollMaxConns, MaxConnsPerIP: DefaultEnrollMaxConnsPerIP})
 	if s.MTU == 0 {
 		s.MTU = 1420
 	}

@@ -33,6 +33,12 @@ type serverConfig struct {
 	Audit          string `toml:"audit"`
 	AuditMaxSizeMB int    `toml:"audit_max_size_mb"` // rotate the file past this size; default 100
 	AuditKeep      int    `toml:"audit_keep"`        // rotated files kept; default 10
+	// MetricsMaxConns caps the metrics endpoint's open connections
+	// (default 64) and MetricsMaxConnsPerIP those from one IPv4 address
+	// or IPv6 /64 (default 8); negative: no cap. Over a cap a connection is
+	// closed at once, counted in gatehouse_listener_rejected_total.
+	MetricsMaxConns      int `toml:"metrics_max_conns"`
+	MetricsMaxConnsPerIP int `toml:"metrics_max_conns_per_ip"`
 }
 
 // loaded is a decoded and compiled configuration.

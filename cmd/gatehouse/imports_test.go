@@ -10,7 +10,8 @@ import (
 
 // TestImportRules keeps ARCHITECTURE.md's import rules true: policy and
 // directory import no package of ours, radius and vpn never import each
-// other, and only cmd reads TOML.
+// other, only cmd reads TOML, and netlimit (the listeners' connection caps,
+// shared by vpn and cmd) is standard library only.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "../../...").Output()
@@ -39,6 +40,8 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case imp == "github.com/BurntSushi/toml" && top != "cmd":
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
+			case top == "netlimit" && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
+				t.Errorf("%s imports %s: netlimit is standard library only", pkg, imp)
 			case !ours || depTop == top:
 			case top == "policy" || top == "directory":
 				t.Errorf("%s imports %s: %s may import no package of ours", pkg, dep, top)
