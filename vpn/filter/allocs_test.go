@@ -28,7 +28,7 @@ func allocFilter(t *testing.T) (f *Filter, out, in, bad [][]byte) {
 		pkt("100.96.0.2", "10.0.0.9", protoTCP, 1, 80),    // port not allowed
 		pkt("100.96.9.9", "10.0.0.9", protoTCP, 1, 443),   // no such peer
 		pkt("10.0.5.9", "100.96.0.2", protoTCP, 443, 1),   // unsolicited inbound
-		{0x45, 0, 0},                                      // malformed
+		{0x45, 0, 0}, // malformed
 	}
 	return f, out, in, bad
 }
