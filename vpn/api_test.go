@@ -260,7 +260,10 @@ func TestConcurrentEnrollments(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			body, _ := json.Marshal(EnrollRequest{PublicKey: newPub(t).String()})
-			resp, err := ca.httpClient(certs[i]).Post(env.url()+"/v1/enroll", "application/json", bytes.NewReader(body))
+			// One client per source address, as in production (a single
+			// address would meet enroll_max_conns_per_ip).
+			hc := fromSource(ca.httpClient(certs[i]), fmt.Sprintf("127.0.1.%d", 1+i))
+			resp, err := hc.Post(env.url()+"/v1/enroll", "application/json", bytes.NewReader(body))
 			if err != nil {
 				t.Error(err)
 				return

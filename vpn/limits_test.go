@@ -75,10 +75,9 @@ func TestEnrollConnectionCaps(t *testing.T) {
 
 	// Another source enrolls while 127.0.0.1 holds its cap.
 	alice := ca.issue(t, "alice", false)
-	tr := ca.httpClient(alice).Transport.(*http.Transport)
-	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext
-	tr.DisableKeepAlives = true
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Post(env.url()+"/v1/enroll", "application/json", strings.NewReader(keyBody(newPub(t))))
+	hc := fromSource(ca.httpClient(alice), "127.0.0.2")
+	hc.Transport.(*http.Transport).DisableKeepAlives = true
+	resp, err := hc.Post(env.url()+"/v1/enroll", "application/json", strings.NewReader(keyBody(newPub(t))))
 	if err != nil {
 		t.Fatalf("enroll from 127.0.0.2 while 127.0.0.1 holds its cap: %v", err)
 	}
@@ -99,6 +98,12 @@ func TestEnrollConnectionCaps(t *testing.T) {
 	if got := env.srv.EnrollListener().Rejected; got != 2 {
 		t.Fatalf("rejected = %d, want 2", got)
 	}
+}
+
+// fromSource makes hc's connections come from source address ip.
+func fromSource(hc *http.Client, ip string) *http.Client {
+	hc.Transport.(*http.Transport).DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext
+	return hc
 }
 
 func isTimeout(err error) bool {
