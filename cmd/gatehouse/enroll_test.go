@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,12 +159,18 @@ func BenchmarkEnroll(b *testing.B) {
 	roots.AddCert(ca[0])
 	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "gatehouse.test"}}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	b.ReportAllocs()
 	b.SetParallelism(4) // enrollments from several clients at once, as in production
+	var clients atomic.Int32
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		// Each client from its own address, as in production (one
+		// address would meet enroll_max_conns_per_ip).
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 2, byte(clients.Add(1)))}
+		tr := tr.Clone()
+		tr.DialContext = (&net.Dialer{LocalAddr: src}).DialContext
+		defer tr.CloseIdleConnections()
+		hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		for pb.Next() {
 			k, err := vpn.GenerateKey()
 			if err != nil {
