@@ -147,6 +147,14 @@ func TestReadyFollowsOutagePolicy(t *testing.T) {
 			check("one second before stale_max_age", stale)
 			clock.advance(2 * time.Second)
 			check("one second after stale_max_age", false)
+
+			// The server returns. Nothing runs the pool's probes here:
+			// Ready's own background redial brings it back.
+			s.start()
+			eventually(t, 15*time.Second, d.Ready)
+			if _, _, err := d.Lookup(ctx, "user", aliceFields); err != nil {
+				t.Fatalf("after the server returned: %v", err)
+			}
 		})
 	}
 }
