@@ -146,7 +146,6 @@ func (p *pool) get(ctx context.Context) (*pconn, error) {
 	return c, nil
 }
 
-// anyUsable returns a usable connection from another slot than skip.
 // anyUsable returns a usable connection from another slot than skip (-1:
 // any slot).
 func (p *pool) anyUsable(skip int) *pconn {
