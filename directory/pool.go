@@ -149,11 +149,13 @@ func (p *pool) get(ctx context.Context) (*pconn, error) {
 // anyUsable returns a usable connection from another slot than skip (-1:
 // any slot).
 func (p *pool) anyUsable(skip int) *pconn {
-	for j, sl := range p.slots {
-		if j == skip {
+	n := len(p.slots)
+	for j := 1; j <= n; j++ { // from the slot after skip, round the ring
+		i := (skip + j) % n
+		if i == skip {
 			continue
 		}
-		if c := sl.c.Load(); c.usable() {
+		if c := p.slots[i].c.Load(); c.usable() {
 			return c
 		}
 	}
