@@ -105,6 +105,7 @@ type flight struct {
 	dn     string
 	groups []string
 	err    error
+	joined int // callers sharing it, the runner included; guarded by flights.mu
 }
 
 // flights collapses concurrent identical lookups into one query.
@@ -119,12 +120,13 @@ func (f *flights) join(key string) (*flight, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl, ok := f.m[key]; ok {
+		fl.joined++
 		return fl, false
 	}
 	if f.m == nil {
 		f.m = make(map[string]*flight)
 	}
-	fl := &flight{done: make(chan struct{})}
+	fl := &flight{done: make(chan struct{}), joined: 1}
 	f.m[key] = fl
 	return fl, true
 }

@@ -68,10 +68,7 @@ func TestSingleflight(t *testing.T) {
 			groups[0] = "mutated" // callers own their slice
 		})
 	}
-	for fb.calls.Load() == 0 {
-		runtime.Gosched()
-	}
-	time.Sleep(50 * time.Millisecond) // let the others join
+	waitJoined(t, d, 50) // all 50 share the one flight before it lands
 	close(fb.gate)
 	wg.Wait()
 	if n := fb.calls.Load(); n != 1 {
@@ -198,5 +195,27 @@ func TestBadKind(t *testing.T) {
 	d := fakeDir(t, &fakeBackend{}, nil)
 	if _, _, err := d.Lookup(context.Background(), "printer", nil); err == nil || IsUnavailable(err) {
 		t.Fatalf("kind printer: %v", err)
+	}
+}
+
+// waitJoined waits (bounded) until n lookups share the one flight in
+// progress.
+func waitJoined(t *testing.T, d *Directory, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.flights.mu.Lock()
+		got := 0
+		for _, fl := range d.flights.m {
+			got = fl.joined
+		}
+		d.flights.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lookups joined the flight, want %d", got, n)
+		}
+		runtime.Gosched()
 	}
 }

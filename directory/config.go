@@ -156,6 +156,7 @@ type settings struct {
 	pageSize    int
 	groupMode   string
 	baseDN      string
+	now         func() time.Time // the clock of cache ages and the outage policy; tests replace it before use
 }
 
 func configErr(key string, format string, args ...any) error {
@@ -171,7 +172,7 @@ func durOr(d Duration, def time.Duration) time.Duration {
 
 // validate checks cfg and applies defaults. Errors name the config key.
 func validate(cfg Config) (*settings, error) {
-	s := &settings{cfg: cfg}
+	s := &settings{cfg: cfg, now: time.Now}
 	switch cfg.Backend {
 	case "file":
 		if cfg.File == "" {

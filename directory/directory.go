@@ -70,6 +70,7 @@ func New(cfg Config, logger *slog.Logger) (*Directory, error) {
 			keep = max(keep, s.staleMaxAge)
 		}
 		d.cache = newCache(s.cacheSize, keep)
+		d.cache.clock = func() time.Time { return s.now() }
 	}
 	switch cfg.Backend {
 	case "file":
@@ -199,10 +200,10 @@ func (d *Directory) start(key string, fl *flight, kind, filter string, shared bo
 		start := time.Now()
 		dn, groups, err := d.be.lookup(ctx, kind, filter)
 		cancel()
-		now := time.Now()
 		if d.queryObs != nil {
-			d.queryObs.Observe(now.Sub(start))
+			d.queryObs.Observe(time.Since(start))
 		}
+		now := d.s.now()
 		if d.cache != nil {
 			d.settle(key, now, shared, &dn, &groups, &err)
 		}
@@ -228,19 +229,28 @@ func (d *Directory) settle(key string, now time.Time, allowStale bool, dn *strin
 		if ttl > 0 {
 			d.cache.put(key, &cacheEntry{dn: *dn, groups: *groups, err: *err, fetched: now, expires: now.Add(ttl)})
 		}
-	case allowStale && d.s.serveStale && IsUnavailable(*err):
+	case allowStale && IsUnavailable(*err):
 		e := d.cache.get([]byte(key))
 		if e == nil {
 			return
 		}
 		age := now.Sub(e.fetched)
-		if age > d.s.staleMaxAge {
+		if !d.staleServable(age) {
 			return
 		}
 		d.stats.stale.Add(1)
 		d.logger.Warn("directory unavailable: serving stale answer", "age", age.Round(time.Second).String(), "dn", e.dn, "error", (*err).Error())
 		*dn, *groups, *err = e.dn, e.groups, e.err
 	}
+}
+
+// staleServable is the outage policy, the one decision both lookups and
+// Ready follow: while the directory cannot answer, may an answer the server
+// gave age ago still be served? Only with on_outage = "serve_stale" (and a
+// cache to serve from), and only up to stale_max_age. A lookup asks it for
+// its cached entry; Ready for the freshest answer the cache can hold.
+func (d *Directory) staleServable(age time.Duration) bool {
+	return d.cache != nil && d.s.serveStale && age <= d.s.staleMaxAge
 }
 
 // Check tests the backend: for LDAP it connects to every URL, binds and

@@ -137,12 +137,14 @@ func TestServeStale(t *testing.T) {
 		c.StaleMaxAge = Duration{time.Hour}
 		c.Timeout = Duration{time.Second}
 	})
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	useClock(d, clock)
 	ctx := context.Background()
 	dn, groups, err := d.Lookup(ctx, "user", aliceFields)
 	must(t, err)
 	_, _, err = d.Lookup(ctx, "user", map[string]string{"email": "nobody@example.com"})
 	must(t, err)
-	time.Sleep(100 * time.Millisecond) // both answers expire
+	clock.advance(100 * time.Millisecond) // both answers expire
 	s.kill()
 
 	dn2, groups2, err := d.Lookup(ctx, "user", aliceFields)
@@ -171,10 +173,16 @@ func TestServeStaleMaxAge(t *testing.T) {
 		c.CacheTTL = Duration{20 * time.Millisecond}
 		c.StaleMaxAge = Duration{100 * time.Millisecond}
 	})
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	useClock(d, clock)
 	_, _, err := d.Lookup(context.Background(), "user", aliceFields)
 	must(t, err)
-	time.Sleep(200 * time.Millisecond)
 	s.kill()
+	clock.advance(50 * time.Millisecond) // expired, within stale_max_age
+	if _, _, err := d.Lookup(context.Background(), "user", aliceFields); err != nil {
+		t.Fatalf("stale within stale_max_age: %v", err)
+	}
+	clock.advance(150 * time.Millisecond) // older than stale_max_age
 	if _, _, err := d.Lookup(context.Background(), "user", aliceFields); !IsUnavailable(err) {
 		t.Fatalf("too old to serve: %v", err)
 	}

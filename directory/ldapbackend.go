@@ -250,7 +250,7 @@ func (b *ldapBackend) check(ctx context.Context) error {
 				1, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
 			c.Close()
 			if err != nil {
-				err = fmt.Errorf("%s: base_dn %q: %w", u.Redacted(), b.s.baseDN, err)
+				err = fmt.Errorf("%s: base_dn %q: %w", u.Redacted(), b.s.baseDN, readable(err))
 			}
 		}
 		cancel()
@@ -259,7 +259,7 @@ func (b *ldapBackend) check(ctx context.Context) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("directory: check: %w", errors.Join(errs...))
+		return fmt.Errorf("directory: check: %w", joinErrors(errs))
 	}
 	return nil
 }

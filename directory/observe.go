@@ -19,13 +19,42 @@ type DurationObserver interface {
 func (d *Directory) SetQueryObserver(o DurationObserver) { d.queryObs = o }
 
 // Ready reports whether the directory can answer: for LDAP, a pooled
-// connection is up, or the outage is still within stale_max_age and
-// on_outage = "serve_stale" lets cached answers be served; for a file, the
-// file is still there. It does no network I/O (the pool's health probe
-// keeps the state current), so it suits a readiness endpoint.
+// connection is up, or — while none is — the outage policy (the same
+// decision lookups make, staleServable) still lets the freshest answer the
+// server gave be served: on_outage = "serve_stale" within stale_max_age of
+// the server's last answer; never with on_outage = "deny". For a file, the
+// file is still there. It does no network I/O itself (with no usable
+// connection it starts one background redial), so it suits a readiness
+// endpoint.
 func (d *Directory) Ready() error {
-	if r, ok := d.be.(interface{ ready() error }); ok {
-		return r.ready()
+	switch b := d.be.(type) {
+	case *fileBackend:
+		return b.ready()
+	case *ldapBackend:
+		p := b.pool
+		if p.closed.Load() {
+			return errors.New("directory: closed")
+		}
+		if p.anyUsable(-1) != nil {
+			return nil
+		}
+		p.refill()
+		last := p.lastAnswer()
+		if last.IsZero() {
+			if err := p.lastError(); err != nil {
+				return fmt.Errorf("directory: not connected: %w", err)
+			}
+			return errors.New("directory: not connected yet")
+		}
+		age := d.s.now().Sub(last)
+		if d.staleServable(age) {
+			return nil
+		}
+		msg := fmt.Sprintf("directory: unavailable: no answer from the server since %s", last.UTC().Format(time.RFC3339))
+		if err := p.lastError(); err != nil {
+			return fmt.Errorf("%s: %w", msg, err)
+		}
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -35,26 +64,4 @@ func (b *fileBackend) ready() error {
 		return fmt.Errorf("directory: file: %w", err)
 	}
 	return nil
-}
-
-func (b *ldapBackend) ready() error {
-	p := b.pool
-	if p.closed.Load() {
-		return errors.New("directory: closed")
-	}
-	for _, sl := range p.slots {
-		if sl.c.Load().usable() {
-			return nil
-		}
-	}
-	p.mu.Lock()
-	down, since, lastErr := p.down, p.downSince, p.lastErr
-	p.mu.Unlock()
-	switch {
-	case !down:
-		return errors.New("directory: not connected yet")
-	case p.s.serveStale && time.Since(since) <= p.s.staleMaxAge:
-		return nil
-	}
-	return fmt.Errorf("directory: unavailable since %s: %v", since.UTC().Format(time.RFC3339), lastErr)
 }

@@ -38,13 +38,17 @@ type pool struct {
 	wg     sync.WaitGroup // background closes and operations
 	bgMu   sync.RWMutex   // orders wg.Add (read side) before close's Wait
 
+	lastOK    atomic.Int64 // s.now() in Unix ns of the server's last answer (dial, probe or operation); 0 = never
+	refilling atomic.Bool  // a background redial started by refill is running
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc // cancelled by close: ends background redials
+
 	mu sync.Mutex
 	// guarded by mu
-	failures  int       // consecutive failed dials
-	retryAt   time.Time // no dial before this (backoff)
-	lastErr   error
-	down      bool      // outage logged
-	downSince time.Time // when down was set
+	failures int       // consecutive failed dials
+	retryAt  time.Time // no dial before this (backoff)
+	lastErr  error
+	down     bool // outage logged
 }
 
 // slot holds one connection; lock (a 1-buffered channel, so waiting honours
@@ -64,6 +68,7 @@ func (c *pconn) usable() bool { return c != nil && !c.broken.Load() && !c.conn.I
 
 func newPool(s *settings, logger *slog.Logger) (*pool, error) {
 	p := &pool{s: s, logger: logger}
+	p.bgCtx, p.bgCancel = context.WithCancel(context.Background())
 	for _, raw := range s.cfg.LDAP.URLs {
 		u, _ := url.Parse(raw) // validated
 		p.urls = append(p.urls, u)
@@ -141,14 +146,56 @@ func (p *pool) get(ctx context.Context) (*pconn, error) {
 	return c, nil
 }
 
-// anyUsable returns a usable connection from another slot than skip.
+// anyUsable returns a usable connection from another slot than skip (-1:
+// any slot).
 func (p *pool) anyUsable(skip int) *pconn {
-	for j := 1; j < len(p.slots); j++ {
-		if c := p.slots[(skip+j)%len(p.slots)].c.Load(); c.usable() {
+	n := len(p.slots)
+	for j := 1; j <= n; j++ { // from the slot after skip, round the ring
+		i := (skip + j) % n
+		if i == skip {
+			continue
+		}
+		if c := p.slots[i].c.Load(); c.usable() {
 			return c
 		}
 	}
 	return nil
+}
+
+// answered records that the server just answered (a dial bound, a probe
+// or an operation got a reply): the outage policy measures from here.
+func (p *pool) answered() { p.lastOK.Store(p.s.now().UnixNano()) }
+
+// lastAnswer is when the server last answered; zero if never.
+func (p *pool) lastAnswer() time.Time {
+	if n := p.lastOK.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// lastError is the last dial failure, if the pool is down.
+func (p *pool) lastError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// refill starts one background fill of a slot (unless one is running, or
+// the pool is backing off), so that after its connections broke the pool
+// reconnects without waiting for a lookup or the next probe.
+func (p *pool) refill() {
+	if !p.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	if !p.goBG(func() {
+		defer p.refilling.Store(false)
+		ctx, cancel := context.WithTimeout(p.bgCtx, p.s.timeout)
+		defer cancel()
+		p.get(ctx)
+	}) {
+		p.refilling.Store(false)
+	}
 }
 
 // record updates the backoff state after a dial and logs transitions.
@@ -156,6 +203,7 @@ func (p *pool) record(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err == nil {
+		p.answered()
 		if p.down {
 			p.logger.Info("directory reachable again")
 		}
@@ -167,7 +215,7 @@ func (p *pool) record(err error) {
 	p.retryAt = time.Now().Add(min(b, maxBackoff))
 	p.lastErr = err
 	if !p.down {
-		p.down, p.downSince = true, time.Now()
+		p.down = true
 		p.logger.Warn("directory unavailable", "error", err.Error())
 	}
 }
@@ -192,7 +240,7 @@ func (p *pool) dialAny(ctx context.Context) (*pconn, error) {
 			break
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, joinErrors(errs)
 }
 
 // dial connects to urls[i], upgrades with StartTLS if configured, and binds
@@ -247,7 +295,7 @@ func (p *pool) dial(ctx context.Context, i int) (*ldap.Conn, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: %s: %w", u.Redacted(), step, err)
+		return nil, fmt.Errorf("%s: %s: %w", u.Redacted(), step, readable(err))
 	}
 	if p.s.cfg.LDAP.StartTLS {
 		if err := c.StartTLS(tc); err != nil {
@@ -322,14 +370,17 @@ func (p *pool) do(ctx context.Context, op func(*ldap.Conn) (any, error)) (any, e
 		var r result
 		select {
 		case r = <-resc:
+			r.err = readable(r.err)
 		case <-ctx.Done():
 			p.discard(c)
 			return nil, unavailable("%s: %w", p.urls[c.url].Redacted(), ctx.Err())
 		}
 		if r.err == nil {
+			p.answered()
 			return r.v, nil
 		}
 		if !c.conn.IsClosing() && !connFailure(r.err) {
+			p.answered() // an answer, if not the one hoped for
 			return r.v, r.err
 		}
 		p.discard(c)
@@ -424,6 +475,10 @@ func (p *pool) ping(ctx context.Context, c *pconn) error {
 	}
 	select {
 	case err := <-errc:
+		err = readable(err)
+		if err == nil {
+			p.answered()
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -450,6 +505,7 @@ func (p *pool) close() {
 	p.bgMu.Lock()
 	p.closed.Store(true)
 	p.bgMu.Unlock()
+	p.bgCancel()
 	for _, sl := range p.slots {
 		if c := sl.c.Swap(nil); c != nil {
 			p.discard(c)

@@ -41,7 +41,11 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte
 			}
 			b = append(b, c...)
 		}
-		if err := os.WriteFile(filepath.Join(dir, dst), b, 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(dst, ".key") {
+			mode = 0o600 // private keys: owner only
+		}
+		if err := os.WriteFile(filepath.Join(dir, dst), b, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,14 +98,29 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte
 	if err := os.WriteFile(rc, rb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Each listener (auth, acct, then their IPv6 twins on ::1) gets its own
+	// free port, held open until all are chosen so none repeats; nothing
+	// assumes 1812/1813 (or port+1) are free.
+	var ports []int
+	var held []net.PacketConn
+	for i := 0; i < 4; i++ {
+		addr := "127.0.0.1:0"
+		if i >= 2 {
+			addr = "[::1]:0"
+		}
+		l, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		ports = append(ports, l.LocalAddr().(*net.UDPAddr).Port)
 	}
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
-	// Listen on 127.0.0.1:port (auth) and port+1 (acct); the IPv6
-	// listeners go to ::1; no inner-tunnel server (EAP-TLS needs none).
+	for _, l := range held {
+		l.Close()
+	}
+	port := ports[0]
+	// Listen on 127.0.0.1 (auth, acct) and ::1; no inner-tunnel server
+	// (EAP-TLS needs none).
 	site := filepath.Join(dir, "sites-enabled", "default")
 	sb, err := os.ReadFile(site)
 	if err != nil {
@@ -110,7 +129,10 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte
 	n := 0
 	sb = regexp.MustCompile(`(?m)^(\s*)port = 0`).ReplaceAllFunc(sb, func(m []byte) []byte {
 		n++
-		return []byte(fmt.Sprintf("\tport = %d", port+n-1))
+		if n > len(ports) {
+			t.Fatalf("freeradius site has more than %d listeners", len(ports))
+		}
+		return []byte(fmt.Sprintf("\tport = %d", ports[n-1]))
 	})
 	sb = regexp.MustCompile(`(?m)^(\s*)ipaddr = \*`).ReplaceAll(sb, []byte("${1}ipaddr = 127.0.0.1"))
 	sb = regexp.MustCompile(`(?m)^(\s*)ipv6addr = ::(\s)`).ReplaceAll(sb, []byte("${1}ipv6addr = ::1${2}"))

@@ -71,8 +71,8 @@ func parseEnrollRequest(body []byte) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("public_key: %w", err)
 	}
-	if k.IsZero() {
-		return Key{}, errors.New("public_key: all zeros")
+	if k.IsLowOrder() {
+		return Key{}, errors.New("public_key: not a usable Curve25519 public key (a low-order point such as all zeros)")
 	}
 	return k, nil
 }

@@ -76,7 +76,8 @@ func TestEnrollErrors(t *testing.T) {
 		{"bad json", "alice", `{"public_key":`, 400, "not the expected JSON"},
 		{"unknown field", "alice", `{"public_key":"x","admin":true}`, 400, "not the expected JSON"},
 		{"bad key", "alice", `{"public_key":"AAAA"}`, 400, "public_key"},
-		{"zero key", "alice", keyBody(Key{}), 400, "all zeros"},
+		{"zero key", "alice", keyBody(Key{}), 400, "low-order"},
+		{"low-order key", "alice", keyBody(lowOrderPoints(t)[3]), 400, "low-order"},
 		{"too large", "alice", `{"public_key":"` + strings.Repeat("A", 8000) + `"}`, 413, "too large"},
 		{"revoked", "carol", keyBody(newPub(t)), 403, "certificate revoked"},
 		{"no rule", "frank", keyBody(newPub(t)), 403, "not permitted to use the VPN"},
@@ -226,8 +227,8 @@ func FuzzParseEnrollRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := parseEnrollRequest(b)
 		if err == nil {
-			if k.IsZero() {
-				t.Fatal("accepted zero key")
+			if k.IsZero() || k.IsLowOrder() {
+				t.Fatal("accepted a low-order key")
 			}
 			var w uapiWriter
 			w.addPeer(k)
@@ -259,7 +260,10 @@ func TestConcurrentEnrollments(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			body, _ := json.Marshal(EnrollRequest{PublicKey: newPub(t).String()})
-			resp, err := ca.httpClient(certs[i]).Post(env.url()+"/v1/enroll", "application/json", bytes.NewReader(body))
+			// One client per source address, as in production (a single
+			// address would meet enroll_max_conns_per_ip).
+			hc := fromSource(ca.httpClient(certs[i]), fmt.Sprintf("127.0.1.%d", 1+i))
+			resp, err := hc.Post(env.url()+"/v1/enroll", "application/json", bytes.NewReader(body))
 			if err != nil {
 				t.Error(err)
 				return

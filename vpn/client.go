@@ -112,7 +112,14 @@ func enrollClient(opts EnrollOptions) (*http.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vpn: enroll: client certificate: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Always present the certificate, even when it does not chain to one of
+	// the CAs the server names in its request (the Go default then sends
+	// none, and the user would read "tls: certificate required"): the server
+	// decides, and answers with a message the user can act on.
+	tc := &tls.Config{
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		MinVersion:           tls.VersionTLS12,
+	}
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {

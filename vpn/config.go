@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gatehouse/gatehouse/netlimit"
 	"github.com/gatehouse/gatehouse/policy"
 )
 
@@ -56,6 +57,13 @@ type Config struct {
 	MTU int `toml:"mtu"`
 	// MaxFlows bounds the connection tracker (default 262144).
 	MaxFlows int `toml:"max_flows"`
+	// EnrollMaxConns caps the enrollment API's open connections (default
+	// 1024; negative: no cap). A connection over a cap is closed at once
+	// and counted in gatehouse_listener_rejected_total{listener="enroll"}.
+	EnrollMaxConns int `toml:"enroll_max_conns"`
+	// EnrollMaxConnsPerIP caps them per client IPv4 address or IPv6 /64
+	// (default 16; negative: no cap).
+	EnrollMaxConnsPerIP int `toml:"enroll_max_conns_per_ip"`
 
 	// StateDir holds the peer registry and the generated key. Set by cmd
 	// (from [server] state_dir). Required.
@@ -73,10 +81,17 @@ type settings struct {
 	dns               []netip.Addr
 	revalidate        time.Duration
 	expiredGrace      time.Duration
+	enrollCaps        netlimit.Config
 }
 
 // DefaultExpiredGrace is ExpiredGrace's default.
 const DefaultExpiredGrace = 30 * 24 * time.Hour
+
+// Default connection caps of the enrollment API.
+const (
+	DefaultEnrollMaxConns      = 1024
+	DefaultEnrollMaxConnsPerIP = 16
+)
 
 func (c *Config) validate() (*settings, error) {
 	if !c.Enabled {
@@ -101,6 +116,8 @@ func (c *Config) validate() (*settings, error) {
 	if s.MaxPeersPerIdentity <= 0 {
 		s.MaxPeersPerIdentity = 3
 	}
+	s.enrollCaps = netlimit.Config{MaxConns: s.EnrollMaxConns, MaxConnsPerIP: s.EnrollMaxConnsPerIP}.WithDefaults(
+		netlimit.Config{MaxConns: DefaultEnrollMaxConns, MaxConnsPerIP: DefaultEnrollMaxConnsPerIP})
 	if s.MTU == 0 {
 		s.MTU = 1420
 	}

@@ -46,6 +46,19 @@ func (k Key) hex() string { return hex.EncodeToString(k[:]) }
 // IsZero reports whether k is all zeros.
 func (k Key) IsZero() bool { return k == Key{} }
 
+// IsLowOrder reports whether k, taken as a public key, is a low-order point
+// of Curve25519 in any encoding (all zeros included): a Diffie-Hellman with
+// it gives all zeros whatever the private key, so a session keyed by it is
+// no secret. X25519 clamps every scalar to a multiple of the cofactor 8, so
+// any low-order point (order 1, 2, 4 or 8) maps to zero, which
+// curve25519.X25519 reports as an error; any scalar will do.
+func (k Key) IsLowOrder() bool {
+	_, err := curve25519.X25519(lowOrderProbe[:], k[:])
+	return err != nil
+}
+
+var lowOrderProbe = [32]byte{1}
+
 var errBadKey = errors.New("want 32 bytes in standard base64")
 
 // ParseKey parses a base64 WireGuard key.

@@ -20,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
+	"github.com/gatehouse/gatehouse/netlimit"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/metric"
 	"github.com/gatehouse/gatehouse/policy/reval"
@@ -54,6 +55,8 @@ type Server struct {
 	// noFilter leaves the TUN unfiltered: only for measuring the filter's
 	// cost in the throughput test. Never set in production.
 	noFilter bool
+
+	enrollLn atomic.Pointer[netlimit.Listener] // the capped enrollment listener, once Run made it
 
 	started  atomic.Bool                    // Run runs once
 	stopping atomic.Bool                    // Run's context is done
@@ -185,6 +188,8 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("vpn: enrollment listener: %w", err)
 	}
 	s.enrollAddr = ln.Addr()
+	capped := netlimit.Wrap(ln, s.cfg.enrollCaps)
+	s.enrollLn.Store(capped)
 	hs := &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -199,7 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := hs.Serve(tls.NewListener(ln, s.tls))
+		err := hs.Serve(tls.NewListener(capped, s.tls))
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -363,6 +368,10 @@ type Stats struct {
 	Flows       int               // entries in the connection tracker
 	Drops       map[string]uint64 // packets dropped by the filter, by reason
 }
+
+// EnrollListener returns the enrollment API's connection counters (zero
+// before Run listens).
+func (s *Server) EnrollListener() netlimit.Stats { return s.enrollLn.Load().Stats() }
 
 // Stats returns a snapshot of s.
 func (s *Server) Stats() Stats {

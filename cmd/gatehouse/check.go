@@ -61,7 +61,7 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer dir.close()
 		if err := dir.check(ctx); err != nil {
-			return fmt.Errorf("check: directory: %w", err)
+			return err // "directory: check: <url>: ..." already
 		}
 		fmt.Fprintln(stdout, "directory:     reachable, bind OK")
 	}

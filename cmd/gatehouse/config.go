@@ -43,6 +43,12 @@ type serverConfig struct {
 	// confirms with `gatehouse reload --confirm-cut`; default 0.25, 1 turns
 	// the guard off.
 	MaxCutFraction float64 `toml:"max_cut_fraction"`
+	// MetricsMaxConns caps the metrics endpoint's open connections
+	// (default 64) and MetricsMaxConnsPerIP those from one IPv4 address
+	// or IPv6 /64 (default 8); negative: no cap. Over a cap a connection is
+	// closed at once, counted in gatehouse_listener_rejected_total.
+	MetricsMaxConns      int `toml:"metrics_max_conns"`
+	MetricsMaxConnsPerIP int `toml:"metrics_max_conns_per_ip"`
 }
 
 // loaded is a decoded and compiled configuration.

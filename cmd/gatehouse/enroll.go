@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/gatehouse/gatehouse/vpn"
 )
@@ -32,15 +34,25 @@ func cmdEnroll(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	conf, err := vpn.Enroll(ctx, o)
 	if err != nil {
-		return fmt.Errorf("enroll: %w", err)
+		return err // "vpn: enroll: ..." already
 	}
 	if toStdout {
 		fmt.Fprint(stdout, conf)
 	} else {
-		fmt.Fprintf(stdout, "wrote %s; bring the tunnel up with: wg-quick up ./%s\n", o.Output, o.Output)
+		fmt.Fprintf(stdout, "wrote %s; bring the tunnel up with: wg-quick up %s\n", o.Output, wgQuickArg(o.Output))
 	}
 	if *qr {
 		return vpn.WriteQR(stdout, conf)
 	}
 	return nil
+}
+
+// wgQuickArg is how to name the config file path to wg-quick, which takes an
+// argument without a slash as an interface name (/etc/wireguard/NAME.conf):
+// a path with a slash as given, a bare file name as ./NAME.
+func wgQuickArg(path string) string {
+	if strings.ContainsRune(path, filepath.Separator) || strings.ContainsRune(path, '/') {
+		return path
+	}
+	return "./" + path
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +82,9 @@ func TestEnrollCommand(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("alice: exit %d: %s", code, msg)
 	}
+	if want := "wg-quick up " + out + "\n"; !strings.Contains(msg, want) { // out is absolute
+		t.Errorf("alice: output %q lacks %q", msg, want)
+	}
 	fi, err := os.Stat(out)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config file: %v mode %v", err, fi.Mode())
@@ -97,6 +102,10 @@ func TestEnrollCommand(t *testing.T) {
 	// Denied certificates get an error an employee can act on, and exit 1.
 	for _, c := range []struct{ cert, want string }{
 		{"carol", "revoked"},
+		// A CA the server does not trust (and does not list in its
+		// CertificateRequest hints): the client still presents its
+		// certificate, so the server's own message reaches the user.
+		{"mallory-wrongca", "gatehouse: vpn: enroll: refused (403): certificate not issued by a trusted authority\n"},
 		{"frank", "not permitted"},
 		{"thermostat-0001", "not permitted"}, // the thermostats rule gives no VPN access
 	} {
@@ -118,6 +127,20 @@ func TestEnrollCommand(t *testing.T) {
 	}
 }
 
+func TestWGQuickArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"wg0.conf":              "./wg0.conf",
+		"/etc/wireguard/a.conf": "/etc/wireguard/a.conf",
+		"./x.conf":              "./x.conf",
+		"sub/x.conf":            "sub/x.conf",
+		"../x.conf":             "../x.conf",
+	} {
+		if got := wgQuickArg(in); got != want {
+			t.Errorf("wgQuickArg(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // BenchmarkEnroll measures enrollments through the whole stack in process:
 // a new mutual-TLS connection per enrollment, the real policy and LDIF
 // directory, an address lease and the peer added to wireguard-go. Each
@@ -136,12 +159,18 @@ func BenchmarkEnroll(b *testing.B) {
 	roots.AddCert(ca[0])
 	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "gatehouse.test"}}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	b.ReportAllocs()
 	b.SetParallelism(4) // enrollments from several clients at once, as in production
+	var clients atomic.Int32
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		// Each client from its own address, as in production (one
+		// address would meet enroll_max_conns_per_ip).
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 2, byte(clients.Add(1)))}
+		tr := tr.Clone()
+		tr.DialContext = (&net.Dialer{LocalAddr: src}).DialContext
+		defer tr.CloseIdleConnections()
+		hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		for pb.Next() {
 			k, err := vpn.GenerateKey()
 			if err != nil {

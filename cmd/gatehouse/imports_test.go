@@ -11,8 +11,9 @@ import (
 // TestImportRules keeps ARCHITECTURE.md's import rules true: policy and
 // directory import no package of ours, radius and vpn never import each
 // other, store (the shared-state backends) imports only policy, only cmd
-// reads TOML, and policy/jsonl, the line appender shared by the audit trail
-// and accounting, imports nothing of ours.
+// reads TOML, policy/jsonl (the line appender shared by the audit trail and
+// accounting) imports nothing of ours, and netlimit (the listeners'
+// connection caps, shared by vpn and cmd) is standard library only.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "../../...").Output()
@@ -43,6 +44,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
 			case ours && pkg == "policy/jsonl":
 				t.Errorf("%s imports %s: the line appender is a leaf (standard library only)", pkg, dep)
+			case top == "netlimit" && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
+				t.Errorf("%s imports %s: netlimit is standard library only", pkg, imp)
 			case !ours || depTop == top:
 			case top == "policy" || top == "directory":
 				t.Errorf("%s imports %s: %s may import no package of ours", pkg, dep, top)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/gatehouse/gatehouse/directory"
+	"github.com/gatehouse/gatehouse/netlimit"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/audit"
 	"github.com/gatehouse/gatehouse/policy/metric"
@@ -93,6 +94,9 @@ func TestCollectors(t *testing.T) {
 		}, policy.DoorWiFi, policy.DoorVPN),
 		dc,
 		newAuditCollector(func() audit.Stats { return audit.Stats{Written: 5, Dropped: 1} }),
+		newListenerCollector(func() map[string]netlimit.Stats {
+			return map[string]netlimit.Stats{"metrics": {Open: 1}, "enroll": {Open: 16, Rejected: 7}}
+		}),
 	)
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

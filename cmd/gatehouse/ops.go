@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gatehouse/gatehouse/netlimit"
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/audit"
 	"github.com/gatehouse/gatehouse/policy/metric"
@@ -30,13 +32,23 @@ type ops struct {
 	dirQuery  metric.Histogram
 	reg       *prometheus.Registry
 	listen    string // "" = no metrics endpoint
+	caps      netlimit.Config
 	log       *slog.Logger
+	metricsLn atomic.Pointer[netlimit.Listener] // the capped metrics listener, once runMetrics made it
 }
+
+// Default connection caps of the metrics endpoint.
+const (
+	defaultMetricsMaxConns      = 64
+	defaultMetricsMaxConnsPerIP = 8
+)
 
 // newOps builds the audit writer and the registry and hands the auditor to
 // the doors and the query observer to the directory. It starts nothing.
 func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) (*ops, error) {
 	o := &ops{listen: c.MetricsListen, log: logger.With("component", "ops"), reg: prometheus.NewRegistry()}
+	o.caps = netlimit.Config{MaxConns: c.MetricsMaxConns, MaxConnsPerIP: c.MetricsMaxConnsPerIP}.WithDefaults(
+		netlimit.Config{MaxConns: defaultMetricsMaxConns, MaxConnsPerIP: defaultMetricsMaxConnsPerIP})
 	switch c.Audit {
 	case "", "file":
 		ac := audit.Config{File: filepath.Join(c.StateDir, "audit.jsonl"), MaxSize: int64(c.AuditMaxSizeMB) << 20, Keep: c.AuditKeep}
@@ -72,6 +84,7 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 		newRevocationCollector(s.rev.Stats, func() []policy.CRLFile { return s.auth.Policy().CRLFiles() }, now),
 		o.decisions,
 		newHeldCollector(s.reval.Held, doorsOf(s)...),
+		newListenerCollector(o.listenerStats(s)),
 		&readyCollector{checks: func() map[string]error { return readiness(s) }, desc: desc("ready", "1 if a readiness check passes, by component.", "component")},
 	)
 	if s.vpn != nil {
@@ -161,7 +174,12 @@ func (o *ops) handler(s *servers) http.Handler {
 				if !isDegraded(err) {
 					status = http.StatusServiceUnavailable
 				}
-				fmt.Fprintf(&b, "%s: %v\n", k, err)
+				// "directory: file: ...", not "directory: directory: file: ...".
+				if msg := err.Error(); strings.HasPrefix(msg, k+": ") {
+					fmt.Fprintf(&b, "%s\n", msg)
+				} else {
+					fmt.Fprintf(&b, "%s: %s\n", k, msg)
+				}
 			} else {
 				fmt.Fprintf(&b, "%s: ok\n", k)
 			}
@@ -198,15 +216,21 @@ func (o *ops) runMetrics(ctx context.Context, s *servers) error {
 	if err != nil {
 		return fmt.Errorf("metrics_listen: %w", err)
 	}
+	capped := netlimit.Wrap(ln, o.caps)
+	o.metricsLn.Store(capped)
 	hs := &http.Server{
 		Handler:           o.handler(s),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second, // scrapers reconnect; idle keep-alives must not pile up
+		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(o.log.Handler(), slog.LevelDebug),
 	}
-	o.log.Info("metrics: listening", "addr", ln.Addr().String())
+	o.log.Info("metrics: listening", "addr", ln.Addr().String(),
+		"max_conns", o.caps.MaxConns, "max_conns_per_ip", o.caps.MaxConnsPerIP)
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(capped) }()
 	select {
 	case err := <-errc:
 		return err

@@ -141,7 +141,7 @@ func TestServeMetricsAndReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := o.get(t, "/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "directory: directory: file:") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "directory: file:") || strings.Contains(body, "directory: directory:") {
 		t.Errorf("/readyz without the directory: %d %q", code, body)
 	}
 	if _, m := o.get(t, "/metrics"); !strings.Contains(m, "gatehouse_directory_up 0") {

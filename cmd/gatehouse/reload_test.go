@@ -77,13 +77,15 @@ func TestReload(t *testing.T) {
 	if swaps != 4 {
 		t.Fatalf("config pointing at the CRL copy: %d swaps", swaps)
 	}
-	time.Sleep(10 * time.Millisecond) // a distinct modification time
-	writeFile(t, copyCRL, []byte("not a CRL"))
+	// Each replacement gets its own modification time, set explicitly:
+	// no waiting for the clock to tick past the filesystem's granularity.
+	mtime := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	writeFileAt(t, copyCRL, []byte("not a CRL"), mtime)
 	wait()
 	if swaps != 4 {
 		t.Fatalf("a broken CRL was swapped in")
 	}
-	writeFile(t, copyCRL, orig)
+	writeFileAt(t, copyCRL, orig, mtime.Add(time.Hour))
 	wait()
 	if swaps != 5 {
 		t.Fatalf("CRL change not picked up: %d swaps", swaps)
@@ -95,6 +97,21 @@ func writeFile(t *testing.T, f string, b []byte) {
 	t.Helper()
 	tmp := f + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeFileAt is writeFile with the modification time set to mtime.
+func writeFileAt(t *testing.T, f string, b []byte, mtime time.Time) {
+	t.Helper()
+	tmp := f + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, f); err != nil {

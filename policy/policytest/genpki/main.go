@@ -50,12 +50,31 @@ func (w *writer) file(name string, data []byte, desc string) {
 	if w.err != nil {
 		return
 	}
-	mode := os.FileMode(0o644)
-	if strings.HasSuffix(name, ".key") {
-		mode = 0o644
-	}
-	w.err = os.WriteFile(filepath.Join(w.dir, name), data, mode)
+	w.err = writeFile(filepath.Join(w.dir, name), data)
 	w.readme = append(w.readme, fmt.Sprintf("- `%s`: %s", name, desc))
+}
+
+// writeFile writes one output file: private keys (*.key) readable by the
+// owner only (0600), everything else 0644. The mode is set before the data
+// is written, so a rerun over an existing 0644 key (open keeps an existing
+// file's mode) never holds a new key world-readable.
+func writeFile(path string, data []byte) error {
+	mode := os.FileMode(0o644)
+	if strings.HasSuffix(path, ".key") {
+		mode = 0o600
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (w *writer) ca(name string, ca *policytest.CA, desc string, withKey bool) {
