@@ -39,6 +39,10 @@ func TestCompileErrors(t *testing.T) {
 		{"bad dns", func(c *Config) { c.Rules[2].VPN.DNS = []string{"dns.example"} }, `policy[2].vpn.dns[0]: "dns.example": bad IP address`},
 		{"bad route", func(c *Config) { c.Rules[2].VPN.Routes = []string{"x"} }, `policy[2].vpn.routes[0]`},
 		{"deny with access", func(c *Config) { c.Rules[1].WiFi = &WiFiConfig{} }, "a deny rule cannot also grant"},
+		{"empty groups", func(c *Config) { c.Rules[3].Groups = []string{} }, "policy[3].groups: empty list matches nobody; write everyone = true"},
+		{"everyone and groups", func(c *Config) { c.Rules[3].Everyone = true }, `policy[3].everyone: "true": everyone = true and groups exclude each other`},
+		{"rule without condition", func(c *Config) { c.Rules[3].Groups = nil }, "policy[3]: the rule names no groups and no identity conditions; write everyone = true"},
+		{"kind is no condition", func(c *Config) { c.Rules[0].Groups = nil }, "policy[0]: the rule names no groups"},
 		{"bad identity cond", func(c *Config) { c.Rules[0].Identity = map[string][]string{"shoe": {"x"}} }, "policy[0].identity.shoe: unknown identity field"},
 	}
 	for _, tt := range tests {

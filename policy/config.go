@@ -87,16 +87,25 @@ type DeviceRuleConfig struct {
 }
 
 // RuleConfig is one [[policy]] rule. Rules are tried in order; the first
-// whose conditions all hold decides. A rule with no condition matches every
-// trusted certificate that has a directory entry.
+// whose conditions all hold decides. Every rule names who it is for: groups,
+// identity conditions, or everyone = true; a rule with none of them, or with
+// an empty groups list, is a configuration error (it would silently match
+// every directory entry).
 type RuleConfig struct {
 	Name string `toml:"name"`
 	// Kind limits the rule to "user" or "device"; empty matches both.
 	Kind string `toml:"kind"`
 	// Groups: the entry must be in at least one, named by DN or by the value
-	// of the group's first RDN (e.g. "engineering"); DNs compare parsed and
-	// case-insensitively.
+	// of the group's first RDN (e.g. "engineering"; a group whose first RDN
+	// is multi-valued, "cn=a+ou=b,…", can be named by DN only). DNs compare
+	// parsed (RFC 4514): case-insensitively, escapes resolved, the values of
+	// a multi-valued RDN in any order, "+" never equal to ",". An empty list
+	// is an error.
 	Groups []string `toml:"groups"`
+	// Everyone makes a rule without group conditions explicit: it matches
+	// every directory entry (of Kind, and meeting the Identity conditions if
+	// any). It cannot be combined with Groups.
+	Everyone bool `toml:"everyone"`
 	// Identity conditions: field → accepted values, compared exactly
 	// (case-insensitively for upn, email and dns); a value starting with "*"
 	// matches that suffix, e.g. "*@example.com".

@@ -70,6 +70,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad revalidate_every", replace(`revalidate_every = "60s"`, `revalidate_every = "1ms"`), "revalidate_every"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
 		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"empty groups", replace(`groups = ["sales"]`, `groups = []`), `config.toml: policy[2].groups: empty list matches nobody; write everyone = true to match every directory entry`},
+		{"everyone with groups", replace(`groups = ["sales"]`, "groups = [\"sales\"]\neveryone = true"), `config.toml: policy[2].everyone: "true": everyone = true and groups exclude each other`},
+		{"rule without condition", replace(`groups = ["sales"]`, ``), `config.toml: policy[2]: the rule names no groups and no identity conditions; write everyone = true`},
 		{"negative audit keep", replace(`audit_keep = 10`, `audit_keep = -1`), "server.audit_max_size_mb and audit_keep must not be negative"},
 	}
 	for _, tt := range tests {
