@@ -138,9 +138,9 @@ func compileServerTLS(c *TrustConfig, t *trust, errs *fieldErrors) *tls.Config {
 		errs.add("trust.server_cert", c.ServerCert, errors.New("server_cert and server_key go together"))
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
+	cert, err := loadKeyPair(c.ServerCert, c.ServerKey)
 	if err != nil {
-		// The error of LoadX509KeyPair never quotes key material.
+		// The error of loadKeyPair never quotes key material.
 		errs.add("trust.server_key", c.ServerKey, err)
 		return nil
 	}
@@ -202,11 +202,11 @@ func compileIdentity(c *IdentityConfig, t *trust, errs *fieldErrors) identityRul
 			r.hasField = f
 		}
 		if d.IssuerCA != "" {
-			certs, err := ReadCertificates(d.IssuerCA)
+			cert, err := readOneCertificate(d.IssuerCA)
 			if err != nil {
 				errs.add(key+".issuer_ca", d.IssuerCA, err)
 			} else {
-				r.issuer = certs[0]
+				r.issuer = cert
 				known := false
 				for _, ca := range t.cas {
 					known = known || ca.Equal(r.issuer)

@@ -15,10 +15,10 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{"no client CA", func(c *Config) { c.Trust.ClientCA = nil }, "trust.client_ca: at least one client CA is required"},
 		{"missing CA file", func(c *Config) { c.Trust.ClientCA[1] = "nope.pem" }, `trust.client_ca[1]: "nope.pem": open nope.pem`},
-		{"CA file not PEM", func(c *Config) { c.Trust.ClientCA[0] = pki + "README.md" }, "no PEM certificate found"},
+		{"CA file not PEM", func(c *Config) { c.Trust.ClientCA[0] = pki + "README.md" }, `no PEM block found (want "CERTIFICATE")`},
 		{"leaf as CA", func(c *Config) { c.Trust.ClientCA[0] = pki + "alice.pem" }, "is not a CA certificate"},
 		{"bad revocation", func(c *Config) { c.Trust.Revocation = "maybe" }, `trust.revocation: "maybe": must be`},
-		{"CRL not a CRL", func(c *Config) { c.Trust.CRL[0] = pki + "alice.pem" }, `trust.crl[0]: "../testdata/pki/alice.pem": PEM block "CERTIFICATE" is not an X509 CRL`},
+		{"CRL not a CRL", func(c *Config) { c.Trust.CRL[0] = pki + "alice.pem" }, `trust.crl[0]: "../testdata/pki/alice.pem": PEM block 1 is "CERTIFICATE", want "X509 CRL"`},
 		{"key without cert", func(c *Config) { c.Trust.ServerCert = "" }, "server_cert and server_key go together"},
 		{"wrong key", func(c *Config) { c.Trust.ServerKey = pki + "alice.key" }, "trust.server_key"},
 		{"bad tls version", func(c *Config) { c.Trust.TLSMinVersion = "1.1" }, `trust.tls_min_version: "1.1"`},

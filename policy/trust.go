@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -68,29 +66,37 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 	}
 	for i, f := range c.CRL {
 		key := fmt.Sprintf("trust.crl[%d]", i)
-		l, err := readCRL(f)
+		lists, err := readCRLs(f)
 		if err != nil {
 			errs.add(key, f, err)
 			continue
 		}
-		var issuer *x509.Certificate
-		for _, ca := range t.cas {
-			if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
-				issuer = ca
-				break
+		// A file may bundle several CRLs (PEM): every one is verified
+		// against its CA and used; one that fails refuses the file.
+		for j, l := range lists {
+			which, source := "", "file "+f
+			if len(lists) > 1 {
+				which, source = fmt.Sprintf("CRL %d of %d: ", j+1, len(lists)), fmt.Sprintf("file %s (CRL %d of %d)", f, j+1, len(lists))
 			}
+			var issuer *x509.Certificate
+			for _, ca := range t.cas {
+				if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
+					issuer = ca
+					break
+				}
+			}
+			if issuer == nil {
+				errs.add(key, f, fmt.Errorf("%sCRL issued by %q is not signed by any configured CA", which, l.Issuer))
+				continue
+			}
+			c, err := newCRL(l, issuer, source)
+			if err != nil {
+				errs.add(key, f, fmt.Errorf("%s%w", which, err))
+				continue
+			}
+			k := sha256.Sum256(issuer.Raw)
+			t.crls[k] = append(t.crls[k], c)
 		}
-		if issuer == nil {
-			errs.add(key, f, fmt.Errorf("CRL issued by %q is not signed by any configured CA", l.Issuer))
-			continue
-		}
-		c, err := newCRL(l, issuer, "file "+f)
-		if err != nil {
-			errs.add(key, f, err)
-			continue
-		}
-		k := sha256.Sum256(issuer.Raw)
-		t.crls[k] = append(t.crls[k], c)
 	}
 	compileRevocation(c, t, errs)
 	return t
@@ -180,49 +186,4 @@ func hasClientAuth(c *x509.Certificate) bool {
 		}
 	}
 	return false
-}
-
-// ReadCertificates reads every certificate of a PEM file, in file order
-// (for a client's file: leaf first). Blocks of other types are skipped; a
-// file without a certificate is an error.
-func ReadCertificates(file string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return certs, nil
-}
-
-// readCRL reads a CRL in PEM ("X509 CRL") or DER form.
-func readCRL(file string) (*x509.RevocationList, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	if blk, _ := pem.Decode(b); blk != nil {
-		if blk.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %q is not an X509 CRL", blk.Type)
-		}
-		b = blk.Bytes
-	}
-	return x509.ParseRevocationList(b)
 }

@@ -102,6 +102,34 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckCRLBundle: check counts every CRL of a PEM bundle.
+func TestCheckCRLBundle(t *testing.T) {
+	var bundle []byte
+	for _, f := range []string{"employee-root", "employee-int", "device-ca", "long-int1", "long-int2", "long-int3"} {
+		b, err := os.ReadFile("../../testdata/pki/" + f + ".crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle = append(bundle, b...)
+	}
+	bf := filepath.Join(t.TempDir(), "all.crl")
+	if err := os.WriteFile(bf, bundle, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, func(s string) string {
+		i := strings.Index(s, "crl = [")
+		j := strings.Index(s[i:], "]")
+		return s[:i] + `crl = ["` + filepath.ToSlash(bf) + `"]` + s[i+j+1:]
+	})
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-config", f}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "revocation:    require, 6 CRLs") {
+		t.Fatalf("check output:\n%s", out.String())
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"frobnicate"}, {"check", "-nope"}, {"explain", "-config", "../../config.toml"}, {"check", "extra"}} {
 		var out, errb bytes.Buffer
