@@ -52,6 +52,7 @@ type Summary struct {
 	Intermediates  []string
 	CRLs           int // CRL files
 	Revocation     string
+	MinRSABits     int // smallest RSA key accepted in a chain
 	CRLURLs        int    // CRL URLs of [[trust.ca_source]]
 	OCSP           string // off, prefer or require
 	OCSPResponders int
@@ -104,6 +105,7 @@ func Compile(cfg *Config) (*Policy, error) {
 		s.CRLs += len(l)
 	}
 	s.Revocation = p.trust.revocation
+	s.MinRSABits = p.trust.minRSABits
 	s.OCSP = p.trust.settings.OCSP
 	for _, src := range p.trust.settings.Sources {
 		if src.CRLURL != "" {

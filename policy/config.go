@@ -51,6 +51,12 @@ type TrustConfig struct {
 	// responses that do not echo it. Off by default: responders that serve
 	// pre-signed responses ignore nonces.
 	OCSPNonce bool `toml:"ocsp_nonce"`
+	// MinRSABits is the smallest RSA key accepted in a client certificate
+	// and in every CA of its chain (default 2048; smaller values are
+	// refused). ECDSA keys must be on P-256, P-384 or P-521; Ed25519 is
+	// accepted; every other key is weak. A weak key denies with code
+	// weak_key; a configured CA with a weak key is a configuration error.
+	MinRSABits int `toml:"min_rsa_bits"`
 	// ServerCert and ServerKey are the PEM certificate chain and key that
 	// gatehouse presents to clients, in EAP-TLS and on the enrollment API.
 	ServerCert string `toml:"server_cert"`

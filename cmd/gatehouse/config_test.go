@@ -70,6 +70,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad revalidate_every", replace(`revalidate_every = "60s"`, `revalidate_every = "1ms"`), "revalidate_every"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
 		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"weak min_rsa_bits", replace(`min_rsa_bits = 2048`, `min_rsa_bits = 1024`), `config.toml: trust.min_rsa_bits: "1024": must be at least 2048`},
 		{"empty groups", replace(`groups = ["sales"]`, `groups = []`), `config.toml: policy[2].groups: empty list matches nobody; write everyone = true to match every directory entry`},
 		{"everyone with groups", replace(`groups = ["sales"]`, "groups = [\"sales\"]\neveryone = true"), `config.toml: policy[2].everyone: "true": everyone = true and groups exclude each other`},
 		{"rule without condition", replace(`groups = ["sales"]`, ``), `config.toml: policy[2]: the rule names no groups and no identity conditions; write everyone = true`},
@@ -95,7 +96,7 @@ func TestCheck(t *testing.T) {
 	if code := run(context.Background(), []string{"check", "-config", "../../config.toml"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "radius:", "Disconnect/CoA for 1 of 1 clients"} {
+	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "client keys:   RSA ≥ 2048 bits", "radius:", "Disconnect/CoA for 1 of 1 clients"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
