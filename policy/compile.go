@@ -52,7 +52,7 @@ type Summary struct {
 	Intermediates  []string
 	CRLs           int // CRL files
 	Revocation     string
-	MinRSABits     int // smallest RSA key accepted in a chain
+	MinRSABits     int    // smallest RSA key accepted in a chain
 	CRLURLs        int    // CRL URLs of [[trust.ca_source]]
 	OCSP           string // off, prefer or require
 	OCSPResponders int
