@@ -54,6 +54,18 @@ var codeNames = [...]string{
 	CodeNotYetValid:          "not_yet_valid",
 }
 
+// TrustStep reports whether c is a denial of the trust step (chain,
+// usage, validity, strength, revocation): the certificate was never
+// classified nor looked up.
+func (c Code) TrustStep() bool {
+	switch c {
+	case CodeNoCertificate, CodeUntrusted, CodeBadUsage, CodeExpired, CodeNotYetValid,
+		CodeWeakKey, CodeWeakSignature, CodeRevoked, CodeRevocationUnknown:
+		return true
+	}
+	return false
+}
+
 // String returns the code's stable snake_case name, suitable for metrics
 // labels and logs.
 func (c Code) String() string {
@@ -77,7 +89,9 @@ type Decision struct {
 	Chain      []*x509.Certificate
 	Revocation []RevocationResult // one per certificate checked, leaf first
 
-	// Identity of the leaf; zero when the certificate was not parsed that far.
+	// Identity of the presented leaf: its certificate fields whenever a
+	// leaf was presented (denied at the trust step too); Kind, Field and
+	// Name once the chain is trusted. Zero when no certificate was presented.
 	Identity Identity
 
 	// Directory results.

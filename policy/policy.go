@@ -34,14 +34,19 @@ func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
 // VerifyContext is VerifyAt with the fetched CRLs and OCSP answers of rc
 // (nil: CRL files only). It may block on OCSP until ctx is done or the
 // configured ocsp_timeout passes.
+//
+// Whenever a leaf was presented, the Decision's Identity describes it
+// (subject, issuer, serial, fingerprint, names), also when the trust step
+// denies it, so that every audit line names the certificate.
 func (p *Policy) VerifyContext(ctx context.Context, chain []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
 	d := p.trust.verify(ctx, chain, now, rc)
-	if d.Code == CodeAllowed {
-		id, err := IdentityOf(d.Chain[0])
-		if err != nil {
-			d.Code, d.Reason = CodeNoIdentity, err.Error()
-		}
-		d.Identity = id
+	if len(chain) == 0 || chain[0] == nil {
+		return d
+	}
+	id, err := IdentityOf(chain[0])
+	d.Identity = id
+	if err != nil && d.Code == CodeAllowed {
+		d.Code, d.Reason = CodeNoIdentity, err.Error()
 	}
 	return d
 }

@@ -190,3 +190,16 @@ func TestDenialCauses(t *testing.T) {
 		}
 	}
 }
+
+func TestTrustStepCodes(t *testing.T) {
+	for _, c := range []Code{CodeNoCertificate, CodeUntrusted, CodeBadUsage, CodeExpired, CodeNotYetValid, CodeWeakKey, CodeWeakSignature, CodeRevoked, CodeRevocationUnknown} {
+		if !c.TrustStep() {
+			t.Errorf("%v: not a trust-step code", c)
+		}
+	}
+	for _, c := range []Code{CodeAllowed, CodeNoIdentity, CodeNotInDirectory, CodeNoRule, CodeRuleDenies, CodeDoorNotPermitted} {
+		if c.TrustStep() {
+			t.Errorf("%v: a trust-step code", c)
+		}
+	}
+}
