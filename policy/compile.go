@@ -50,7 +50,7 @@ type Policy struct {
 type Summary struct {
 	ClientCAs      []string // subjects
 	Intermediates  []string
-	CRLs           int // CRL files
+	CRLs           int // CRLs read from files (each CRL of a bundle counts)
 	Revocation     string
 	MinRSABits     int    // smallest RSA key accepted in a chain
 	CRLURLs        int    // CRL URLs of [[trust.ca_source]]

@@ -109,8 +109,13 @@ func signedBy(c, parent *x509.Certificate) (ok, weak bool) {
 	return false, true
 }
 
-// maxDiagnoseDepth bounds the walk of diagnose.
-const maxDiagnoseDepth = 10
+// Bounds of the walk of diagnose: chain length, and signature checks (as
+// crypto/x509 bounds its own), so that a client presenting many
+// certificates with the same names cannot make it expensive.
+const (
+	maxDiagnoseDepth      = 10
+	maxDiagnoseSignatures = 100
+)
 
 // diagnose finds the cause crypto/x509 hides behind "unknown authority":
 // it walks from leaf up to a configured root, parent by parent (a parent is
@@ -124,6 +129,7 @@ func (t *trust) diagnose(leaf *x509.Certificate, presented []*x509.Certificate, 
 	candidates = append(candidates, presented...)
 	candidates = append(candidates, t.cas...)
 	var weak, invalid *x509.Certificate
+	checks := 0
 	cur := leaf
 	for depth := 0; ; depth++ {
 		if t.isRoot(cur) {
@@ -136,6 +142,9 @@ func (t *trust) diagnose(leaf *x509.Certificate, presented []*x509.Certificate, 
 		for _, c := range candidates {
 			if c == cur || !c.IsCA || !bytes.Equal(cur.RawIssuer, c.RawSubject) {
 				continue
+			}
+			if checks++; checks > maxDiagnoseSignatures {
+				return Decision{}, false
 			}
 			if ok, isWeak := signedBy(cur, c); ok {
 				parent = c
