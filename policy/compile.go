@@ -140,10 +140,14 @@ func compileServerTLS(c *TrustConfig, t *trust, errs *fieldErrors) *tls.Config {
 		errs.add("trust.server_cert", c.ServerCert, errors.New("server_cert and server_key go together"))
 		return nil
 	}
-	cert, err := loadKeyPair(c.ServerCert, c.ServerKey)
+	cert, inKey, err := loadKeyPair(c.ServerCert, c.ServerKey)
 	if err != nil {
 		// The error of loadKeyPair never quotes key material.
-		errs.add("trust.server_key", c.ServerKey, err)
+		if inKey {
+			errs.add("trust.server_key", c.ServerKey, err)
+		} else {
+			errs.add("trust.server_cert", c.ServerCert, err)
+		}
 		return nil
 	}
 	hints := x509.NewCertPool()

@@ -154,31 +154,28 @@ func crlDERs(b []byte) ([][]byte, error) {
 
 // loadKeyPair is tls.LoadX509KeyPair with strict PEM reading: the
 // certificate file holds only certificates (leaf first, then its chain),
-// the key file exactly one private key. Errors never quote key material.
-func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+// the key file exactly one private key. inKey tells whether an error is
+// about the key file (else the certificate file). Errors never quote key
+// material.
+func loadKeyPair(certFile, keyFile string) (pair tls.Certificate, inKey bool, err error) {
 	certs, err := ReadPEM(certFile, pemCertificate)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s: %w", certFile, err)
+		return tls.Certificate{}, false, err
+	}
+	var certPEM []byte
+	for i, c := range certs {
+		if _, err := x509.ParseCertificate(c.Bytes); err != nil {
+			return tls.Certificate{}, false, fmt.Errorf("certificate %d: %w", i+1, err)
+		}
+		certPEM = append(certPEM, pem.EncodeToMemory(c)...)
 	}
 	keys, err := ReadPEM(keyFile, "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s: %w", keyFile, err)
+		return tls.Certificate{}, true, err
 	}
 	if len(keys) != 1 {
-		return tls.Certificate{}, fmt.Errorf("%s: holds %d private keys, want one", keyFile, len(keys))
+		return tls.Certificate{}, true, fmt.Errorf("holds %d private keys, want one", len(keys))
 	}
-	var certPEM []byte
-	for _, c := range certs {
-		certPEM = append(certPEM, pem.EncodeToMemory(c)...)
-	}
-	pair, err := tls.X509KeyPair(certPEM, pem.EncodeToMemory(keys[0]))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	for i, der := range pair.Certificate[1:] {
-		if _, err := x509.ParseCertificate(der); err != nil {
-			return tls.Certificate{}, fmt.Errorf("%s: certificate %d: %w", certFile, i+2, err)
-		}
-	}
-	return pair, nil
+	pair, err = tls.X509KeyPair(certPEM, pem.EncodeToMemory(keys[0]))
+	return pair, true, err
 }

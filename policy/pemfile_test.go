@@ -90,13 +90,13 @@ func TestPEMInputsStrict(t *testing.T) {
 		}, "trust.crl[0]: %q: CRL 2 of 2: CRL issued by \"CN=Gatehouse Test Device CA"},
 		{"key in server chain", func(t *testing.T, c *Config) {
 			c.Trust.ServerCert = catFiles(t, "server.pem", "server.pem", "server.key")
-		}, `%[1]s: PEM block 3 is "PRIVATE KEY", want "CERTIFICATE"`},
+		}, `trust.server_cert: %q: PEM block 3 is "PRIVATE KEY", want "CERTIFICATE"`},
 		{"garbage after server chain", func(t *testing.T, c *Config) {
 			c.Trust.ServerCert = catFiles(t, "server.pem", "server.pem", garbage)
-		}, `%[1]s: unexpected data after PEM block 2`},
+		}, `trust.server_cert: %q: unexpected data after PEM block 2`},
 		{"two server keys", func(t *testing.T, c *Config) {
 			c.Trust.ServerKey = catFiles(t, "server.key", "server.key", "server.key")
-		}, `%[1]s: holds 2 private keys, want one`},
+		}, `trust.server_key: %q: holds 2 private keys, want one`},
 		{"two CAs for a device rule", func(t *testing.T, c *Config) {
 			c.Identity.Device[0].IssuerCA = catFiles(t, "dev.pem", "device-ca.pem", "employee-root.pem")
 		}, `identity.device[0].issuer_ca: %q: holds 2 certificates; name one CA per entry`},
@@ -121,7 +121,6 @@ func TestPEMInputsStrict(t *testing.T) {
 				}
 			}
 			want := strings.ReplaceAll(tt.want, "%q", `"`+file+`"`)
-			want = strings.ReplaceAll(want, "%[1]s", file)
 			want = strings.ReplaceAll(want, "%s", file)
 			if !strings.Contains(err.Error(), want) {
 				t.Fatalf("err = %v\nwant it to contain %q", err, want)
