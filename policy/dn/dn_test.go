@@ -213,3 +213,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCanonical(b *testing.B) {
+	const s = `CN=R&D\2C Lab+OU=Groups,DC=example,DC=com`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Canonical(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
