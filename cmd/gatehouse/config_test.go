@@ -103,6 +103,26 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestLDAPCAFileStrict: the directory's CA file is read strictly too.
+func TestLDAPCAFileStrict(t *testing.T) {
+	ca, _ := os.ReadFile("../../testdata/pki/server-ca.pem")
+	key, _ := os.ReadFile("../../testdata/pki/alice.key")
+	bad := filepath.Join(t.TempDir(), "ldap-ca.pem")
+	if err := os.WriteFile(bad, append(ca, key...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, replace(`timeout = "5s"`, "timeout = \"5s\"\n[directory.ldap]\nca_file = \""+filepath.ToSlash(bad)+"\""))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "-config", f}, &out, &errb)
+	want := `config.toml: directory.ldap.ca_file: "` + bad + `": PEM block 2 is "PRIVATE KEY", want "CERTIFICATE"`
+	if code != exitUsage || !strings.Contains(errb.String(), want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant %q", code, errb.String(), want)
+	}
+	if strings.Contains(errb.String(), "BEGIN") {
+		t.Fatal("key material in the error")
+	}
+}
+
 // TestCheckCRLBundle: check counts every CRL of a PEM bundle.
 func TestCheckCRLBundle(t *testing.T) {
 	var bundle []byte
