@@ -107,8 +107,11 @@ func (a *Authorizer) Decide(ctx context.Context, p *Policy, d Decision) Decision
 	for _, g := range groups {
 		e, err := p.groupKey(g)
 		if err != nil {
+			// Fail closed: skipping the group could stop a deny rule
+			// naming it from firing.
 			a.log.Warn("policy: directory returned a malformed group DN", "group", g, "err", err)
-			continue
+			d.Code, d.Reason = CodeDirectoryError, fmt.Sprintf("directory returned a malformed group DN %q for %s %q: %v", g, id.Field, id.Name, err)
+			return d
 		}
 		eg = append(eg, e)
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +47,16 @@ func TestEveryoneRule(t *testing.T) {
 	// Identity conditions alone are conditions enough.
 	cfg.Rules = []RuleConfig{{Name: "by-domain", Identity: map[string][]string{"email": {"*@example.com"}}, WiFi: &WiFiConfig{VLAN: "5"}}}
 	mustCompile(t, cfg)
+}
+
+// TestMalformedGroupDNDenies: a group DN that does not parse denies
+// (directory_error) rather than being skipped, which could keep a deny rule
+// naming that group from firing.
+func TestMalformedGroupDNDenies(t *testing.T) {
+	dir := &fakeDir{entries: map[string][]string{"user:bob@example.com": {`cn=blocked,ou="groups",dc=example,dc=com`, "cn=sales,ou=groups,dc=example,dc=com"}}}
+	cfg := testConfig()
+	d := NewAuthorizer(mustCompile(t, cfg), dir, nil).Authorize(context.Background(), loadChain(t, "bob.pem"))
+	if d.Allowed || d.Code != CodeDirectoryError || !strings.Contains(d.Reason, "malformed group DN") {
+		t.Fatalf("got %v rule %q (%s)", d.Code, d.Rule, d.Reason)
+	}
 }
