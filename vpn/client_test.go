@@ -2,10 +2,13 @@ package vpn
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/policy"
 )
 
 // TestEnrollCAFileStrict: the enrollment client's CA file is read like
@@ -34,6 +37,21 @@ func TestEnrollCAFileStrict(t *testing.T) {
 		_, err := Enroll(context.Background(), EnrollOptions{Server: "https://127.0.0.1:1", CertFile: pki + "alice-chain.pem", KeyFile: pki + "alice.key", CAFile: f})
 		if err == nil || !strings.Contains(err.Error(), "vpn: enroll: CA: "+f) {
 			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+// TestDenialNamesTheCause: each trust-step code tells the employee its own
+// trouble, not a neighbour's.
+func TestDenialNamesTheCause(t *testing.T) {
+	for code, want := range map[policy.Code]string{
+		policy.CodeExpired:       "certificate expired",
+		policy.CodeNotYetValid:   "not valid yet",
+		policy.CodeWeakKey:       "key too weak",
+		policy.CodeWeakSignature: "weak algorithm",
+	} {
+		if e := denial(policy.Decision{Code: code}); e.status != http.StatusForbidden || !strings.Contains(e.msg, want) {
+			t.Errorf("%v: %d %q, want 403 containing %q", code, e.status, e.msg, want)
 		}
 	}
 }
