@@ -184,6 +184,13 @@ func TestDenialCauses(t *testing.T) {
 			}
 		})
 	}
+	// A configured intermediate signed with SHA-1 is a configuration error.
+	cfg = testConfig()
+	cfg.Trust.Intermediates = append(cfg.Trust.Intermediates, writePEM(t, "sha1-int.pem", sha1Int.PEM))
+	cfg.Trust.ClientCA = append(cfg.Trust.ClientCA, writePEM(t, "root.pem", root.PEM))
+	if _, err := Compile(cfg); err == nil || !strings.Contains(err.Error(), `trust.intermediates[4]`) || !strings.Contains(err.Error(), `"CN=SHA-1 Intermediate,O=gatehouse test" is signed with SHA1-RSA, a weak algorithm`) {
+		t.Errorf("SHA-1 configured intermediate: %v", err)
+	}
 	for c, name := range map[Code]string{CodeWeakSignature: "weak_signature", CodeNotYetValid: "not_yet_valid", CodeExpired: "expired"} {
 		if c.String() != name {
 			t.Errorf("code %d is %q, want %q", c, c, name)

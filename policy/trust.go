@@ -74,6 +74,10 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 				errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, fmt.Errorf("%q has a weak %s", cert.Subject, why))
 				continue
 			}
+			if _, weak := weakSignature(cert.SignatureAlgorithm); weak {
+				errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, fmt.Errorf("%q is signed with %s, a weak algorithm", cert.Subject, cert.SignatureAlgorithm))
+				continue
+			}
 			t.intermediates = append(t.intermediates, cert)
 			t.cas = append(t.cas, cert)
 		}
