@@ -17,13 +17,17 @@ type Config struct {
 // presents. File paths are read by Compile.
 type TrustConfig struct {
 	// ClientCA lists PEM files of the root CAs that issue client
-	// certificates (employees and devices). Required.
+	// certificates (employees and devices); a file may hold several, and
+	// nothing but certificates. Required.
 	ClientCA []string `toml:"client_ca"`
 	// Intermediates lists PEM files of intermediate CAs the server adds to a
 	// presented chain, so clients that send only their leaf still verify.
 	Intermediates []string `toml:"intermediates"`
-	// CRL lists CRL files (PEM or DER). Each must be signed by one of the
-	// configured CAs. They are read by Compile (and on every reload).
+	// CRL lists CRL files: one DER CRL, or PEM holding one or more "X509
+	// CRL" blocks (a bundle, e.g. one per CA), every one of which is used.
+	// Each CRL must be signed by one of the configured CAs. They are read
+	// by Compile (and on every reload). Like every PEM input, a file with a
+	// block of another type, a malformed block or trailing data is refused.
 	CRL []string `toml:"crl"`
 	// Revocation is "require" (the default: every non-root certificate of a
 	// chain must be covered by a current, verified CRL or OCSP answer, else
