@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -136,9 +137,14 @@ func readCRLs(file string) ([]*x509.RevocationList, error) {
 }
 
 // crlDERs returns the DER CRLs in b: the blocks of a PEM file (strictly, see
-// ReadPEM), or b itself when it holds no PEM at all.
+// ReadPEM), or b itself when it holds no PEM at all. Data after a DER CRL is
+// an error (x509.ParseRevocationList ignores it, which would hide a second
+// CRL concatenated in DER).
 func crlDERs(b []byte) ([][]byte, error) {
 	if !bytes.Contains(b, []byte("-----BEGIN ")) {
+		if err := oneDER(b); err != nil {
+			return nil, err
+		}
 		return [][]byte{b}, nil
 	}
 	blocks, err := decodePEM(b, pemCRL)
@@ -147,9 +153,25 @@ func crlDERs(b []byte) ([][]byte, error) {
 	}
 	ders := make([][]byte, len(blocks))
 	for i, blk := range blocks {
+		if err := oneDER(blk.Bytes); err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", i+1, err)
+		}
 		ders[i] = blk.Bytes
 	}
 	return ders, nil
+}
+
+// oneDER checks that b is exactly one DER element.
+func oneDER(b []byte) error {
+	var v asn1.RawValue
+	rest, err := asn1.Unmarshal(b, &v)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a DER CRL: %w", err)
+	case len(rest) > 0:
+		return fmt.Errorf("%d bytes of unexpected data after the DER CRL", len(rest))
+	}
+	return nil
 }
 
 // loadKeyPair is tls.LoadX509KeyPair with strict PEM reading: the

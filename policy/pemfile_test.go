@@ -83,6 +83,9 @@ func TestPEMInputsStrict(t *testing.T) {
 		{"garbage after CRL", func(t *testing.T, c *Config) {
 			c.Trust.CRL[1] = catFiles(t, "b.crl", "employee-int.crl", garbage)
 		}, "trust.crl[1]: %q: unexpected data after PEM block 1"},
+		{"two DER CRLs", func(t *testing.T, c *Config) {
+			c.Trust.CRL[1] = derCRLs(t, "employee-int.crl", "employee-root.crl")
+		}, "trust.crl[1]: %q: "},
 		{"foreign CRL in bundle", func(t *testing.T, c *Config) {
 			c.Trust.ClientCA = []string{pki + "employee-root.pem"}
 			c.Identity.Device = nil
@@ -172,3 +175,40 @@ func FuzzDecodePEM(f *testing.F) {
 }
 
 func pemEncode(b *pem.Block) []byte { return pem.EncodeToMemory(b) }
+
+// derCRLs writes the DER forms of PEM CRLs of the test PKI, concatenated.
+func derCRLs(t *testing.T, names ...string) string {
+	t.Helper()
+	var der []byte
+	for _, n := range names {
+		b, err := os.ReadFile(pki + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		der = append(der, blk.Bytes...)
+	}
+	return writeTemp(t, "crls.der", der)
+}
+
+func writeTemp(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestDERCRL(t *testing.T) {
+	cfg := testConfig()
+	cfg.Trust.CRL[1] = derCRLs(t, "employee-int.crl")
+	if d := mustCompile(t, cfg).Verify(loadChain(t, "carol.pem")); d.Code != CodeRevoked {
+		t.Fatalf("carol with a DER CRL: %v %q", d.Code, d.Reason)
+	}
+	cfg.Trust.CRL[1] = derCRLs(t, "employee-int.crl", "employee-root.crl")
+	_, err := Compile(cfg)
+	if err == nil || !strings.Contains(err.Error(), "unexpected data after the DER CRL") {
+		t.Fatalf("two DER CRLs: %v", err)
+	}
+}
