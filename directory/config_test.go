@@ -35,7 +35,7 @@ func TestConfigErrors(t *testing.T) {
 		{ldapCfg(func(c *Config) { c.LDAP.BindDN = "cn=x"; c.LDAP.BindPasswordFile = empty }), `directory: ldap.bind_password_file: ` + empty + `: empty password`},
 		{ldapCfg(func(c *Config) { c.LDAP.PoolSize = -1 }), `directory: ldap.pool_size: -1: must be 1..256`},
 		{ldapCfg(func(c *Config) { c.LDAP.ProbeEvery = Duration{-time.Second} }), `directory: ldap.probe_every: -1s: must be positive`},
-		{ldapCfg(func(c *Config) { c.BaseDN = "not a dn" }), `directory: base_dn: "not a dn": DN ended with incomplete type, value pair`},
+		{ldapCfg(func(c *Config) { c.BaseDN = "not a dn" }), `directory: base_dn: "not a dn": dn: at byte 4: missing '=' after attribute type "not"`},
 		{ldapCfg(func(c *Config) { c.GroupMode = "nested" }), `directory: group_mode: "nested": must be memberof, member, uniquemember, memberuid or ad_transitive`},
 		{ldapCfg(func(c *Config) { c.NestedDepth = 65 }), `directory: nested_depth: 65: at most 64`},
 		{ldapCfg(func(c *Config) { c.OnOutage = "allow" }), `directory: on_outage: "allow": must be "deny" or "serve_stale"`},

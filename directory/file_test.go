@@ -117,6 +117,17 @@ func TestCanonDN(t *testing.T) {
 	if z1 != z2 {
 		t.Fatalf("utf8: %q %q", z1, z2)
 	}
+	// '+' is not ',': one multi-valued RDN is not two RDNs.
+	if m, two := canonOrRaw(`cn=a+ou=x,dc=y`), canonOrRaw(`cn=a,ou=x,dc=y`); m == two {
+		t.Fatalf("multi-valued RDN equals two RDNs: %q", m)
+	}
+	// An escaped comma is part of a value, never an RDN boundary for base_dn.
+	if underBase(canonOrRaw(`cn=a\,ou=x,dc=y`), canonOrRaw(`ou=x,dc=y`)) {
+		t.Fatal(`cn=a\,ou=x,dc=y counted as under ou=x,dc=y`)
+	}
+	if !underBase(canonOrRaw(`uid=a,OU=X,dc=y`), canonOrRaw(`ou=x,dc=y`)) {
+		t.Fatal("entry not under its base")
+	}
 }
 
 // FuzzFileLookup: whatever the e-mail, the file backend finds at most the

@@ -50,8 +50,9 @@ type Policy struct {
 type Summary struct {
 	ClientCAs      []string // subjects
 	Intermediates  []string
-	CRLs           int // CRL files
+	CRLs           int // CRLs read from files (each CRL of a bundle counts)
 	Revocation     string
+	MinRSABits     int    // smallest RSA key accepted in a chain
 	CRLURLs        int    // CRL URLs of [[trust.ca_source]]
 	OCSP           string // off, prefer or require
 	OCSPResponders int
@@ -104,6 +105,7 @@ func Compile(cfg *Config) (*Policy, error) {
 		s.CRLs += len(l)
 	}
 	s.Revocation = p.trust.revocation
+	s.MinRSABits = p.trust.minRSABits
 	s.OCSP = p.trust.settings.OCSP
 	for _, src := range p.trust.settings.Sources {
 		if src.CRLURL != "" {
@@ -138,10 +140,14 @@ func compileServerTLS(c *TrustConfig, t *trust, errs *fieldErrors) *tls.Config {
 		errs.add("trust.server_cert", c.ServerCert, errors.New("server_cert and server_key go together"))
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
+	cert, inKey, err := loadKeyPair(c.ServerCert, c.ServerKey)
 	if err != nil {
-		// The error of LoadX509KeyPair never quotes key material.
-		errs.add("trust.server_key", c.ServerKey, err)
+		// The error of loadKeyPair never quotes key material.
+		if inKey {
+			errs.add("trust.server_key", c.ServerKey, err)
+		} else {
+			errs.add("trust.server_cert", c.ServerCert, err)
+		}
 		return nil
 	}
 	hints := x509.NewCertPool()
@@ -202,11 +208,11 @@ func compileIdentity(c *IdentityConfig, t *trust, errs *fieldErrors) identityRul
 			r.hasField = f
 		}
 		if d.IssuerCA != "" {
-			certs, err := ReadCertificates(d.IssuerCA)
+			cert, err := readOneCertificate(d.IssuerCA)
 			if err != nil {
 				errs.add(key+".issuer_ca", d.IssuerCA, err)
 			} else {
-				r.issuer = certs[0]
+				r.issuer = cert
 				known := false
 				for _, ca := range t.cas {
 					known = known || ca.Equal(r.issuer)

@@ -15,10 +15,10 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{"no client CA", func(c *Config) { c.Trust.ClientCA = nil }, "trust.client_ca: at least one client CA is required"},
 		{"missing CA file", func(c *Config) { c.Trust.ClientCA[1] = "nope.pem" }, `trust.client_ca[1]: "nope.pem": open nope.pem`},
-		{"CA file not PEM", func(c *Config) { c.Trust.ClientCA[0] = pki + "README.md" }, "no PEM certificate found"},
+		{"CA file not PEM", func(c *Config) { c.Trust.ClientCA[0] = pki + "README.md" }, `no PEM block found (want "CERTIFICATE")`},
 		{"leaf as CA", func(c *Config) { c.Trust.ClientCA[0] = pki + "alice.pem" }, "is not a CA certificate"},
 		{"bad revocation", func(c *Config) { c.Trust.Revocation = "maybe" }, `trust.revocation: "maybe": must be`},
-		{"CRL not a CRL", func(c *Config) { c.Trust.CRL[0] = pki + "alice.pem" }, `trust.crl[0]: "../testdata/pki/alice.pem": PEM block "CERTIFICATE" is not an X509 CRL`},
+		{"CRL not a CRL", func(c *Config) { c.Trust.CRL[0] = pki + "alice.pem" }, `trust.crl[0]: "../testdata/pki/alice.pem": PEM block 1 is "CERTIFICATE", want "X509 CRL"`},
 		{"key without cert", func(c *Config) { c.Trust.ServerCert = "" }, "server_cert and server_key go together"},
 		{"wrong key", func(c *Config) { c.Trust.ServerKey = pki + "alice.key" }, "trust.server_key"},
 		{"bad tls version", func(c *Config) { c.Trust.TLSMinVersion = "1.1" }, `trust.tls_min_version: "1.1"`},
@@ -39,6 +39,10 @@ func TestCompileErrors(t *testing.T) {
 		{"bad dns", func(c *Config) { c.Rules[2].VPN.DNS = []string{"dns.example"} }, `policy[2].vpn.dns[0]: "dns.example": bad IP address`},
 		{"bad route", func(c *Config) { c.Rules[2].VPN.Routes = []string{"x"} }, `policy[2].vpn.routes[0]`},
 		{"deny with access", func(c *Config) { c.Rules[1].WiFi = &WiFiConfig{} }, "a deny rule cannot also grant"},
+		{"empty groups", func(c *Config) { c.Rules[3].Groups = []string{} }, "policy[3].groups: empty list matches nobody; write everyone = true"},
+		{"everyone and groups", func(c *Config) { c.Rules[3].Everyone = true }, `policy[3].everyone: "true": everyone = true and groups exclude each other`},
+		{"rule without condition", func(c *Config) { c.Rules[3].Groups = nil }, "policy[3]: the rule names no groups and no identity conditions; write everyone = true"},
+		{"kind is no condition", func(c *Config) { c.Rules[0].Groups = nil }, "policy[0]: the rule names no groups"},
 		{"bad identity cond", func(c *Config) { c.Rules[0].Identity = map[string][]string{"shoe": {"x"}} }, "policy[0].identity.shoe: unknown identity field"},
 	}
 	for _, tt := range tests {

@@ -17,13 +17,17 @@ type Config struct {
 // presents. File paths are read by Compile.
 type TrustConfig struct {
 	// ClientCA lists PEM files of the root CAs that issue client
-	// certificates (employees and devices). Required.
+	// certificates (employees and devices); a file may hold several, and
+	// nothing but certificates. Required.
 	ClientCA []string `toml:"client_ca"`
 	// Intermediates lists PEM files of intermediate CAs the server adds to a
 	// presented chain, so clients that send only their leaf still verify.
 	Intermediates []string `toml:"intermediates"`
-	// CRL lists CRL files (PEM or DER). Each must be signed by one of the
-	// configured CAs. They are read by Compile (and on every reload).
+	// CRL lists CRL files: one DER CRL, or PEM holding one or more "X509
+	// CRL" blocks (a bundle, e.g. one per CA), every one of which is used.
+	// Each CRL must be signed by one of the configured CAs. They are read
+	// by Compile (and on every reload). Like every PEM input, a file with a
+	// block of another type, a malformed block or trailing data is refused.
 	CRL []string `toml:"crl"`
 	// Revocation is "require" (the default: every non-root certificate of a
 	// chain must be covered by a current, verified CRL or OCSP answer, else
@@ -51,6 +55,12 @@ type TrustConfig struct {
 	// responses that do not echo it. Off by default: responders that serve
 	// pre-signed responses ignore nonces.
 	OCSPNonce bool `toml:"ocsp_nonce"`
+	// MinRSABits is the smallest RSA key accepted in a client certificate
+	// and in every CA of its chain (default 2048; smaller values are
+	// refused). ECDSA keys must be on P-256, P-384 or P-521; Ed25519 is
+	// accepted; every other key is weak. A weak key denies with code
+	// weak_key; a configured CA with a weak key is a configuration error.
+	MinRSABits int `toml:"min_rsa_bits"`
 	// ServerCert and ServerKey are the PEM certificate chain and key that
 	// gatehouse presents to clients, in EAP-TLS and on the enrollment API.
 	ServerCert string `toml:"server_cert"`
@@ -87,16 +97,25 @@ type DeviceRuleConfig struct {
 }
 
 // RuleConfig is one [[policy]] rule. Rules are tried in order; the first
-// whose conditions all hold decides. A rule with no condition matches every
-// trusted certificate that has a directory entry.
+// whose conditions all hold decides. Every rule names who it is for: groups,
+// identity conditions, or everyone = true; a rule with none of them, or with
+// an empty groups list, is a configuration error (it would silently match
+// every directory entry).
 type RuleConfig struct {
 	Name string `toml:"name"`
 	// Kind limits the rule to "user" or "device"; empty matches both.
 	Kind string `toml:"kind"`
 	// Groups: the entry must be in at least one, named by DN or by the value
-	// of the group's first RDN (e.g. "engineering"); DNs compare parsed and
-	// case-insensitively.
+	// of the group's first RDN (e.g. "engineering"; a group whose first RDN
+	// is multi-valued, "cn=a+ou=b,…", can be named by DN only). DNs compare
+	// parsed (RFC 4514): case-insensitively, escapes resolved, the values of
+	// a multi-valued RDN in any order, "+" never equal to ",". An empty list
+	// is an error.
 	Groups []string `toml:"groups"`
+	// Everyone makes a rule without group conditions explicit: it matches
+	// every directory entry (of Kind, and meeting the Identity conditions if
+	// any). It cannot be combined with Groups.
+	Everyone bool `toml:"everyone"`
 	// Identity conditions: field → accepted values, compared exactly
 	// (case-insensitively for upn, email and dns); a value starting with "*"
 	// matches that suffix, e.g. "*@example.com".

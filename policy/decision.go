@@ -17,7 +17,7 @@ const (
 	CodeNoCertificate                    // the client presented no certificate
 	CodeUntrusted                        // the chain does not verify to a client CA
 	CodeBadUsage                         // the leaf lacks the clientAuth EKU
-	CodeExpired                          // a certificate is outside its validity period
+	CodeExpired                          // a certificate's validity period has ended
 	CodeRevoked                          // a certificate in the chain is revoked
 	CodeRevocationUnknown                // revocation status could not be established
 	CodeNoIdentity                       // no configured identity field is present
@@ -28,6 +28,9 @@ const (
 	CodeRuleDenies                       // the matching rule says deny
 	CodePolicyUnavailable                // no policy is loaded
 	CodeDoorNotPermitted                 // the rule gives no access through this door (no wifi or vpn table)
+	CodeWeakKey                          // a certificate of the chain has a key below the required strength
+	CodeWeakSignature                    // a certificate of the chain is signed with a weak algorithm (SHA-1, MD5)
+	CodeNotYetValid                      // a certificate's validity period has not begun
 )
 
 var codeNames = [...]string{
@@ -46,6 +49,21 @@ var codeNames = [...]string{
 	CodeRuleDenies:           "rule_denies",
 	CodePolicyUnavailable:    "policy_unavailable",
 	CodeDoorNotPermitted:     "door_not_permitted",
+	CodeWeakKey:              "weak_key",
+	CodeWeakSignature:        "weak_signature",
+	CodeNotYetValid:          "not_yet_valid",
+}
+
+// TrustStep reports whether c is a denial of the trust step (chain,
+// usage, validity, strength, revocation): the certificate was never
+// classified nor looked up.
+func (c Code) TrustStep() bool {
+	switch c {
+	case CodeNoCertificate, CodeUntrusted, CodeBadUsage, CodeExpired, CodeNotYetValid,
+		CodeWeakKey, CodeWeakSignature, CodeRevoked, CodeRevocationUnknown:
+		return true
+	}
+	return false
 }
 
 // String returns the code's stable snake_case name, suitable for metrics
@@ -71,7 +89,9 @@ type Decision struct {
 	Chain      []*x509.Certificate
 	Revocation []RevocationResult // one per certificate checked, leaf first
 
-	// Identity of the leaf; zero when the certificate was not parsed that far.
+	// Identity of the presented leaf: its certificate fields whenever a
+	// leaf was presented (denied at the trust step too); Kind, Field and
+	// Name once the chain is trusted. Zero when no certificate was presented.
 	Identity Identity
 
 	// Directory results.

@@ -5,7 +5,8 @@
 //
 //  1. trust: the presented chain verifies to a configured client CA, the leaf
 //     carries the clientAuth EKU, every certificate is inside its validity
-//     period, and revocation status is known and good (CRL files; with a
+//     period, has a strong key (RSA ≥ min_rsa_bits, ECDSA P-256/P-384/P-521,
+//     Ed25519) and a strong signature (no SHA-1, MD5), and revocation status is known and good (CRL files; with a
 //     [RevocationChecker], such as package policy/revocation provides, also
 //     CRLs fetched from URLs and OCSP);
 //  2. identity: the leaf's names (SAN UPN, SAN e-mail, CN, SAN DNS, subject
@@ -21,5 +22,7 @@
 // with [Compile] into an immutable [*Policy]; an [Authorizer] holds the
 // current one behind an atomic pointer so a reload swaps it whole.
 //
-// The package imports only the standard library.
+// The package imports only the standard library and its own leaf package
+// policy/dn, the RFC 4514 DN parser it shares with the directory. A denial
+// names its real cause: each has its own Code (see [Code]).
 package policy

@@ -19,7 +19,10 @@ func (k Kind) String() string {
 }
 
 // Identity holds the names a leaf certificate carries and the one chosen to
-// look its holder up.
+// look its holder up. The certificate's fields (UPN … NotAfter) describe the
+// presented leaf whenever there was one, also in a decision denied at the
+// trust step — then they are unverified claims, there for the audit trail;
+// Kind, Field, Name and DeviceRule are set only once the chain is trusted.
 type Identity struct {
 	Kind       Kind
 	Field      string // the field chosen for lookup: "upn", "email", "cn", "dns", "serial", "fingerprint"
@@ -35,6 +38,7 @@ type Identity struct {
 	Fingerprint string   // SHA-256 of the DER certificate, lowercase hex
 
 	CertSerial string // certificate serial number, lowercase hex
+	Subject    string // subject DN, RFC 2253 form
 	Issuer     string // issuer DN, RFC 2253 form
 	NotAfter   time.Time
 }

@@ -27,6 +27,7 @@ func IdentityOf(leaf *x509.Certificate) (Identity, error) {
 		OU:          leaf.Subject.OrganizationalUnit,
 		Fingerprint: hex.EncodeToString(sum[:]),
 		CertSerial:  leaf.SerialNumber.Text(16),
+		Subject:     leaf.Subject.String(),
 		Issuer:      leaf.Issuer.String(),
 		NotAfter:    leaf.NotAfter,
 	}

@@ -34,14 +34,19 @@ func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
 // VerifyContext is VerifyAt with the fetched CRLs and OCSP answers of rc
 // (nil: CRL files only). It may block on OCSP until ctx is done or the
 // configured ocsp_timeout passes.
+//
+// Whenever a leaf was presented, the Decision's Identity describes it
+// (subject, issuer, serial, fingerprint, names), also when the trust step
+// denies it, so that every audit line names the certificate.
 func (p *Policy) VerifyContext(ctx context.Context, chain []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
 	d := p.trust.verify(ctx, chain, now, rc)
-	if d.Code == CodeAllowed {
-		id, err := IdentityOf(d.Chain[0])
-		if err != nil {
-			d.Code, d.Reason = CodeNoIdentity, err.Error()
-		}
-		d.Identity = id
+	if len(chain) == 0 || chain[0] == nil {
+		return d
+	}
+	id, err := IdentityOf(chain[0])
+	d.Identity = id
+	if err != nil && d.Code == CodeAllowed {
+		d.Code, d.Reason = CodeNoIdentity, err.Error()
 	}
 	return d
 }
@@ -102,8 +107,11 @@ func (a *Authorizer) Decide(ctx context.Context, p *Policy, d Decision) Decision
 	for _, g := range groups {
 		e, err := p.groupKey(g)
 		if err != nil {
+			// Fail closed: skipping the group could stop a deny rule
+			// naming it from firing.
 			a.log.Warn("policy: directory returned a malformed group DN", "group", g, "err", err)
-			continue
+			d.Code, d.Reason = CodeDirectoryError, fmt.Sprintf("directory returned a malformed group DN %q for %s %q: %v", g, id.Field, id.Name, err)
+			return d
 		}
 		eg = append(eg, e)
 	}

@@ -122,7 +122,7 @@ func TestRevocationModes(t *testing.T) {
 		t.Fatalf("before nextUpdate: %v %q", d.Code, d.Reason)
 	}
 	d = p.VerifyAt(alice, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
-	if d.Code != CodeExpired {
+	if d.Code != CodeNotYetValid {
 		t.Fatalf("before notBefore: %v %q", d.Code, d.Reason)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -94,16 +93,19 @@ type CRL struct {
 	revoked    map[string]time.Time
 }
 
-// ParseCRL parses a CRL (DER or PEM "X509 CRL") and verifies that issuer
-// signed it and is named as its issuer. It does not check the dates.
+// ParseCRL parses one CRL (DER or PEM "X509 CRL") and verifies that issuer
+// signed it and is named as its issuer. It does not check the dates. PEM
+// with anything but exactly one CRL block (see ReadPEM) is an error: a
+// source names one CA, so a bundle there would hide CRLs.
 func ParseCRL(b []byte, issuer *x509.Certificate, source string) (*CRL, error) {
-	if blk, _ := pem.Decode(b); blk != nil {
-		if blk.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %q is not an X509 CRL", blk.Type)
-		}
-		b = blk.Bytes
+	ders, err := crlDERs(b)
+	if err != nil {
+		return nil, err
 	}
-	l, err := x509.ParseRevocationList(b)
+	if len(ders) != 1 {
+		return nil, fmt.Errorf("holds %d CRLs, want one per source", len(ders))
+	}
+	l, err := x509.ParseRevocationList(ders[0])
 	if err != nil {
 		return nil, err
 	}
@@ -181,11 +183,11 @@ func compileRevocation(c *TrustConfig, t *trust, errs *fieldErrors) {
 		var ca *x509.Certificate
 		if sc.CA == "" {
 			errs.add(key+".ca", "", errors.New("the CA file is required"))
-		} else if certs, err := ReadCertificates(sc.CA); err != nil {
+		} else if cert, err := readOneCertificate(sc.CA); err != nil {
 			errs.add(key+".ca", sc.CA, err)
 		} else {
 			for _, known := range t.cas {
-				if known.Equal(certs[0]) {
+				if known.Equal(cert) {
 					ca = known
 				}
 			}

@@ -47,6 +47,14 @@ func compileRule(i int, c *RuleConfig, errs *fieldErrors) *rule {
 	default:
 		errs.add(key+".kind", c.Kind, errors.New(`must be "user" or "device"`))
 	}
+	switch {
+	case c.Everyone && len(c.Groups) > 0:
+		errs.add(key+".everyone", "true", errors.New("everyone = true and groups exclude each other: remove one"))
+	case c.Groups != nil && len(c.Groups) == 0:
+		errs.add(key+".groups", "", errors.New("empty list matches nobody; write everyone = true to match every directory entry"))
+	case len(c.Groups) == 0 && len(c.Identity) == 0 && !c.Everyone:
+		errs.add(key, "", errors.New("the rule names no groups and no identity conditions; write everyone = true to match every directory entry"))
+	}
 	for j, g := range c.Groups {
 		if strings.Contains(g, "=") {
 			k, _, err := parseDN(g)

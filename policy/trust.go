@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 )
 
@@ -24,6 +22,8 @@ type trust struct {
 	roots         *x509.CertPool
 	intermediates []*x509.Certificate // configured, added to every presented chain
 	cas           []*x509.Certificate // roots and intermediates, for CRL issuers and device rules
+	rootCerts     []*x509.Certificate // the configured client CAs (roots)
+	minRSABits    int                 // weaker RSA keys are refused, in leaves and CAs
 	crls          map[[32]byte][]*CRL // CRL files, by SHA-256 of the issuing CA certificate
 	revocation    string
 	sources       map[[32]byte]*caSources // [[trust.ca_source]], by SHA-256 of the CA certificate
@@ -39,6 +39,7 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 	default:
 		errs.add("trust.revocation", c.Revocation, errors.New(`must be "require", "best_effort" or "off"`))
 	}
+	compileKeyStrength(c, t, errs)
 	if len(c.ClientCA) == 0 {
 		errs.add("trust.client_ca", "", errors.New("at least one client CA is required"))
 	}
@@ -53,7 +54,12 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 				errs.add(fmt.Sprintf("trust.client_ca[%d]", i), f, fmt.Errorf("%q is not a CA certificate", cert.Subject))
 				continue
 			}
+			if why := weakKey(cert, t.minRSABits); why != "" {
+				errs.add(fmt.Sprintf("trust.client_ca[%d]", i), f, fmt.Errorf("%q has a weak %s", cert.Subject, why))
+				continue
+			}
 			t.roots.AddCert(cert)
+			t.rootCerts = append(t.rootCerts, cert)
 			t.cas = append(t.cas, cert)
 		}
 	}
@@ -63,34 +69,52 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 			errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, err)
 			continue
 		}
-		t.intermediates = append(t.intermediates, certs...)
-		t.cas = append(t.cas, certs...)
+		for _, cert := range certs {
+			if why := weakKey(cert, t.minRSABits); why != "" {
+				errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, fmt.Errorf("%q has a weak %s", cert.Subject, why))
+				continue
+			}
+			if _, weak := weakSignature(cert.SignatureAlgorithm); weak {
+				errs.add(fmt.Sprintf("trust.intermediates[%d]", i), f, fmt.Errorf("%q is signed with %s, a weak algorithm", cert.Subject, cert.SignatureAlgorithm))
+				continue
+			}
+			t.intermediates = append(t.intermediates, cert)
+			t.cas = append(t.cas, cert)
+		}
 	}
 	for i, f := range c.CRL {
 		key := fmt.Sprintf("trust.crl[%d]", i)
-		l, err := readCRL(f)
+		lists, err := readCRLs(f)
 		if err != nil {
 			errs.add(key, f, err)
 			continue
 		}
-		var issuer *x509.Certificate
-		for _, ca := range t.cas {
-			if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
-				issuer = ca
-				break
+		// A file may bundle several CRLs (PEM): every one is verified
+		// against its CA and used; one that fails refuses the file.
+		for j, l := range lists {
+			which, source := "", "file "+f
+			if len(lists) > 1 {
+				which, source = fmt.Sprintf("CRL %d of %d: ", j+1, len(lists)), fmt.Sprintf("file %s (CRL %d of %d)", f, j+1, len(lists))
 			}
+			var issuer *x509.Certificate
+			for _, ca := range t.cas {
+				if bytes.Equal(l.RawIssuer, ca.RawSubject) && l.CheckSignatureFrom(ca) == nil {
+					issuer = ca
+					break
+				}
+			}
+			if issuer == nil {
+				errs.add(key, f, fmt.Errorf("%sCRL issued by %q is not signed by any configured CA", which, l.Issuer))
+				continue
+			}
+			c, err := newCRL(l, issuer, source)
+			if err != nil {
+				errs.add(key, f, fmt.Errorf("%s%w", which, err))
+				continue
+			}
+			k := sha256.Sum256(issuer.Raw)
+			t.crls[k] = append(t.crls[k], c)
 		}
-		if issuer == nil {
-			errs.add(key, f, fmt.Errorf("CRL issued by %q is not signed by any configured CA", l.Issuer))
-			continue
-		}
-		c, err := newCRL(l, issuer, "file "+f)
-		if err != nil {
-			errs.add(key, f, err)
-			continue
-		}
-		k := sha256.Sum256(issuer.Raw)
-		t.crls[k] = append(t.crls[k], c)
 	}
 	compileRevocation(c, t, errs)
 	return t
@@ -118,12 +142,15 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 	}
 	chains, err := leaf.Verify(opts)
 	if err != nil {
-		return t.classify(leaf, opts, err)
+		return t.classify(leaf, presented[1:], opts, err)
 	}
 	if !hasClientAuth(leaf) {
 		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
 	}
 	chain := chains[0]
+	if d, ok := t.checkKeys(chain); !ok {
+		return d
+	}
 	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
 	if t.revocation == RevocationOff {
 		return d
@@ -144,33 +171,53 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 	return d
 }
 
-// classify turns a verification error into a decision code. An expired (or
-// not yet valid) certificate is reported as such only if the chain would
-// verify inside its validity period; otherwise it is simply untrusted.
-func (t *trust) classify(leaf *x509.Certificate, opts x509.VerifyOptions, err error) Decision {
+// classify turns a verification error into a decision that names its
+// cause. crypto/x509 checks the leaf's validity first: an expired or not yet
+// valid leaf is reported as such only if the chain would verify inside its
+// validity period; otherwise the other cause is. Behind "unknown authority"
+// it may hide a weak signature or a CA outside its validity: diagnose finds
+// those.
+func (t *trust) classify(leaf *x509.Certificate, presented []*x509.Certificate, opts x509.VerifyOptions, err error) Decision {
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) {
-		switch inv.Reason {
-		case x509.Expired:
-			at := leaf.NotAfter.Add(-time.Second)
-			if leaf.NotBefore.After(opts.CurrentTime) {
-				at = leaf.NotBefore.Add(time.Second)
+		switch {
+		case inv.Reason == x509.Expired && inv.Cert != nil && !inv.Cert.Equal(leaf):
+			// A CA outside its validity: on a path to a trusted root?
+			return t.untrusted(leaf, presented, opts.CurrentTime)
+		case inv.Reason == x509.Expired:
+			now := opts.CurrentTime
+			o := opts
+			o.CurrentTime = leaf.NotAfter.Add(-time.Second)
+			if leaf.NotBefore.After(now) {
+				o.CurrentTime = leaf.NotBefore.Add(time.Second)
 			}
-			opts.CurrentTime = at
-			if _, err2 := leaf.Verify(opts); err2 == nil {
-				return Decision{Code: CodeExpired, Reason: fmt.Sprintf("certificate is outside its validity period (%s to %s)",
-					leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))}
+			_, err2 := leaf.Verify(o)
+			var inv2 x509.CertificateInvalidError
+			if err2 != nil && !(errors.As(err2, &inv2) && inv2.Reason == x509.Expired) {
+				switch d := t.classify(leaf, presented, o, err2); d.Code {
+				case CodeUntrusted, CodeWeakSignature, CodeBadUsage:
+					return d
+				}
 			}
-			return Decision{Code: CodeExpired, Reason: "a certificate in the chain is outside its validity period"}
-		case x509.IncompatibleUsage:
+			return validityDecision(leaf, now, "certificate")
+		case inv.Reason == x509.IncompatibleUsage:
 			return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
 		}
 	}
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		return Decision{Code: CodeUntrusted, Reason: fmt.Sprintf("certificate issued by %q does not chain to a trusted client CA", leaf.Issuer)}
+		return t.untrusted(leaf, presented, opts.CurrentTime)
 	}
 	return Decision{Code: CodeUntrusted, Reason: "chain verification failed: " + err.Error()}
+}
+
+// untrusted is the decision for a leaf crypto/x509 found no trusted chain
+// for: the hidden cause when diagnose finds one, else untrusted.
+func (t *trust) untrusted(leaf *x509.Certificate, presented []*x509.Certificate, now time.Time) Decision {
+	if d, ok := t.diagnose(leaf, presented, now); ok {
+		return d
+	}
+	return Decision{Code: CodeUntrusted, Reason: fmt.Sprintf("certificate issued by %q does not chain to a trusted client CA", leaf.Issuer)}
 }
 
 func hasClientAuth(c *x509.Certificate) bool {
@@ -180,49 +227,4 @@ func hasClientAuth(c *x509.Certificate) bool {
 		}
 	}
 	return false
-}
-
-// ReadCertificates reads every certificate of a PEM file, in file order
-// (for a client's file: leaf first). Blocks of other types are skipped; a
-// file without a certificate is an error.
-func ReadCertificates(file string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return certs, nil
-}
-
-// readCRL reads a CRL in PEM ("X509 CRL") or DER form.
-func readCRL(file string) (*x509.RevocationList, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	if blk, _ := pem.Decode(b); blk != nil {
-		if blk.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %q is not an X509 CRL", blk.Type)
-		}
-		b = blk.Bytes
-	}
-	return x509.ParseRevocationList(b)
 }

@@ -405,10 +405,11 @@ func (s *Server) reportDyn(kind dynKind, info *sessionInfo, wf *policy.WiFi, cod
 			NASAddr: netip.AddrPortFrom(info.nasAddr, 0), Allowed: kind == dynCoA && res.Result == "ack",
 			Reason: reason + " (NAS answered: " + res.Result + ")", Duration: res.Took}
 		ev.Decision.Rule, ev.Decision.Code = info.rule, code
-		ev.Decision.Identity.Name = info.userName
 		if len(info.chain) > 0 {
-			ev.Decision.Identity.CertSerial = info.chain[0].SerialNumber.Text(16)
+			// Name the session's certificate: subject, issuer, serial, fingerprint.
+			ev.Decision.Identity, _ = policy.IdentityOf(info.chain[0])
 		}
+		ev.Decision.Identity.Name = info.userName
 		s.auditor.Audit(ev)
 	}
 }

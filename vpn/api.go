@@ -97,7 +97,13 @@ func denial(d policy.Decision) *apiError {
 	case policy.CodeBadUsage:
 		return forbid("certificate not valid for client authentication")
 	case policy.CodeExpired:
-		return forbid("certificate expired or not yet valid; renew your certificate")
+		return forbid("certificate expired; renew your certificate")
+	case policy.CodeNotYetValid:
+		return forbid("certificate not valid yet; check this device's clock")
+	case policy.CodeWeakKey:
+		return forbid("certificate key too weak; request a new certificate")
+	case policy.CodeWeakSignature:
+		return forbid("certificate signed with a weak algorithm; request a new certificate")
 	case policy.CodeRevoked:
 		return forbid("certificate revoked; request a new certificate")
 	case policy.CodeRevocationUnknown:

@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
 )
 
 // EnrollOptions configure Enroll (the `gatehouse enroll` command).
@@ -121,13 +122,14 @@ func enrollClient(opts EnrollOptions) (*http.Client, error) {
 		MinVersion:           tls.VersionTLS12,
 	}
 	if opts.CAFile != "" {
-		pem, err := os.ReadFile(opts.CAFile)
+		// Strict: a block that is not a certificate is an error, not skipped.
+		cas, err := policy.ReadCertificates(opts.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("vpn: enroll: CA: %w", err)
+			return nil, fmt.Errorf("vpn: enroll: CA: %s: %w", opts.CAFile, err)
 		}
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("vpn: enroll: CA: no certificate in %s", opts.CAFile)
+		for _, c := range cas {
+			pool.AddCert(c)
 		}
 		tc.RootCAs = pool
 	}

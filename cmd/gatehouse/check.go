@@ -30,6 +30,7 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(s.Intermediates) > 0 {
 		fmt.Fprintf(stdout, "intermediates: %s\n", strings.Join(s.Intermediates, "; "))
 	}
+	fmt.Fprintf(stdout, "client keys:   RSA ≥ %d bits, ECDSA P-256/P-384/P-521, Ed25519 (leaf and CAs)\n", s.MinRSABits)
 	fmt.Fprintf(stdout, "revocation:    %s, %d CRLs\n", s.Revocation, s.CRLs)
 	if s.CRLURLs > 0 || s.OCSP != "off" {
 		fmt.Fprintf(stdout, "               %d CRL URLs, OCSP %s with %d responders\n", s.CRLURLs, s.OCSP, s.OCSPResponders)

@@ -70,6 +70,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad revalidate_every", replace(`revalidate_every = "60s"`, `revalidate_every = "1ms"`), "revalidate_every"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
 		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"weak min_rsa_bits", replace(`min_rsa_bits = 2048`, `min_rsa_bits = 1024`), `config.toml: trust.min_rsa_bits: "1024": must be at least 2048`},
+		{"empty groups", replace(`groups = ["sales"]`, `groups = []`), `config.toml: policy[2].groups: empty list matches nobody; write everyone = true to match every directory entry`},
+		{"everyone with groups", replace(`groups = ["sales"]`, "groups = [\"sales\"]\neveryone = true"), `config.toml: policy[2].everyone: "true": everyone = true and groups exclude each other`},
+		{"rule without condition", replace(`groups = ["sales"]`, ``), `config.toml: policy[2]: the rule names no groups and no identity conditions; write everyone = true`},
 		{"negative audit keep", replace(`audit_keep = 10`, `audit_keep = -1`), "server.audit_max_size_mb and audit_keep must not be negative"},
 	}
 	for _, tt := range tests {
@@ -92,10 +96,58 @@ func TestCheck(t *testing.T) {
 	if code := run(context.Background(), []string{"check", "-config", "../../config.toml"}, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "radius:", "Disconnect/CoA for 1 of 1 clients"} {
+	for _, want := range []string{"config.toml: OK", "rules:         thermostats, engineering, sales", "revocation:    require, 6 CRLs", "client keys:   RSA ≥ 2048 bits", "radius:", "Disconnect/CoA for 1 of 1 clients"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestLDAPCAFileStrict: the directory's CA file is read strictly too.
+func TestLDAPCAFileStrict(t *testing.T) {
+	ca, _ := os.ReadFile("../../testdata/pki/server-ca.pem")
+	key, _ := os.ReadFile("../../testdata/pki/alice.key")
+	bad := filepath.Join(t.TempDir(), "ldap-ca.pem")
+	if err := os.WriteFile(bad, append(ca, key...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, replace(`timeout = "5s"`, "timeout = \"5s\"\n[directory.ldap]\nca_file = \""+filepath.ToSlash(bad)+"\""))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "-config", f}, &out, &errb)
+	want := `config.toml: directory.ldap.ca_file: "` + bad + `": PEM block 2 is "PRIVATE KEY", want "CERTIFICATE"`
+	if code != exitUsage || !strings.Contains(errb.String(), want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant %q", code, errb.String(), want)
+	}
+	if strings.Contains(errb.String(), "BEGIN") {
+		t.Fatal("key material in the error")
+	}
+}
+
+// TestCheckCRLBundle: check counts every CRL of a PEM bundle.
+func TestCheckCRLBundle(t *testing.T) {
+	var bundle []byte
+	for _, f := range []string{"employee-root", "employee-int", "device-ca", "long-int1", "long-int2", "long-int3"} {
+		b, err := os.ReadFile("../../testdata/pki/" + f + ".crl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle = append(bundle, b...)
+	}
+	bf := filepath.Join(t.TempDir(), "all.crl")
+	if err := os.WriteFile(bf, bundle, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, func(s string) string {
+		i := strings.Index(s, "crl = [")
+		j := strings.Index(s[i:], "]")
+		return s[:i] + `crl = ["` + filepath.ToSlash(bf) + `"]` + s[i+j+1:]
+	})
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check", "-config", f}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "revocation:    require, 6 CRLs") {
+		t.Fatalf("check output:\n%s", out.String())
 	}
 }
 

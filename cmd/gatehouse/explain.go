@@ -113,7 +113,7 @@ func writeExplain(w io.Writer, leaf *x509.Certificate, d policy.Decision) {
 		}
 		row("revocation", "%s: %s (%s)%s", r.Subject, r.Status, src, detail)
 	}
-	if !trustFailed && d.Identity.Fingerprint != "" {
+	if !trustFailed && !d.Code.TrustStep() && d.Identity.Fingerprint != "" {
 		id := d.Identity
 		how := "lookup by " + id.Field + " " + fmt.Sprintf("%q", id.Name)
 		if id.Name == "" {

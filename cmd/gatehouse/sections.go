@@ -32,6 +32,13 @@ func (s *sections) prepare(dir string) error {
 		rel(dir, &s.Radius.Clients[i].SecretFile)
 	}
 	rel(dir, &s.VPN.PrivateKeyFile)
+	if f := s.Directory.LDAP.CAFile; f != "" {
+		// Read strictly like every PEM input (package directory, which
+		// may not import policy, only pools what it finds).
+		if _, err := policy.ReadCertificates(f); err != nil {
+			return fmt.Errorf("directory.ldap.ca_file: %q: %w", f, err)
+		}
+	}
 	return nil
 }
 

@@ -342,6 +342,7 @@ type line struct {
 	Serial      string   `json:"serial,omitempty"`
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	CertSerial  string   `json:"cert_serial,omitempty"`
+	Subject     string   `json:"subject,omitempty"`
 	Issuer      string   `json:"issuer,omitempty"`
 	DN          string   `json:"dn,omitempty"`
 	Groups      []string `json:"groups,omitempty"`
@@ -358,7 +359,7 @@ func AppendJSON(b []byte, ev *policy.AuditEvent) ([]byte, error) {
 		Time: ev.Time.UTC().Format(time.RFC3339Nano), Door: ev.Door, Event: ev.Event,
 		NAS: ev.NAS, Outcome: "deny", Code: d.Code.String(), Rule: d.Rule, Reason: d.Reason,
 		Name: id.Name, Field: id.Field, UPN: id.UPN, Email: id.Email, CN: id.CN, Serial: id.Serial,
-		Fingerprint: id.Fingerprint, CertSerial: id.CertSerial, Issuer: id.Issuer,
+		Fingerprint: id.Fingerprint, CertSerial: id.CertSerial, Subject: id.Subject, Issuer: id.Issuer,
 		DN: d.DN, Groups: d.Groups, Resumed: ev.Resumed,
 		DurationMS: float64(ev.Duration.Microseconds()) / 1000,
 	}
@@ -368,8 +369,8 @@ func AppendJSON(b []byte, ev *policy.AuditEvent) ([]byte, error) {
 	if ev.Reason != "" {
 		l.Reason = ev.Reason
 	}
-	if id.Field != "" || id.Fingerprint != "" {
-		l.Kind = id.Kind.String()
+	if id.Field != "" || id.DeviceRule != "" {
+		l.Kind = id.Kind.String() // classified: the chain was trusted
 	}
 	if ev.NASAddr.IsValid() {
 		l.NASAddr = ev.NASAddr.String()

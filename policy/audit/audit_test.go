@@ -33,7 +33,7 @@ func event() policy.AuditEvent {
 			Identity: policy.Identity{
 				Kind: policy.KindUser, Field: "upn", Name: "alice@corp.example.com",
 				UPN: []string{"alice@corp.example.com"}, Email: []string{"alice@example.com"}, CN: "Alice Example",
-				Fingerprint: "0f1e2d", CertSerial: "1a2b", Issuer: "CN=Employee Intermediate,O=Example",
+				Fingerprint: "0f1e2d", CertSerial: "1a2b", Subject: "CN=Alice Example", Issuer: "CN=Employee Intermediate,O=Example",
 			},
 			DN:     "uid=alice,ou=people,dc=example,dc=com",
 			Groups: []string{"cn=backend,ou=groups,dc=example,dc=com", "cn=engineering,ou=groups,dc=example,dc=com"},
@@ -49,8 +49,10 @@ func TestGolden(t *testing.T) {
 	evs := []policy.AuditEvent{event()}
 	deny := policy.AuditEvent{
 		Time: evs[0].Time, Door: "vpn", Event: "enroll", Client: netip.MustParseAddrPort("[::1]:5555"),
+		// Denied at the trust step: the leaf is named, never classified.
 		Decision: policy.Decision{Code: policy.CodeRevoked, Reason: "certificate revoked",
-			Identity: policy.Identity{Kind: policy.KindDevice, Field: "serial", Name: "TH-0001", Serial: "TH-0001", Fingerprint: "aa"}},
+			Identity: policy.Identity{Serial: "TH-0001", CN: "thermostat-0001", Fingerprint: "aa", CertSerial: "3c4d",
+				Subject: "CN=thermostat-0001,OU=devices,SERIALNUMBER=TH-0001", Issuer: "CN=Device CA,O=Example"}},
 		Duration: 3 * time.Millisecond,
 	}
 	evs = append(evs, deny)

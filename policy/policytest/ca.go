@@ -1,6 +1,7 @@
 package policytest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +47,9 @@ type CAOptions struct {
 	Subject   *pkix.Name    // full subject; nil: CN = name, O = Organization
 	NotBefore time.Time
 	NotAfter  time.Time
+	// SignatureAlgorithm the parent signs with; 0: the default for its key
+	// (e.g. x509.SHA1WithRSA or x509.ECDSAWithSHA1 for a weak signature).
+	SignatureAlgorithm x509.SignatureAlgorithm
 }
 
 // NewRoot creates a self-signed root CA. At most one CAOptions is used.
@@ -99,6 +104,7 @@ func newCA(parent *CA, name string, opts []CAOptions) (*CA, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		SubjectKeyId:          skid,
+		SignatureAlgorithm:    o.SignatureAlgorithm,
 	}
 	signerCert, signerKey := tmpl, key
 	if parent != nil {
@@ -269,4 +275,51 @@ func validity(notBefore, notAfter time.Time, years int, limit time.Time) (time.T
 		}
 	}
 	return notBefore, notAfter
+}
+
+// LoadCA reads a CA from its PEM certificate file and PKCS#8 key file, such
+// as testdata/pki/employee-int.pem and .key, so that a test can issue more
+// certificates from the committed test PKI without regenerating it. chain
+// lists the CA's parents up to, not including, the root (nil for a root).
+func LoadCA(certFile, keyFile string, chain ...*x509.Certificate) (*CA, error) {
+	cb, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("policytest: %w", err)
+	}
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policytest: %w", err)
+	}
+	cblk, _ := pem.Decode(cb)
+	kblk, _ := pem.Decode(kb)
+	if cblk == nil || kblk == nil {
+		return nil, fmt.Errorf("policytest: %s or %s: no PEM block", certFile, keyFile)
+	}
+	cert, err := x509.ParseCertificate(cblk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("policytest: %s: %w", certFile, err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kblk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("policytest: %s: %w", keyFile, err)
+	}
+	key, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("policytest: %s: not a signing key", keyFile)
+	}
+	ca := &CA{Cert: cert, Key: key, PEM: CertPEM(cert)}
+	if cert.CheckSignatureFrom(cert) != nil || !bytes.Equal(cert.RawIssuer, cert.RawSubject) {
+		ca.Chain = append([]*x509.Certificate{cert}, chain...)
+	}
+	return ca, nil
+}
+
+// MustLoadCA is LoadCA that fails t on error.
+func MustLoadCA(t testing.TB, certFile, keyFile string, chain ...*x509.Certificate) *CA {
+	t.Helper()
+	ca, err := LoadCA(certFile, keyFile, chain...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }

@@ -46,6 +46,9 @@ type LeafOptions struct {
 	RSABits  int           // 0: ECDSA P-256
 	Key      crypto.Signer // use this key instead of generating one
 	Serial   *big.Int      // certificate serial; nil: random
+	// SignatureAlgorithm the CA signs with; 0: the default for its key
+	// (e.g. x509.SHA1WithRSA or x509.ECDSAWithSHA1 for a weak signature).
+	SignatureAlgorithm x509.SignatureAlgorithm
 
 	CRLDistributionPoints []string
 	OCSPServer            []string
@@ -118,6 +121,7 @@ func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
 		SubjectKeyId:          skid,
 		CRLDistributionPoints: o.CRLDistributionPoints,
 		OCSPServer:            o.OCSPServer,
+		SignatureAlgorithm:    o.SignatureAlgorithm,
 	}
 	san, err := SubjectAltName(o.UPNs, o.Emails, o.DNS, o.IPs, o.URIs)
 	if err != nil {

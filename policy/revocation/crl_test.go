@@ -91,7 +91,8 @@ func TestCRLBadFetchKeepsLastGood(t *testing.T) {
 		{"expired", expired, "CRL expired"},
 		{"not yet valid", future, "not valid yet"},
 		{"garbage", []byte("<html>captive portal</html>"), "revocation: CRL"},
-		{"certificate", k.inter.PEM, "not an X509 CRL"},
+		{"certificate", k.inter.PEM, `PEM block 1 is "CERTIFICATE", want "X509 CRL"`},
+		{"two CRLs", append(policytest.CRLPEM(k.inter.MustCRL(t)), policytest.CRLPEM(k.inter.MustCRL(t, k.alice.Cert))...), "holds 2 CRLs, want one per source"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv.set(tt.body)

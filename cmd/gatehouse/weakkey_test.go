@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
+)
+
+// TestServeWeakKeyRejected: a real supplicant (eapol_test, OpenSSL told to
+// allow it) presents an RSA-1024 certificate from the trusted employee CA,
+// for bob, whom the sales rule admits with a strong key. gatehouse answers
+// Access-Reject with code weak_key, as FreeRADIUS/OpenSSL refuse "key too
+// weak"; the same identity with an RSA-2048 key is accepted.
+func TestServeWeakKeyRejected(t *testing.T) {
+	bin := policytest.RequireTool(t, "eapol_test")
+	pki, _ := filepath.Abs("../../testdata/pki")
+	inter := policytest.MustLoadCA(t, pki+"/employee-int.pem", pki+"/employee-int.key")
+	dir := t.TempDir()
+	for name, bits := range map[string]int{"weak": 1024, "strong": 2048} {
+		l := inter.MustIssue(t, policytest.LeafOptions{CN: "Bob Example", Emails: []string{"bob@example.com"}, RSABits: bits})
+		if err := os.WriteFile(filepath.Join(dir, name+".pem"), l.ChainPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".key"), l.KeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth, acct := freeUDPPort(t), freeUDPPort(t)
+	f := writeConfig(t, func(s string) string {
+		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
+		return replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
+	})
+	srv := startServe(t, f, nil)
+	for _, tc := range []struct {
+		name   string
+		tls13  bool
+		accept bool
+	}{{"weak", false, false}, {"weak", true, false}, {"strong", true, true}} {
+		out, err := eapolTestWith(t, bin, auth, pki, dir, tc.name, tc.tls13)
+		switch {
+		case tc.accept && (err != nil || !strings.Contains(out, "MPPE keys OK: 1  mismatch: 0")):
+			t.Errorf("%s tls1.3=%v: want accept; err %v\n%s", tc.name, tc.tls13, err, tail(out))
+		case !tc.accept && (err == nil || !strings.Contains(out, "CTRL-EVENT-EAP-FAILURE") || !strings.Contains(out, "Access-Reject")):
+			t.Errorf("%s tls1.3=%v: want Access-Reject; err %v\n%s", tc.name, tc.tls13, err, tail(out))
+		}
+	}
+	// The reject is gatehouse's decision on the certificate it received,
+	// not the supplicant failing to load its key.
+	waitFor(t, "weak_key decision logged", func() bool { return strings.Contains(srv.logs.String(), "weak_key") })
+	if !strings.Contains(srv.logs.String(), "weak RSA-1024 key") {
+		t.Errorf("log lacks the reason:\n%s", tail(srv.logs.String()))
+	}
+	srv.stopClean(t)
+}
+
+// eapolTestWith is eapolTest with the client certificate name.pem and key
+// name.key from dir, and OpenSSL's security level lowered so that it sends
+// a weak key rather than refusing it itself.
+func eapolTestWith(t *testing.T, bin string, port int, pki, dir, name string, tls13 bool) (string, error) {
+	t.Helper()
+	phase1 := "tls_disable_tlsv1_3=1"
+	if tls13 {
+		phase1 = "tls_disable_tlsv1_3=0"
+	}
+	conf := fmt.Sprintf(`network={
+	key_mgmt=WPA-EAP
+	eap=TLS
+	identity="anonymous"
+	ca_cert="%[1]s/server-ca.pem"
+	domain_suffix_match="gatehouse.test"
+	client_cert="%[2]s/%[3]s.pem"
+	private_key="%[2]s/%[3]s.key"
+	phase1="%[4]s"
+	openssl_ciphers="DEFAULT@SECLEVEL=0"
+	eapol_flags=0
+}
+`, pki, dir, name, phase1)
+	cf := filepath.Join(t.TempDir(), "eapol.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "-c", cf, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-s", "testing123", "-t", "10", "-r", "0").CombinedOutput()
+	return string(out), err
+}
