@@ -85,6 +85,9 @@ func (s *Server) runDecision(pd *pendingDecision) {
 		d, step := s.decide(ss)
 		ss.decision = d
 		reply, err = s.conclude(w, h, pd.n, p, pd.key.src, ss, step, pd.now)
+		if reply != nil {
+			reply, err = echoProxyState(reply, p, h, m, pd.n.secret)
+		}
 	}()
 	if reply == nil {
 		s.cache.abandon(&pd.key)

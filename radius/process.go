@@ -90,6 +90,9 @@ func (s *Server) process(w *worker, j *job) {
 	case codeStatusServer:
 		reply, err = s.statusServer(w, h, n, p, j.acct)
 	}
+	if reply != nil {
+		reply, err = echoProxyState(reply, p, h, w.md5, n.secret)
+	}
 	if reply == nil {
 		if err == errDecisionPending {
 			return // the decision goroutine answers
