@@ -38,10 +38,20 @@ type Config struct {
 	// SessionTimeout bounds a whole conversation; default 2m.
 	SessionTimeout policy.Duration `toml:"session_timeout"`
 	// Workers is the number of request-handling goroutines; default
-	// 4×GOMAXPROCS (at least 8). The server holds 9×Workers datagram
-	// buffers; a datagram arriving when all are queued or in work is
-	// dropped (reason "overload").
+	// 4×GOMAXPROCS (at least 8). The server holds max(1024, 64×Workers)
+	// datagram buffers and reads a datagram only when one is free: a
+	// burst waits in the socket's receive buffer. Workers serve the
+	// sources in turn (fair queueing, at most 128 datagrams queued per
+	// source address and port); a source whose queue is full while the
+	// receive buffer is more than half full loses its datagrams (reason
+	// "overload") so that it cannot crowd out the others.
 	Workers int `toml:"workers"`
+	// ReceiveBuffer is the size in bytes asked for each RADIUS socket's
+	// kernel receive buffer (SO_RCVBUF), where bursts wait; default
+	// 8388608 (8 MiB), negative leaves the system default. As root (or
+	// with CAP_NET_ADMIN) it may exceed net.core.rmem_max; otherwise the
+	// kernel caps it and the server logs a warning with the size granted.
+	ReceiveBuffer int `toml:"receive_buffer"`
 	// MaxPendingDecisions bounds the authorizations (certificate checks,
 	// directory lookups, rules) running at once; default 1024. They run
 	// apart from the Workers, so a slow directory does not stall other
@@ -106,6 +116,7 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultSessionTimeout   = 2 * time.Minute
 	DefaultPendingDecisions = 1024
+	DefaultReceiveBuffer    = 8 << 20
 )
 
 // settings is a validated Config with defaults filled in.
@@ -118,6 +129,7 @@ type settings struct {
 	idle, total        time.Duration
 	workers            int
 	maxDecisions       int
+	rcvBuf             int // bytes; <= 0: system default
 	replyMessage       string
 	clients            []client
 	dyn                dynSettings
@@ -141,6 +153,7 @@ func (cfg *Config) settings() (*settings, error) {
 		total:        cfg.SessionTimeout.Duration,
 		workers:      cfg.Workers,
 		maxDecisions: cfg.MaxPendingDecisions,
+		rcvBuf:       cfg.ReceiveBuffer,
 		replyMessage: cfg.ReplyMessage,
 	}
 	if s.fragSize == 0 {
@@ -177,6 +190,9 @@ func (cfg *Config) settings() (*settings, error) {
 	}
 	if s.workers < 1 {
 		return nil, fmt.Errorf("radius: workers %d: must be positive", s.workers)
+	}
+	if s.rcvBuf == 0 {
+		s.rcvBuf = DefaultReceiveBuffer
 	}
 	if s.maxDecisions == 0 {
 		s.maxDecisions = DefaultPendingDecisions

@@ -92,7 +92,7 @@ func (s *Server) runDecision(pd *pendingDecision) {
 	if reply == nil {
 		s.cache.abandon(&pd.key)
 		if err != nil {
-			s.log.Warn("radius: request dropped", "nas", pd.n.name, "src", pd.key.src, "err", err)
+			s.log.Warn("radius: request dropped", "nas", pd.n.name, "src", pd.key.src.String(), "err", err)
 		}
 		return
 	}

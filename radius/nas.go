@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // nas is one configured client entry with pools of keyed hashes, so that
@@ -16,6 +17,10 @@ type nas struct {
 	secret []byte
 	dyn    clientDyn // dynamic authorization (RFC 5176) settings
 	hmacs  sync.Pool // hash.Hash: HMAC-MD5 keyed with secret
+
+	drops      [numDrops]atomic.Uint64 // datagrams from this client dropped, by reason
+	gates      [numDrops]rateGate      // rate limit of the drop log lines
+	rejectGate rateGate                // rate limit of "reject before a conversation" lines
 }
 
 func (n *nas) getHMAC() hash.Hash {

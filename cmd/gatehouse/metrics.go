@@ -75,7 +75,7 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		stats:       stats,
 		requests:    desc("radius_requests_total", "Valid RADIUS requests received, by code.", "code"),
 		responses:   desc("radius_responses_total", "RADIUS Access responses sent, by code (access_accept, access_reject, access_challenge).", "code"),
-		drops:       desc("radius_dropped_total", "RADIUS datagrams dropped without an answer, by reason.", "reason"),
+		drops:       desc("radius_dropped_total", "RADIUS datagrams dropped without an answer, by configured client (empty: none matched) and reason.", "client", "reason"),
 		cacheHits:   desc("radius_reply_cache_hits_total", "Retransmissions answered from the reply cache."),
 		acctRecords: desc("radius_accounting_records_total", "Accounting-Requests recorded."),
 		live:        desc("radius_eap_conversations", "EAP conversations in progress."),
@@ -99,8 +99,17 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, c.responses, st.Accepts, "access_accept")
 	counter(ch, c.responses, st.Rejects, "access_reject")
 	counter(ch, c.responses, st.Challenges, "access_challenge")
-	for _, k := range sortedKeys(st.Drops) {
-		counter(ch, c.drops, st.Drops[k], k)
+	for _, r := range sortedKeys(st.Drops) {
+		rest := st.Drops[r]
+		for _, cl := range sortedKeys(st.DropsByClient) {
+			if v := st.DropsByClient[cl][r]; v > 0 {
+				counter(ch, c.drops, v, cl, r)
+				rest -= min(v, rest)
+			}
+		}
+		if rest > 0 {
+			counter(ch, c.drops, rest, "", r)
+		}
 	}
 	counter(ch, c.cacheHits, st.CacheHits)
 	counter(ch, c.acctRecords, st.AccountingRecords)

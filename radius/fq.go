@@ -1,0 +1,182 @@
+package radius
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Received datagrams wait for a worker in a fair queue: each source
+// (address and port, hashed into one of numFlows flows, as in Linux's SFQ)
+// has its own bounded FIFO, and workers take one datagram from each
+// non-empty flow in turn (deficit round robin with a quantum of one
+// packet: every request costs about the same to classify). A source that
+// floods fills only its own flow; the others' datagrams are served at
+// their own pace.
+//
+// The readers never take a datagram off a socket without a free buffer for
+// it, so a burst waits in the kernel's receive buffer (Config.ReceiveBuffer)
+// rather than being dropped. When a source's flow is full the reader waits
+// for room — unless the socket's receive buffer is more than half full,
+// the sign of a flood rather than a burst: then that source's datagram is
+// dropped (reason "overload") and the reader goes on draining the socket,
+// so the kernel never has to drop the other sources' datagrams.
+
+const numFlows = 1024
+
+// flow is one source's queue; its fields are guarded by fairQueue.mu.
+type flow struct {
+	head, tail *job
+	n          int
+	next       int32 // next flow in the active list, -1 at the end
+	active     bool
+	waiter     chan struct{} // a reader waiting for room, if any
+}
+
+// fairQueue holds the datagrams read but not yet taken by a worker.
+type fairQueue struct {
+	seed    maphash.Seed
+	perFlow int
+
+	mu         sync.Mutex // guards the fields below and the flows
+	work       sync.Cond  // signalled when a datagram is queued or on close
+	flows      [numFlows]flow
+	head, tail int32 // round-robin list of flows with datagrams; -1 when empty
+	queued     int
+	closed     bool
+}
+
+func newFairQueue(perFlow int) *fairQueue {
+	q := &fairQueue{seed: maphash.MakeSeed(), perFlow: perFlow, head: -1, tail: -1}
+	q.work.L = &q.mu
+	return q
+}
+
+// flowOf maps a source to its flow. It allocates nothing.
+func (q *fairQueue) flowOf(src netip.AddrPort) int32 {
+	var k [18]byte
+	a := src.Addr().As16()
+	copy(k[:], a[:])
+	k[16], k[17] = byte(src.Port()>>8), byte(src.Port())
+	return int32(maphash.Bytes(q.seed, k[:]) % numFlows)
+}
+
+// push queues j (j.flow set). It returns false if j's flow is full or the
+// queue is closed; the caller keeps j.
+func (q *fairQueue) push(j *job) bool {
+	q.mu.Lock()
+	f := &q.flows[j.flow]
+	if q.closed || f.n >= q.perFlow {
+		q.mu.Unlock()
+		return false
+	}
+	j.next = nil
+	if f.tail == nil {
+		f.head = j
+	} else {
+		f.tail.next = j
+	}
+	f.tail = j
+	f.n++
+	if !f.active {
+		q.activate(j.flow)
+	}
+	q.queued++
+	q.mu.Unlock()
+	q.work.Signal()
+	return true
+}
+
+// activate appends flow i to the round-robin list. Caller holds mu.
+func (q *fairQueue) activate(i int32) {
+	f := &q.flows[i]
+	f.active, f.next = true, -1
+	if q.tail < 0 {
+		q.head = i
+	} else {
+		q.flows[q.tail].next = i
+	}
+	q.tail = i
+}
+
+// waitRoom blocks until flow i has room, ch is signalled (by a worker
+// taking from the flow) or stop/timeout fires — whichever is first; the
+// caller tries push again.
+func (q *fairQueue) waitRoom(i int32, ch chan struct{}, wake <-chan time.Time) {
+	q.mu.Lock()
+	f := &q.flows[i]
+	if q.closed || f.n < q.perFlow {
+		q.mu.Unlock()
+		return
+	}
+	f.waiter = ch
+	q.mu.Unlock()
+	select {
+	case <-ch:
+	case <-wake:
+	}
+}
+
+// pop takes the next datagram in round-robin order, waiting for one; nil
+// when the queue is closed and empty.
+func (q *fairQueue) pop() *job {
+	q.mu.Lock()
+	for q.queued == 0 {
+		if q.closed {
+			q.mu.Unlock()
+			return nil
+		}
+		q.work.Wait()
+	}
+	i := q.head
+	f := &q.flows[i]
+	j := f.head
+	f.head = j.next
+	if f.head == nil {
+		f.tail = nil
+	}
+	j.next = nil
+	f.n--
+	q.queued--
+	q.head = f.next
+	if q.head < 0 {
+		q.tail = -1
+	}
+	f.active = false
+	if f.n > 0 {
+		q.activate(i)
+	}
+	if f.waiter != nil {
+		select {
+		case f.waiter <- struct{}{}:
+		default:
+		}
+		f.waiter = nil
+	}
+	q.mu.Unlock()
+	return j
+}
+
+// close wakes every worker; pop returns nil once the queue is empty.
+func (q *fairQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	for i := range q.flows {
+		if w := q.flows[i].waiter; w != nil {
+			select {
+			case w <- struct{}{}:
+			default:
+			}
+		}
+	}
+	q.mu.Unlock()
+	q.work.Broadcast()
+}
+
+// len is the number of datagrams queued.
+func (q *fairQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued
+}
