@@ -13,31 +13,43 @@ import (
 // non-empty flow in turn (deficit round robin with a quantum of one
 // packet: every request costs about the same to classify). A source that
 // floods fills only its own flow; the others' datagrams are served at
-// their own pace.
+// their own pace. At most busyPerFlow workers handle one flow's datagrams
+// at a time, so a flood cannot take every worker (and every core) either.
 //
 // The readers never take a datagram off a socket without a free buffer for
 // it, so a burst waits in the kernel's receive buffer (Config.ReceiveBuffer)
 // rather than being dropped. When a source's flow is full the reader waits
-// for room — unless the socket's receive buffer is more than half full,
-// the sign of a flood rather than a burst: then that source's datagram is
-// dropped (reason "overload") and the reader goes on draining the socket,
-// so the kernel never has to drop the other sources' datagrams.
+// for room, but a source may make it wait only so often: each flow has a
+// token bucket (waitBurst datagrams, refilled at waitRate per second) that
+// a burst spends and a flood exhausts. Without a token — or when the
+// socket's receive buffer is more than half full — the source's datagram
+// is dropped (reason "overload") and the reader goes on draining the
+// socket, so the other sources' datagrams neither queue behind the flood
+// in the kernel nor get dropped there.
 
-const numFlows = 1024
+const (
+	numFlows  = 1024
+	waitBurst = 2048 // datagrams a source may make the reader wait for at once
+	waitRate  = 256  // per second, refilled
+)
 
 // flow is one source's queue; its fields are guarded by fairQueue.mu.
 type flow struct {
 	head, tail *job
 	n          int
+	busy       int   // datagrams of this flow in work
 	next       int32 // next flow in the active list, -1 at the end
 	active     bool
 	waiter     chan struct{} // a reader waiting for room, if any
+	tokens     float64       // wait token bucket
+	last       int64         // unix nanoseconds of the last refill
 }
 
 // fairQueue holds the datagrams read but not yet taken by a worker.
 type fairQueue struct {
-	seed    maphash.Seed
-	perFlow int
+	seed     maphash.Seed
+	perFlow  int
+	busyFlow int // most datagrams of one flow in work at once
 
 	mu         sync.Mutex // guards the fields below and the flows
 	work       sync.Cond  // signalled when a datagram is queued or on close
@@ -47,8 +59,8 @@ type fairQueue struct {
 	closed     bool
 }
 
-func newFairQueue(perFlow int) *fairQueue {
-	q := &fairQueue{seed: maphash.MakeSeed(), perFlow: perFlow, head: -1, tail: -1}
+func newFairQueue(perFlow, busyFlow int) *fairQueue {
+	q := &fairQueue{seed: maphash.MakeSeed(), perFlow: perFlow, busyFlow: max(1, busyFlow), head: -1, tail: -1}
 	q.work.L = &q.mu
 	return q
 }
@@ -79,7 +91,7 @@ func (q *fairQueue) push(j *job) bool {
 	}
 	f.tail = j
 	f.n++
-	if !f.active {
+	if !f.active && f.busy < q.busyFlow {
 		q.activate(j.flow)
 	}
 	q.queued++
@@ -98,6 +110,21 @@ func (q *fairQueue) activate(i int32) {
 		q.flows[q.tail].next = i
 	}
 	q.tail = i
+}
+
+// mayWait takes a wait token from flow i: false if it has none left.
+func (q *fairQueue) mayWait(i int32, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f := &q.flows[i]
+	t := now.UnixNano()
+	f.tokens = min(waitBurst, f.tokens+float64(t-f.last)*waitRate/1e9)
+	f.last = t
+	if f.tokens < 1 {
+		return false
+	}
+	f.tokens--
+	return true
 }
 
 // waitRoom blocks until flow i has room, ch is signalled (by a worker
@@ -119,11 +146,12 @@ func (q *fairQueue) waitRoom(i int32, ch chan struct{}, wake <-chan time.Time) {
 }
 
 // pop takes the next datagram in round-robin order, waiting for one; nil
-// when the queue is closed and empty.
+// when the queue is closed and empty. The caller calls done when it has
+// handled the datagram.
 func (q *fairQueue) pop() *job {
 	q.mu.Lock()
-	for q.queued == 0 {
-		if q.closed {
+	for q.head < 0 {
+		if q.closed && q.queued == 0 {
 			q.mu.Unlock()
 			return nil
 		}
@@ -138,13 +166,14 @@ func (q *fairQueue) pop() *job {
 	}
 	j.next = nil
 	f.n--
+	f.busy++
 	q.queued--
 	q.head = f.next
 	if q.head < 0 {
 		q.tail = -1
 	}
 	f.active = false
-	if f.n > 0 {
+	if f.n > 0 && f.busy < q.busyFlow {
 		q.activate(i)
 	}
 	if f.waiter != nil {
@@ -154,8 +183,27 @@ func (q *fairQueue) pop() *job {
 		}
 		f.waiter = nil
 	}
+	last := q.closed && q.queued == 0
 	q.mu.Unlock()
+	if last {
+		q.work.Broadcast() // the other workers may return
+	}
 	return j
+}
+
+// done ends the work on a datagram of flow i.
+func (q *fairQueue) done(i int32) {
+	q.mu.Lock()
+	f := &q.flows[i]
+	f.busy--
+	wake := f.n > 0 && !f.active
+	if wake {
+		q.activate(i)
+	}
+	q.mu.Unlock()
+	if wake {
+		q.work.Signal()
+	}
 }
 
 // close wakes every worker; pop returns nil once the queue is empty.

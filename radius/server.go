@@ -245,7 +245,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for range nJobs {
 		free <- new(job)
 	}
-	s.fq = newFairQueue(perFlowJobs)
+	s.fq = newFairQueue(perFlowJobs, max(2, workers/4))
 	stop := make(chan struct{})
 
 	var readers, others sync.WaitGroup
@@ -264,6 +264,7 @@ func (s *Server) Run(ctx context.Context) error {
 			w := newWorker()
 			for j := s.fq.pop(); j != nil; j = s.fq.pop() {
 				s.process(w, j)
+				s.fq.done(j.flow)
 				free <- j
 			}
 		}()
@@ -400,12 +401,12 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 		}
 		j.n, j.src, j.conn, j.acct, j.nas = n, src, c, acct, nas
 		j.flow = s.fq.flowOf(src)
-		for {
+		for waited := false; ; waited = true {
 			if s.fq.push(j) {
 				j = nil
 				break
 			}
-			if receivePressure(fd) || isClosed(stop) {
+			if !waited && !s.fq.mayWait(j.flow, time.Now()) || receivePressure(fd) || isClosed(stop) {
 				s.dropLog(nas, src, dOverload)
 				break // j is reused
 			}
