@@ -102,6 +102,9 @@ func (s *Server) conclude(w *worker, h hash.Hash, n *nas, p packet, src netip.Ad
 		s.log.Debug("radius: EAP response discarded", "nas", n.name, "identity", ss.identity, "err", step.Err)
 		return nil, nil
 	case eap.Continue:
+		for _, v := range s.sessions.account(ss, ss.eap.Bytes()) {
+			closeSession(v) // ss itself (locked) is closed when unlocked
+		}
 		return s.challenge(w, h, n, p, step.Msg, ss.key[:])
 	case eap.Success:
 		s.sessions.remove(ss)

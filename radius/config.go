@@ -33,6 +33,12 @@ type Config struct {
 	// full, the least recently active conversation that has not sent TLS
 	// data yet is evicted first, then the least recently active one.
 	MaxSessions int `toml:"max_sessions"`
+	// MaxSessionBytes bounds the memory the conversations hold
+	// (reassembly buffers, unsent output, running TLS handshakes); default
+	// 268435456 (256 MiB). When exceeded, the conversations holding the
+	// most are evicted first (a peer stuffing fragments into half-open
+	// conversations, not the logins under way, which hold a few KiB).
+	MaxSessionBytes int64 `toml:"max_session_bytes"`
 	// SessionIdleTimeout ends a conversation without activity; default 30s.
 	SessionIdleTimeout policy.Duration `toml:"session_idle_timeout"`
 	// SessionTimeout bounds a whole conversation; default 2m.
@@ -117,6 +123,7 @@ const (
 	DefaultSessionTimeout   = 2 * time.Minute
 	DefaultPendingDecisions = 1024
 	DefaultReceiveBuffer    = 8 << 20
+	DefaultMaxSessionBytes  = 256 << 20
 )
 
 // settings is a validated Config with defaults filled in.
@@ -126,6 +133,7 @@ type settings struct {
 	fragSize           int
 	tlsMax             uint16
 	maxSessions        int
+	maxSessionBytes    int64
 	idle, total        time.Duration
 	workers            int
 	maxDecisions       int
@@ -144,17 +152,18 @@ type client struct {
 
 func (cfg *Config) settings() (*settings, error) {
 	s := &settings{
-		listen:       or(cfg.Listen, DefaultListen),
-		acctListen:   or(cfg.AccountingListen, DefaultAccountingListen),
-		acctFile:     cfg.AccountingFile,
-		fragSize:     cfg.FragmentSize,
-		maxSessions:  cfg.MaxSessions,
-		idle:         cfg.SessionIdleTimeout.Duration,
-		total:        cfg.SessionTimeout.Duration,
-		workers:      cfg.Workers,
-		maxDecisions: cfg.MaxPendingDecisions,
-		rcvBuf:       cfg.ReceiveBuffer,
-		replyMessage: cfg.ReplyMessage,
+		listen:          or(cfg.Listen, DefaultListen),
+		acctListen:      or(cfg.AccountingListen, DefaultAccountingListen),
+		acctFile:        cfg.AccountingFile,
+		fragSize:        cfg.FragmentSize,
+		maxSessions:     cfg.MaxSessions,
+		maxSessionBytes: cfg.MaxSessionBytes,
+		idle:            cfg.SessionIdleTimeout.Duration,
+		total:           cfg.SessionTimeout.Duration,
+		workers:         cfg.Workers,
+		maxDecisions:    cfg.MaxPendingDecisions,
+		rcvBuf:          cfg.ReceiveBuffer,
+		replyMessage:    cfg.ReplyMessage,
 	}
 	if s.fragSize == 0 {
 		s.fragSize = DefaultFragmentSize
@@ -175,6 +184,12 @@ func (cfg *Config) settings() (*settings, error) {
 	}
 	if s.maxSessions < 1 {
 		return nil, fmt.Errorf("radius: max_sessions %d: must be positive", s.maxSessions)
+	}
+	if s.maxSessionBytes == 0 {
+		s.maxSessionBytes = DefaultMaxSessionBytes
+	}
+	if s.maxSessionBytes < 1<<20 {
+		return nil, fmt.Errorf("radius: max_session_bytes %d: want at least 1048576 (1 MiB)", s.maxSessionBytes)
 	}
 	if s.idle == 0 {
 		s.idle = DefaultIdleTimeout

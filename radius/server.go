@@ -111,6 +111,7 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 
 		drainTimeout: DrainTimeout,
 	}
+	s.sessions.budget = set.maxSessionBytes
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
 	return s, nil

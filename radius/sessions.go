@@ -35,6 +35,9 @@ type session struct {
 	list          int // which LRU list: listHalfOpen or listActive
 	prev, next    *session
 	inTable       bool
+	bytes         int // memory held, as accounted (budget.go)
+	class         int // byte class list holding s
+	bprev, bnext  *session
 }
 
 const (
@@ -75,14 +78,18 @@ func (l *lru) remove(s *session) {
 // first, so a flood of Identity-only requests cannot push out users whose
 // handshakes are under way; then the least recently active of the rest.
 type sessionTable struct {
-	max         int
-	idle, total time.Duration
-	evictions   atomic.Uint64
-	expirations atomic.Uint64
+	max             int
+	budget          int64 // bytes; 0: none (budget.go)
+	idle, total     time.Duration
+	evictions       atomic.Uint64
+	budgetEvictions atomic.Uint64
+	expirations     atomic.Uint64
 
-	mu    sync.Mutex // guards the fields below and the session fields marked so
-	m     map[[16]byte]*session
-	lists [2]lru
+	mu      sync.Mutex // guards the fields below and the session fields marked so
+	m       map[[16]byte]*session
+	lists   [2]lru
+	classes [numByteClasses]byteList // by bytes held
+	bytes   int64                    // held by all sessions
 }
 
 func newSessionTable(max int, idle, total time.Duration) *sessionTable {
@@ -107,6 +114,7 @@ func (t *sessionTable) add(s *session, now time.Time) (evicted *session) {
 	s.created, s.last, s.list, s.inTable = now, now, listHalfOpen, true
 	t.m[s.key] = s
 	t.lists[listHalfOpen].pushFront(s)
+	t.placeLocked(s, sessionBase)
 	return evicted
 }
 
@@ -146,6 +154,7 @@ func (t *sessionTable) remove(s *session) {
 
 func (t *sessionTable) removeLocked(s *session) {
 	t.lists[s.list].remove(s)
+	t.unplaceLocked(s)
 	delete(t.m, s.key)
 	s.inTable = false
 }

@@ -89,6 +89,11 @@ type Stats struct {
 	SessionsOpened  uint64 // conversations started
 	SessionsEvicted uint64 // pushed out by MaxSessions
 	SessionsExpired uint64 // ended by idle or total timeout
+	// SessionBytes is the memory the conversations hold, as accounted
+	// against MaxSessionBytes; SessionsEvictedMemory counts those evicted
+	// to stay within it.
+	SessionBytes          int64
+	SessionsEvictedMemory uint64
 
 	// AuthLatency is the time from a conversation's first Access-Request
 	// to its Access-Accept or Access-Reject.
@@ -99,18 +104,20 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	st := Stats{
-		Drops:             make(map[string]uint64),
-		Requests:          make(map[string]uint64),
-		Accepts:           c.accepts.Load(),
-		Rejects:           c.rejects.Load(),
-		Challenges:        c.challenges.Load(),
-		CacheHits:         c.cacheHits.Load(),
-		AccountingRecords: c.acctRecords.Load(),
-		SessionsLive:      s.sessions.len(),
-		SessionsOpened:    c.sessionsOpened.Load(),
-		SessionsEvicted:   s.sessions.evictions.Load(),
-		SessionsExpired:   s.sessions.expirations.Load(),
-		AuthLatency:       c.authLatency.Snapshot(),
+		Drops:                 make(map[string]uint64),
+		Requests:              make(map[string]uint64),
+		Accepts:               c.accepts.Load(),
+		Rejects:               c.rejects.Load(),
+		Challenges:            c.challenges.Load(),
+		CacheHits:             c.cacheHits.Load(),
+		AccountingRecords:     c.acctRecords.Load(),
+		SessionsLive:          s.sessions.len(),
+		SessionsOpened:        c.sessionsOpened.Load(),
+		SessionsEvicted:       s.sessions.evictions.Load(),
+		SessionsExpired:       s.sessions.expirations.Load(),
+		SessionBytes:          s.sessions.heldBytes(),
+		SessionsEvictedMemory: s.sessions.budgetEvictions.Load(),
+		AuthLatency:           c.authLatency.Snapshot(),
 	}
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {

@@ -68,6 +68,7 @@ type radiusCollector struct {
 	stats                                               func() radius.Stats
 	requests, responses, drops, cacheHits, acctRecords  *prometheus.Desc
 	live, started, completed, evicted, expired, latency *prometheus.Desc
+	bytes, evictedMem, kernelDrops                      *prometheus.Desc
 }
 
 func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
@@ -84,11 +85,15 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions)."),
 		expired:     desc("radius_eap_conversations_expired_total", "EAP conversations ended by the idle or total timeout."),
 		latency:     desc("radius_auth_duration_seconds", "Time from a conversation's first Access-Request to its Accept or Reject."),
+		bytes:       desc("radius_eap_conversation_bytes", "Memory held by EAP conversations (reassembly, unsent output, TLS handshakes), as counted against max_session_bytes."),
+		evictedMem:  desc("radius_eap_conversations_evicted_memory_total", "EAP conversations evicted, biggest first, to stay within max_session_bytes."),
+		kernelDrops: desc("radius_receive_buffer_drops_total", "RADIUS datagrams the kernel dropped because a socket's receive buffer (receive_buffer) was full."),
 	}
 }
 
 func (c *radiusCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency)
+	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency,
+		c.bytes, c.evictedMem, c.kernelDrops)
 }
 
 func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -119,6 +124,9 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, c.evicted, st.SessionsEvicted)
 	counter(ch, c.expired, st.SessionsExpired)
 	histogram(ch, c.latency, st.AuthLatency)
+	gauge(ch, c.bytes, float64(st.SessionBytes))
+	counter(ch, c.evictedMem, st.SessionsEvictedMemory)
+	counter(ch, c.kernelDrops, st.KernelDrops)
 }
 
 // directoryCollector exports directory.Directory.Stats and its query

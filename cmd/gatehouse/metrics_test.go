@@ -75,6 +75,7 @@ func TestCollectors(t *testing.T) {
 				Requests: map[string]uint64{"access_request": 40, "status_server": 1},
 				Accepts:  4, Rejects: 1, Challenges: 35, CacheHits: 3, AccountingRecords: 0,
 				SessionsLive: 1, SessionsOpened: 6, SessionsEvicted: 0, SessionsExpired: 1,
+				SessionBytes: 52224, SessionsEvictedMemory: 2, KernelDrops: 7,
 				AuthLatency: hist(4*time.Millisecond, 8*time.Millisecond, 30*time.Millisecond, 120*time.Millisecond, 2*time.Second),
 			}
 		}),
