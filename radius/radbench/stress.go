@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"hash"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	layeh "layeh.com/radius"
@@ -198,4 +201,151 @@ func Flood(ctx context.Context, addr, local string, secret []byte, n int) (Flood
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// FragmentFloodResult is the outcome of FragmentFlood.
+type FragmentFloodResult struct {
+	Conversations int // conversations that reached their size
+	Cut           int // conversations the server ended early (evicted: Reject or no answer)
+	Requests      int
+	Elapsed       time.Duration
+}
+
+func (r FragmentFloodResult) String() string {
+	return fmt.Sprintf("fragment flood: %d conversations stuffed, %d cut short by the server, %d requests in %.1fs (%.0f/s)\n",
+		r.Conversations, r.Cut, r.Requests, r.Elapsed.Seconds(), float64(r.Requests)/max(r.Elapsed.Seconds(), 1e-9))
+}
+
+// FragmentFlood opens n EAP-TLS conversations, from concurrency sockets,
+// and in each sends 1,000-byte fragments of a 64,000-byte TLS message
+// until size bytes are sent, then leaves it half-open: the server has to
+// keep the fragments until the conversation times out or is evicted.
+func FragmentFlood(ctx context.Context, addr string, secret []byte, n, size, concurrency int) (FragmentFloodResult, error) {
+	var res FragmentFloodResult
+	if n <= 0 || size <= 0 {
+		return res, errors.New("radbench: fragment flood: conversations and size must be positive")
+	}
+	concurrency = max(1, concurrency)
+	todo := make(chan struct{}, n)
+	for range n {
+		todo <- struct{}{}
+	}
+	close(todo)
+	type tally struct{ conv, cut, reqs int }
+	out := make(chan tally, concurrency)
+	errs := make(chan error, concurrency)
+	start := time.Now()
+	for range concurrency {
+		go func() {
+			var tl tally
+			defer func() { out <- tl }()
+			c, err := net.Dial("udp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			cl := &Client{Secret: secret, Timeout: 2 * time.Second, Retries: 1}
+			buf := make([]byte, 4096)
+			frag := make([]byte, 1000)
+			var id byte
+			for range todo {
+				if ctx.Err() != nil {
+					return
+				}
+				var state []byte
+				eapID := byte(0)
+				ok := true
+				for sent := -1; sent < size && ok; {
+					var msg []byte
+					if sent < 0 {
+						msg = append([]byte{2, 0, 0, 9, 1}, "frag"...)
+					} else {
+						flags := byte(0x40) // More
+						if sent == 0 {
+							flags |= 0x80 // Length
+						}
+						msg = []byte{2, eapID, 0, 0, 13, flags}
+						if flags&0x80 != 0 {
+							msg = binary.BigEndian.AppendUint32(msg, 64000)
+						}
+						msg = append(msg, frag...)
+						binary.BigEndian.PutUint16(msg[2:4], uint16(len(msg)))
+					}
+					req := layeh.New(layeh.CodeAccessRequest, secret)
+					id++
+					req.Identifier = id
+					rfc2865.UserName_SetString(req, "frag")
+					for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
+						req.Add(rfc2869.EAPMessage_Type, m[:min(len(m), 253)])
+					}
+					if state != nil {
+						rfc2865.State_Set(req, state)
+					}
+					wire, err := EncodeRequest(req)
+					if err != nil {
+						errs <- err
+						return
+					}
+					tl.reqs++
+					var r AuthResult
+					rp, _, err := cl.exchange(ctx, c, wire, buf, &r)
+					if err != nil || rp.Code != layeh.CodeAccessChallenge {
+						ok = false
+						break
+					}
+					state = rfc2865.State_Get(rp)
+					if e, err := rfc2869.EAPMessage_Lookup(rp); err == nil && len(e) > 1 {
+						eapID = e[1]
+					}
+					if sent < 0 {
+						sent = 0
+					} else {
+						sent += len(frag)
+					}
+				}
+				if ok {
+					tl.conv++
+				} else {
+					tl.cut++
+				}
+			}
+		}()
+	}
+	for range concurrency {
+		tl := <-out
+		res.Conversations += tl.conv
+		res.Cut += tl.cut
+		res.Requests += tl.reqs
+	}
+	res.Elapsed = time.Since(start)
+	select {
+	case err := <-errs:
+		return res, fmt.Errorf("radbench: %w", err)
+	default:
+	}
+	return res, nil
+}
+
+// ProcRSS returns a process's resident set size and its peak (VmRSS,
+// VmHWM from /proc/PID/status).
+func ProcRSS(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, fmt.Errorf("radbench: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v << 10
+		case "VmHWM:":
+			peak = v << 10
+		}
+	}
+	return rss, peak, nil
 }
