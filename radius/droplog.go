@@ -27,10 +27,9 @@ type rateGate struct {
 	suppressed atomic.Uint64
 }
 
-// allow reports whether an event at now may be logged, and how many were
-// suppressed since the last one that was.
-func (g *rateGate) allow(now time.Time) (ok bool, suppressed uint64) {
-	t := now.UnixNano()
+// allow reports whether an event at t (unix nanoseconds) may be logged,
+// and how many were suppressed since the last one that was.
+func (g *rateGate) allow(t int64) (ok bool, suppressed uint64) {
 	n := g.next.Load()
 	if t < n || !g.next.CompareAndSwap(n, t+int64(dropLogEvery)) {
 		g.suppressed.Add(1)
@@ -65,7 +64,7 @@ func (s *Server) dropLog(n *nas, src netip.AddrPort, r dropReason) {
 	if n != nil {
 		g = &n.gates[r]
 	}
-	ok, suppressed := g.allow(time.Now())
+	ok, suppressed := g.allow(s.clock.Load())
 	if !ok {
 		return
 	}
@@ -81,12 +80,16 @@ func (s *Server) dropLog(n *nas, src netip.AddrPort, r dropReason) {
 // rate-limited per client: such requests need no secret beyond the
 // client's, so they must not turn into one log line each.
 func (s *Server) rejectLog(n *nas, src netip.AddrPort, reason string) {
-	ok, suppressed := n.rejectGate.allow(time.Now())
+	ok, suppressed := n.rejectGate.allow(s.clock.Load())
 	if !ok {
 		return
 	}
 	s.log.Info("radius: reject", "nas", n.name, "src", src.String(), "reason", reason, "suppressed", suppressed)
 }
+
+// tickClock sets the coarse clock the rate gates read (reading the time
+// for every dropped datagram would cost more than dropping it).
+func (s *Server) tickClock(now time.Time) { s.clock.Store(now.UnixNano()) }
 
 // addrString renders a socket address for a log line: a string, never the
 // JSON object slog would make of a *net.UDPAddr.

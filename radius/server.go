@@ -43,6 +43,7 @@ type Server struct {
 	// unattributed rate-limits drop log lines of sources that match no
 	// client (droplog.go).
 	unattributed [numDrops]rateGate
+	clock        atomic.Int64 // unix nanoseconds, set every second by the janitor
 	acct         *acctLog
 	tlsWG        sync.WaitGroup // per-session TLS goroutines
 
@@ -235,6 +236,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.fds = fds
 	s.mu.Unlock()
+	s.tickClock(time.Now())
 	close(s.ready)
 	s.log.Info("radius: listening", "auth", addrString(s.authAddr), "acct", addrString(s.acctAddr), "clients", len(s.nas))
 
@@ -433,6 +435,7 @@ func (s *Server) janitor(done chan struct{}) {
 		case <-done:
 			return
 		case now := <-t.C:
+			s.tickClock(now)
 			for _, ss := range s.sessions.expire(now) {
 				closeSession(ss)
 			}
