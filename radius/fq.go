@@ -28,7 +28,7 @@ import (
 // in the kernel nor get dropped there.
 
 const (
-	numFlows  = 1024
+	numFlows  = 16384
 	waitBurst = 2048 // datagrams a source may make the reader wait for at once
 	waitRate  = 256  // per second, refilled
 )
