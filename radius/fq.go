@@ -150,6 +150,22 @@ func (q *fairQueue) waitRoom(i int32, ch chan struct{}, wake <-chan time.Time) {
 // handled the datagram.
 func (q *fairQueue) pop() *job {
 	q.mu.Lock()
+	return q.popLocked()
+}
+
+// next is done(prev) (unless prev < 0) and pop in one: a worker's loop.
+func (q *fairQueue) next(prev int32) *job {
+	q.mu.Lock()
+	wake := prev >= 0 && q.doneLocked(prev)
+	j := q.popLocked()
+	if wake {
+		q.work.Signal() // prev's flow may have more for another worker
+	}
+	return j
+}
+
+// popLocked is pop with mu held; it unlocks mu.
+func (q *fairQueue) popLocked() *job {
 	for q.head < 0 {
 		if q.closed && q.queued == 0 {
 			q.mu.Unlock()
@@ -194,16 +210,23 @@ func (q *fairQueue) pop() *job {
 // done ends the work on a datagram of flow i.
 func (q *fairQueue) done(i int32) {
 	q.mu.Lock()
-	f := &q.flows[i]
-	f.busy--
-	wake := f.n > 0 && !f.active
-	if wake {
-		q.activate(i)
-	}
+	wake := q.doneLocked(i)
 	q.mu.Unlock()
 	if wake {
 		q.work.Signal()
 	}
+}
+
+// doneLocked is done with mu held; true if flow i went back into the
+// round: a waiting worker may take it.
+func (q *fairQueue) doneLocked(i int32) bool {
+	f := &q.flows[i]
+	f.busy--
+	if f.n > 0 && !f.active {
+		q.activate(i)
+		return true
+	}
+	return false
 }
 
 // close wakes every worker; pop returns nil once the queue is empty.

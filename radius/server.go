@@ -265,10 +265,11 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer others.Done()
 			w := newWorker()
-			for j := s.fq.pop(); j != nil; j = s.fq.pop() {
+			for j := s.fq.next(-1); j != nil; {
 				s.process(w, j)
-				s.fq.done(j.flow)
-				free <- j
+				f := j.flow
+				free <- j // a reader may reuse j from now on
+				j = s.fq.next(f)
 			}
 		}()
 	}
