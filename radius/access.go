@@ -151,7 +151,7 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 	if len(ident) > 253 {
 		ident = ident[:253]
 	}
-	ss := &session{nas: n.name, identity: string(ident), start: now}
+	ss := &session{nas: n.name, client: n.idx, identity: string(ident), start: now}
 	if _, err := rand.Read(ss.key[:]); err != nil {
 		return nil, fmt.Errorf("radius: random State: %w", err)
 	}

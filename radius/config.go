@@ -33,6 +33,12 @@ type Config struct {
 	// full, the least recently active conversation that has not sent TLS
 	// data yet is evicted first, then the least recently active one.
 	MaxSessions int `toml:"max_sessions"`
+	// MaxHalfOpenPerClient bounds the conversations of one [[radius.client]]
+	// entry that have not sent TLS data yet; default MaxSessions/4. A
+	// client at the bound loses its own oldest half-open conversation to a
+	// new one, so a flood of conversation starts through one access point
+	// does not evict the others' users.
+	MaxHalfOpenPerClient int `toml:"max_half_open_per_client"`
 	// MaxSessionBytes bounds the memory the conversations hold
 	// (reassembly buffers, unsent output, running TLS handshakes); default
 	// 268435456 (256 MiB). When exceeded, the conversations holding the
@@ -134,6 +140,7 @@ type settings struct {
 	tlsMax             uint16
 	maxSessions        int
 	maxSessionBytes    int64
+	halfOpenMax        int
 	idle, total        time.Duration
 	workers            int
 	maxDecisions       int
@@ -158,6 +165,7 @@ func (cfg *Config) settings() (*settings, error) {
 		fragSize:        cfg.FragmentSize,
 		maxSessions:     cfg.MaxSessions,
 		maxSessionBytes: cfg.MaxSessionBytes,
+		halfOpenMax:     cfg.MaxHalfOpenPerClient,
 		idle:            cfg.SessionIdleTimeout.Duration,
 		total:           cfg.SessionTimeout.Duration,
 		workers:         cfg.Workers,
@@ -184,6 +192,12 @@ func (cfg *Config) settings() (*settings, error) {
 	}
 	if s.maxSessions < 1 {
 		return nil, fmt.Errorf("radius: max_sessions %d: must be positive", s.maxSessions)
+	}
+	if s.halfOpenMax == 0 {
+		s.halfOpenMax = max(1, s.maxSessions/4)
+	}
+	if s.halfOpenMax < 1 {
+		return nil, fmt.Errorf("radius: max_half_open_per_client %d: must be positive", s.halfOpenMax)
 	}
 	if s.maxSessionBytes == 0 {
 		s.maxSessionBytes = DefaultMaxSessionBytes

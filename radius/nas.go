@@ -12,6 +12,7 @@ import (
 // nas is one configured client entry with pools of keyed hashes, so that
 // verifying a packet allocates nothing in the steady state.
 type nas struct {
+	idx    int // position in the configuration (session table per-client lists)
 	name   string
 	prefix netip.Prefix
 	secret []byte
@@ -38,8 +39,8 @@ type nasTable []*nas
 
 func newNASTable(cs []client) nasTable {
 	t := make(nasTable, 0, len(cs))
-	for _, c := range cs {
-		t = append(t, &nas{name: c.name, prefix: c.prefix, secret: c.secret, dyn: c.dyn})
+	for i, c := range cs {
+		t = append(t, &nas{idx: i, name: c.name, prefix: c.prefix, secret: c.secret, dyn: c.dyn})
 	}
 	sort.SliceStable(t, func(i, j int) bool { return t[i].prefix.Bits() > t[j].prefix.Bits() })
 	return t

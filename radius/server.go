@@ -113,6 +113,8 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		drainTimeout: DrainTimeout,
 	}
 	s.sessions.budget = set.maxSessionBytes
+	s.sessions.halfOpenMax = set.halfOpenMax
+	s.sessions.clients = make([]clientList, len(s.nas))
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
 	s.eapCfg = eap.ServerConfig{TLS: capTLS(tlsConf, set.tlsMax), WaitGroup: &s.tlsWG}
 	return s, nil
