@@ -87,7 +87,7 @@ type Stats struct {
 
 	SessionsLive    int    // EAP conversations in the table
 	SessionsOpened  uint64 // conversations started
-	SessionsEvicted uint64 // pushed out by MaxSessions
+	SessionsEvicted uint64 // pushed out by MaxSessions or MaxHalfOpenPerClient
 	SessionsExpired uint64 // ended by idle or total timeout
 	// SessionBytes is the memory the conversations hold, as accounted
 	// against MaxSessionBytes; SessionsEvictedMemory counts those evicted

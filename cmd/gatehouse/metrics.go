@@ -82,7 +82,7 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		live:        desc("radius_eap_conversations", "EAP conversations in progress."),
 		started:     desc("radius_eap_conversations_started_total", "EAP conversations started."),
 		completed:   desc("radius_eap_conversations_completed_total", "EAP conversations ended with an Access-Accept or Access-Reject."),
-		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions)."),
+		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions) or by their client's max_half_open_per_client."),
 		expired:     desc("radius_eap_conversations_expired_total", "EAP conversations ended by the idle or total timeout."),
 		latency:     desc("radius_auth_duration_seconds", "Time from a conversation's first Access-Request to its Accept or Reject."),
 		bytes:       desc("radius_eap_conversation_bytes", "Memory held by EAP conversations (reassembly, unsent output, TLS handshakes), as counted against max_session_bytes."),
