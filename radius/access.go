@@ -22,39 +22,39 @@ const eapOverhead = 4
 func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort, now time.Time) ([]byte, error) {
 	msg := p.appendAll(w.eapBuf[:0], attrEAPMessage)
 	if len(msg) == 0 {
-		s.log.Info("radius: reject", "nas", n.name, "reason", "no EAP-Message (only EAP-TLS is served)")
+		s.rejectLog(n, src, "no EAP-Message (only EAP-TLS is served)")
 		return s.reject(w, h, n, p, nil)
 	}
 	ep, err := eap.Parse(msg)
 	if err != nil || ep.Code != eap.CodeResponse {
-		s.drop(dMalformed)
+		s.dropN(n, dMalformed)
 		return nil, nil
 	}
 	state, hasState := p.attr(attrState)
 	if !hasState {
 		if ep.Type != eap.TypeIdentity {
-			s.log.Info("radius: reject", "nas", n.name, "reason", "conversation does not start with EAP-Response/Identity")
+			s.rejectLog(n, src, "conversation does not start with EAP-Response/Identity")
 			return s.reject(w, h, n, p, eap.AppendFailure(nil, ep.ID))
 		}
 		if s.draining.Load() {
-			s.drop(dShuttingDown)
+			s.dropN(n, dShuttingDown)
 			return nil, nil
 		}
 		return s.startSession(w, h, n, p, ep, now)
 	}
 	var k [16]byte
 	if len(state) != len(k) {
-		s.log.Info("radius: reject", "nas", n.name, "reason", "unknown State")
+		s.rejectLog(n, src, "unknown State")
 		return s.reject(w, h, n, p, eap.AppendFailure(nil, ep.ID))
 	}
 	copy(k[:], state)
 	ss := s.sessions.get(&k, now)
 	if ss == nil {
-		s.log.Info("radius: reject", "nas", n.name, "reason", "no such conversation (expired or evicted)")
+		s.rejectLog(n, src, "no such conversation (expired or evicted)")
 		return s.reject(w, h, n, p, eap.AppendFailure(nil, ep.ID))
 	}
 	if !ss.mu.TryLock() {
-		s.drop(dSessionBusy)
+		s.dropN(n, dSessionBusy)
 		return nil, nil
 	}
 	handedOff := false
@@ -68,7 +68,7 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.Addr
 		// The handshake finished but no decision slot was free: this is
 		// the NAS's retransmission of that request.
 		if ep.ID != ss.eap.ID() {
-			s.drop(dEAPDiscard)
+			s.dropN(n, dEAPDiscard)
 			return nil, nil
 		}
 		step.Outcome = eap.Decide
@@ -81,7 +81,7 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.Addr
 	if step.Outcome == eap.Decide {
 		if !s.tryDecision() {
 			ss.awaitDecision = true
-			s.drop(dDecisionsBusy)
+			s.dropN(n, dDecisionsBusy)
 			return nil, nil
 		}
 		ss.awaitDecision = false
@@ -98,10 +98,13 @@ func (s *Server) conclude(w *worker, h hash.Hash, n *nas, p packet, src netip.Ad
 	d := ss.decision
 	switch step.Outcome {
 	case eap.Discard:
-		s.drop(dEAPDiscard)
+		s.dropN(n, dEAPDiscard)
 		s.log.Debug("radius: EAP response discarded", "nas", n.name, "identity", ss.identity, "err", step.Err)
 		return nil, nil
 	case eap.Continue:
+		for _, v := range s.sessions.account(ss, ss.eap.Bytes()) {
+			closeSession(v) // ss itself (locked) is closed when unlocked
+		}
 		return s.challenge(w, h, n, p, step.Msg, ss.key[:])
 	case eap.Success:
 		s.sessions.remove(ss)
@@ -148,7 +151,7 @@ func (s *Server) startSession(w *worker, h hash.Hash, n *nas, p packet, ep eap.P
 	if len(ident) > 253 {
 		ident = ident[:253]
 	}
-	ss := &session{nas: n.name, identity: string(ident), start: now}
+	ss := &session{nas: n.name, client: n.idx, identity: string(ident), start: now}
 	if _, err := rand.Read(ss.key[:]); err != nil {
 		return nil, fmt.Errorf("radius: random State: %w", err)
 	}

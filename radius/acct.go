@@ -116,12 +116,12 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 	}
 	line, err := json.Marshal(&rec)
 	if err != nil {
-		s.drop(dAcctWrite)
+		s.dropN(n, dAcctWrite)
 		return nil, err
 	}
 	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID, user: rec.UserName}
 	if !s.acct.submit(req) {
-		s.drop(dAcctWrite)
+		s.dropN(n, dAcctWrite)
 		return nil, errors.New("radius: accounting: commit queue full")
 	}
 	// The committer answers once the record is durable (or drops).
@@ -157,7 +157,7 @@ func (req *acctReq) finish(err error) {
 	s := req.s
 	if err != nil {
 		s.cache.abandon(&req.key)
-		s.drop(dAcctWrite)
+		s.dropN(req.n, dAcctWrite)
 		return
 	}
 	s.acct.remember(&req.key, time.Now())

@@ -229,7 +229,7 @@ func BenchmarkHalfOpen(b *testing.B) {
 		reqs[k] = accessRequest(b, byte(k), eap.AppendIdentity(nil, 1, fmt.Sprintf("user%05d@example.com", k)), nil)
 	}
 	measure := func(withCache bool) float64 {
-		ip := newInproc(b, func(c *Config) { c.MaxSessions = 65536 })
+		ip := newInproc(b, func(c *Config) { c.MaxSessions, c.MaxHalfOpenPerClient = 65536, 65536 })
 		if !withCache {
 			ip.s.cache = newReplyCache(1, time.Nanosecond)
 		}

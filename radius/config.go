@@ -33,15 +33,37 @@ type Config struct {
 	// full, the least recently active conversation that has not sent TLS
 	// data yet is evicted first, then the least recently active one.
 	MaxSessions int `toml:"max_sessions"`
+	// MaxHalfOpenPerClient bounds the conversations of one [[radius.client]]
+	// entry that have not sent TLS data yet; default MaxSessions/4. A
+	// client at the bound loses its own oldest half-open conversation to a
+	// new one, so a flood of conversation starts through one access point
+	// does not evict the others' users.
+	MaxHalfOpenPerClient int `toml:"max_half_open_per_client"`
+	// MaxSessionBytes bounds the memory the conversations hold
+	// (reassembly buffers, unsent output, running TLS handshakes); default
+	// 268435456 (256 MiB). When exceeded, the conversations holding the
+	// most are evicted first (a peer stuffing fragments into half-open
+	// conversations, not the logins under way, which hold a few KiB).
+	MaxSessionBytes int64 `toml:"max_session_bytes"`
 	// SessionIdleTimeout ends a conversation without activity; default 30s.
 	SessionIdleTimeout policy.Duration `toml:"session_idle_timeout"`
 	// SessionTimeout bounds a whole conversation; default 2m.
 	SessionTimeout policy.Duration `toml:"session_timeout"`
 	// Workers is the number of request-handling goroutines; default
-	// 4×GOMAXPROCS (at least 8). The server holds 9×Workers datagram
-	// buffers; a datagram arriving when all are queued or in work is
-	// dropped (reason "overload").
+	// 4×GOMAXPROCS (at least 8). The server holds max(1024, 64×Workers)
+	// datagram buffers and reads a datagram only when one is free: a
+	// burst waits in the socket's receive buffer. Workers serve the
+	// sources in turn (fair queueing, at most 128 datagrams queued per
+	// source address and port); a source whose queue is full while the
+	// receive buffer is more than half full loses its datagrams (reason
+	// "overload") so that it cannot crowd out the others.
 	Workers int `toml:"workers"`
+	// ReceiveBuffer is the size in bytes asked for each RADIUS socket's
+	// kernel receive buffer (SO_RCVBUF), where bursts wait; default
+	// 8388608 (8 MiB), negative leaves the system default. As root (or
+	// with CAP_NET_ADMIN) it may exceed net.core.rmem_max; otherwise the
+	// kernel caps it and the server logs a warning with the size granted.
+	ReceiveBuffer int `toml:"receive_buffer"`
 	// MaxPendingDecisions bounds the authorizations (certificate checks,
 	// directory lookups, rules) running at once; default 1024. They run
 	// apart from the Workers, so a slow directory does not stall other
@@ -117,6 +139,8 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 	DefaultSessionTimeout   = 2 * time.Minute
 	DefaultPendingDecisions = 1024
+	DefaultReceiveBuffer    = 8 << 20
+	DefaultMaxSessionBytes  = 256 << 20
 )
 
 // settings is a validated Config with defaults filled in.
@@ -126,9 +150,12 @@ type settings struct {
 	fragSize           int
 	tlsMax             uint16
 	maxSessions        int
+	maxSessionBytes    int64
+	halfOpenMax        int
 	idle, total        time.Duration
 	workers            int
 	maxDecisions       int
+	rcvBuf             int // bytes; <= 0: system default
 	replyMessage       string
 	clients            []client
 	dyn                dynSettings
@@ -143,16 +170,19 @@ type client struct {
 
 func (cfg *Config) settings() (*settings, error) {
 	s := &settings{
-		listen:       or(cfg.Listen, DefaultListen),
-		acctListen:   or(cfg.AccountingListen, DefaultAccountingListen),
-		acctFile:     cfg.AccountingFile,
-		fragSize:     cfg.FragmentSize,
-		maxSessions:  cfg.MaxSessions,
-		idle:         cfg.SessionIdleTimeout.Duration,
-		total:        cfg.SessionTimeout.Duration,
-		workers:      cfg.Workers,
-		maxDecisions: cfg.MaxPendingDecisions,
-		replyMessage: cfg.ReplyMessage,
+		listen:          or(cfg.Listen, DefaultListen),
+		acctListen:      or(cfg.AccountingListen, DefaultAccountingListen),
+		acctFile:        cfg.AccountingFile,
+		fragSize:        cfg.FragmentSize,
+		maxSessions:     cfg.MaxSessions,
+		maxSessionBytes: cfg.MaxSessionBytes,
+		halfOpenMax:     cfg.MaxHalfOpenPerClient,
+		idle:            cfg.SessionIdleTimeout.Duration,
+		total:           cfg.SessionTimeout.Duration,
+		workers:         cfg.Workers,
+		maxDecisions:    cfg.MaxPendingDecisions,
+		rcvBuf:          cfg.ReceiveBuffer,
+		replyMessage:    cfg.ReplyMessage,
 	}
 	if s.fragSize == 0 {
 		s.fragSize = DefaultFragmentSize
@@ -174,6 +204,18 @@ func (cfg *Config) settings() (*settings, error) {
 	if s.maxSessions < 1 {
 		return nil, fmt.Errorf("radius: max_sessions %d: must be positive", s.maxSessions)
 	}
+	if s.halfOpenMax == 0 {
+		s.halfOpenMax = max(1, s.maxSessions/4)
+	}
+	if s.halfOpenMax < 1 {
+		return nil, fmt.Errorf("radius: max_half_open_per_client %d: must be positive", s.halfOpenMax)
+	}
+	if s.maxSessionBytes == 0 {
+		s.maxSessionBytes = DefaultMaxSessionBytes
+	}
+	if s.maxSessionBytes < 1<<20 {
+		return nil, fmt.Errorf("radius: max_session_bytes %d: want at least 1048576 (1 MiB)", s.maxSessionBytes)
+	}
 	if s.idle == 0 {
 		s.idle = DefaultIdleTimeout
 	}
@@ -188,6 +230,9 @@ func (cfg *Config) settings() (*settings, error) {
 	}
 	if s.workers < 1 {
 		return nil, fmt.Errorf("radius: workers %d: must be positive", s.workers)
+	}
+	if s.rcvBuf == 0 {
+		s.rcvBuf = DefaultReceiveBuffer
 	}
 	if s.maxDecisions == 0 {
 		s.maxDecisions = DefaultPendingDecisions

@@ -23,7 +23,7 @@ func TestConfigSettings(t *testing.T) {
 	}
 	if s.listen != ":1812" || s.acctListen != ":1813" || s.fragSize != 1024 || s.tlsMax != 0x0304 ||
 		s.maxSessions != 65536 || s.idle != 30*time.Second || s.total != 2*time.Minute || s.workers < 8 ||
-		s.maxDecisions != 1024 {
+		s.maxDecisions != 1024 || s.maxSessionBytes != 256<<20 || s.halfOpenMax != 16384 || s.rcvBuf != 8<<20 {
 		t.Errorf("defaults: %+v", s)
 	}
 	for _, tc := range []struct {
@@ -45,6 +45,9 @@ func TestConfigSettings(t *testing.T) {
 		{"no clients", func(c *Config) { c.Clients = nil }, "no client"},
 		{"negative sessions", func(c *Config) { c.MaxSessions = -1 }, "max_sessions"},
 		{"negative decisions", func(c *Config) { c.MaxPendingDecisions = -1 }, "max_pending_decisions"},
+		{"negative half-open", func(c *Config) { c.MaxHalfOpenPerClient = -1 }, "max_half_open_per_client"},
+		{"small session budget", func(c *Config) { c.MaxSessionBytes = 4096 }, "max_session_bytes"},
+		{"system receive buffer", func(c *Config) { c.ReceiveBuffer = -1 }, ""},
 	} {
 		c := base()
 		tc.mod(&c)

@@ -85,11 +85,14 @@ func (s *Server) runDecision(pd *pendingDecision) {
 		d, step := s.decide(ss)
 		ss.decision = d
 		reply, err = s.conclude(w, h, pd.n, p, pd.key.src, ss, step, pd.now)
+		if reply != nil {
+			reply, err = echoProxyState(reply, p, h, m, pd.n.secret)
+		}
 	}()
 	if reply == nil {
 		s.cache.abandon(&pd.key)
 		if err != nil {
-			s.log.Warn("radius: request dropped", "nas", pd.n.name, "src", pd.key.src, "err", err)
+			s.log.Warn("radius: request dropped", "nas", pd.n.name, "src", pd.key.src.String(), "err", err)
 		}
 		return
 	}

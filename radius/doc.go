@@ -42,7 +42,14 @@
 // handshake, and drops duplicates of a request still being worked on; work
 // is bounded by a fixed worker pool, a fixed set of datagram buffers and a
 // bounded session table (MaxSessions, idle and total timeouts; conversations
-// that have sent no TLS data are evicted first). The Authorizer, which may
+// that have sent no TLS data are evicted first; MaxSessionBytes bounds the
+// bytes they hold, evicting the biggest first, budget.go). A datagram is
+// read only into a free buffer, so bursts wait in the socket's receive
+// buffer (ReceiveBuffer); read datagrams wait in a fair queue, one bounded
+// FIFO per source served in turn, so one flooding source cannot starve the
+// others (fq.go). Every reply echoes the request's Proxy-State attributes
+// in order (RFC 2865 section 5.33). Drops that point at a misconfiguration
+// (wrong secret, unknown client) are logged rate-limited (droplog.go). The Authorizer, which may
 // wait seconds on a directory, never runs on a worker: a finished handshake
 // is handed, session locked and reply-cache entry busy, to one of at most
 // MaxPendingDecisions decision goroutines, which sends the answer and stores

@@ -6,16 +6,22 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // nas is one configured client entry with pools of keyed hashes, so that
 // verifying a packet allocates nothing in the steady state.
 type nas struct {
+	idx    int // position in the configuration (session table per-client lists)
 	name   string
 	prefix netip.Prefix
 	secret []byte
 	dyn    clientDyn // dynamic authorization (RFC 5176) settings
 	hmacs  sync.Pool // hash.Hash: HMAC-MD5 keyed with secret
+
+	drops      [numDrops]atomic.Uint64 // datagrams from this client dropped, by reason
+	gates      [numDrops]rateGate      // rate limit of the drop log lines
+	rejectGate rateGate                // rate limit of "reject before a conversation" lines
 }
 
 func (n *nas) getHMAC() hash.Hash {
@@ -33,8 +39,8 @@ type nasTable []*nas
 
 func newNASTable(cs []client) nasTable {
 	t := make(nasTable, 0, len(cs))
-	for _, c := range cs {
-		t = append(t, &nas{name: c.name, prefix: c.prefix, secret: c.secret, dyn: c.dyn})
+	for i, c := range cs {
+		t = append(t, &nas{idx: i, name: c.name, prefix: c.prefix, secret: c.secret, dyn: c.dyn})
 	}
 	sort.SliceStable(t, func(i, j int) bool { return t[i].prefix.Bits() > t[j].prefix.Bits() })
 	return t

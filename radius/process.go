@@ -26,17 +26,17 @@ func (s *Server) drop(r dropReason) { s.stats.drops[r].Add(1) }
 // process handles one datagram: parse, find the client, answer from the
 // reply cache, verify, dispatch, remember the reply.
 func (s *Server) process(w *worker, j *job) {
+	n := s.nas.lookup(j.src.Addr())
+	if n == nil {
+		s.dropLog(nil, j.src, dUnknownClient)
+		return
+	}
 	p, err := parsePacket(j.buf[:j.n])
 	if err != nil {
-		s.drop(dMalformed)
+		s.dropLog(n, j.src, dMalformed)
 		return
 	}
 	w.src, w.conn = j.src, j.conn
-	n := s.nas.lookup(j.src.Addr())
-	if n == nil {
-		s.drop(dUnknownClient)
-		return
-	}
 	key := &w.key
 	*key = cacheKey{src: j.src, id: p.id()}
 	copy(key.auth[:], p.auth())
@@ -46,7 +46,7 @@ func (s *Server) process(w *worker, j *job) {
 		s.send(j, reply)
 		return
 	case cacheBusy:
-		s.drop(dDuplicate)
+		s.dropN(n, dDuplicate)
 		return
 	}
 	h := n.getHMAC()
@@ -55,29 +55,29 @@ func (s *Server) process(w *worker, j *job) {
 	switch {
 	case code == codeAccessRequest && !j.acct, code == codeStatusServer:
 		if p.maAt < 0 {
-			s.drop(dMissingMA)
+			s.dropLog(n, j.src, dMissingMA)
 			return
 		}
 		if !p.verifyMA(h, false, w.sum[:0]) {
-			s.drop(dBadMA)
+			s.dropLog(n, j.src, dBadMA)
 			return
 		}
 	case code == codeAccountingRequest && j.acct:
 		if !p.verifyAcctAuth(w.md5, n.secret, w.sum[:0]) {
-			s.drop(dBadAuthenticator)
+			s.dropLog(n, j.src, dBadAuthenticator)
 			return
 		}
 		if p.maAt >= 0 && !p.verifyMA(h, true, w.sum[:0]) {
-			s.drop(dBadMA)
+			s.dropLog(n, j.src, dBadMA)
 			return
 		}
 	default:
-		s.drop(dUnexpectedCode)
+		s.dropLog(n, j.src, dUnexpectedCode)
 		return
 	}
 	now := time.Now()
 	if !s.cache.begin(key, now) {
-		s.drop(dDuplicate)
+		s.dropN(n, dDuplicate)
 		return
 	}
 	s.stats.requests[code].Add(1)
@@ -90,13 +90,16 @@ func (s *Server) process(w *worker, j *job) {
 	case codeStatusServer:
 		reply, err = s.statusServer(w, h, n, p, j.acct)
 	}
+	if reply != nil {
+		reply, err = echoProxyState(reply, p, h, w.md5, n.secret)
+	}
 	if reply == nil {
 		if err == errDecisionPending {
 			return // the decision goroutine answers
 		}
 		s.cache.abandon(key)
 		if err != nil {
-			s.log.Warn("radius: request dropped", "nas", n.name, "src", j.src, "err", err)
+			s.log.Warn("radius: request dropped", "nas", n.name, "src", j.src.String(), "err", err)
 		}
 		return
 	}

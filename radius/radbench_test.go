@@ -66,9 +66,13 @@ func TestServe(t *testing.T) {
 	host, port, _ := net.SplitHostPort(addr)
 	pn, _ := strconv.Atoi(port)
 	p := getPKI(t)
+	// GATEHOUSE_RADIUS_SERVE_MAX_SESSION_BYTES sets MaxSessionBytes (the
+	// fragment-flood memory figure).
+	budget, _ := strconv.ParseInt(os.Getenv("GATEHOUSE_RADIUS_SERVE_MAX_SESSION_BYTES"), 10, 64)
 	s, err := New(Config{
 		Listen: addr, AccountingListen: net.JoinHostPort(host, strconv.Itoa(pn+1)),
-		Clients: []ClientConfig{{Name: "lo", Network: "127.0.0.0/8", Secret: testSecret}},
+		Clients:         []ClientConfig{{Name: "lo", Network: "127.0.0.0/8", Secret: testSecret}},
+		MaxSessionBytes: budget,
 	}, newFakeAuth(p), p.serverTLS(), nil)
 	if err != nil {
 		t.Fatal(err)

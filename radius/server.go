@@ -40,8 +40,12 @@ type Server struct {
 	cache    *replyCache
 	sessions *sessionTable
 	stats    counters
-	acct     *acctLog
-	tlsWG    sync.WaitGroup // per-session TLS goroutines
+	// unattributed rate-limits drop log lines of sources that match no
+	// client (droplog.go).
+	unattributed [numDrops]rateGate
+	clock        atomic.Int64 // unix nanoseconds, set every second by the janitor
+	acct         *acctLog
+	tlsWG        sync.WaitGroup // per-session TLS goroutines
 
 	// Decisions (decision.go): one token in decSem per running decision
 	// goroutine, all counted by decWG; decCtx is cancelled when shutdown
@@ -55,6 +59,7 @@ type Server struct {
 	draining     atomic.Bool // Run's context is done: no new conversations
 	drainTimeout time.Duration
 
+	fq       *fairQueue  // received datagrams waiting for a worker; set by Run
 	live     *liveTable  // accepted Wi-Fi sessions (wifisessions.go)
 	dynStats dynCounters // Disconnect/CoA outcomes (coa.go)
 	revalMu  sync.Mutex  // serializes Revalidate
@@ -65,6 +70,8 @@ type Server struct {
 	authAddr net.Addr
 	acctAddr net.Addr
 	running  bool
+	fds      []int // descriptors of the bound sockets, for socketDrops; nil after Run
+
 }
 
 // Reply cache sizing (RFC 5080 suggests a few seconds; NASes retransmit
@@ -105,6 +112,9 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 
 		drainTimeout: DrainTimeout,
 	}
+	s.sessions.budget = set.maxSessionBytes
+	s.sessions.halfOpenMax = set.halfOpenMax
+	s.sessions.clients = make([]clientList, len(s.nas))
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
 	tickets, err := cfg.ticketCache()
 	if err != nil {
@@ -175,8 +185,20 @@ type job struct {
 	n    int
 	src  netip.AddrPort
 	conn net.PacketConn
-	acct bool // arrived on the accounting port
+	acct bool  // arrived on the accounting port
+	nas  *nas  // the client src matched (set by the reader; nil: look up)
+	flow int32 // fair-queue flow of src
+	next *job  // in the flow's FIFO; guarded by fairQueue.mu
 }
+
+// Receive queue sizing: the server holds max(minJobs, jobsPerWorker ×
+// Workers) datagram buffers; one source may have perFlowJobs of them
+// queued.
+const (
+	minJobs       = 1024
+	jobsPerWorker = 64
+	perFlowJobs   = 128
+)
 
 // Run binds the listeners and serves until ctx is done. It returns after
 // every goroutine it started has exited.
@@ -204,34 +226,44 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	conns := []net.PacketConn{authConn}
+	if acctConn != nil {
+		conns = append(conns, acctConn)
+	}
+	// The receive buffers are sized before anyone learns the address.
+	fds := make([]int, len(conns))
+	for i, c := range conns {
+		fds[i] = s.receiveBuffer(c, i == 1)
+	}
 	s.mu.Lock()
 	s.authAddr = authConn.LocalAddr()
 	if acctConn != nil {
 		s.acctAddr = acctConn.LocalAddr()
 	}
+	s.fds = fds
 	s.mu.Unlock()
+	s.tickClock(time.Now())
 	close(s.ready)
-	s.log.Info("radius: listening", "auth", s.authAddr, "acct", s.acctAddr, "clients", len(s.nas))
+	s.log.Info("radius: listening", "auth", addrString(s.authAddr), "acct", addrString(s.acctAddr), "clients", len(s.nas))
 
-	// Fixed pool of datagram buffers: a reader with no free buffer drops.
+	// Fixed pool of datagram buffers: a reader without a free buffer
+	// leaves datagrams in the socket's receive buffer (fq.go).
 	workers := s.set.workers
-	nJobs := workers * 9
+	nJobs := max(minJobs, jobsPerWorker*workers)
 	free := make(chan *job, nJobs)
 	for range nJobs {
 		free <- new(job)
 	}
-	queue := make(chan *job, nJobs)
+	s.fq = newFairQueue(perFlowJobs, max(2, workers/4))
+	stop := make(chan struct{})
 
 	var readers, others sync.WaitGroup
-	conns := []net.PacketConn{authConn}
-	if acctConn != nil {
-		conns = append(conns, acctConn)
-	}
 	for i, c := range conns {
+		fd := fds[i]
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			s.read(c, i == 1, free, queue)
+			s.read(c, fd, i == 1, free, stop)
 		}()
 	}
 	for range workers {
@@ -239,9 +271,11 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer others.Done()
 			w := newWorker()
-			for j := range queue {
+			for j := s.fq.next(-1); j != nil; {
 				s.process(w, j)
-				free <- j
+				f := j.flow
+				free <- j // a reader may reuse j from now on
+				j = s.fq.next(f)
 			}
 		}()
 	}
@@ -263,11 +297,15 @@ func (s *Server) Run(ctx context.Context) error {
 	// Rejects get a moment to go out before the sockets close.
 	s.decCancel()
 	s.waitDecisions(time.Now().Add(time.Second))
+	close(stop)
+	s.mu.Lock()
+	s.fds = nil
+	s.mu.Unlock()
 	for _, c := range conns {
 		c.Close()
 	}
 	readers.Wait()
-	close(queue)
+	s.fq.close()
 	close(janitorDone)
 	others.Wait()
 	s.decWG.Wait() // no worker is left to start one
@@ -282,6 +320,32 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("radius: stopped")
 	return nil
+}
+
+// receiveBuffer applies Config.ReceiveBuffer to a UDP socket and logs the
+// size the kernel granted; it returns the descriptor for receivePressure
+// (-1 when c is not a UDP socket).
+func (s *Server) receiveBuffer(c net.PacketConn, acct bool) (fd int) {
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		return -1
+	}
+	port := "auth"
+	if acct {
+		port = "acct"
+	}
+	eff, fd, err := setReceiveBuffer(uc, s.set.rcvBuf)
+	switch {
+	case err != nil:
+		s.log.Warn("radius: receive_buffer", "socket", port, "want", s.set.rcvBuf, "effective", eff, "err", err)
+	case s.set.rcvBuf > 0 && eff > 0 && eff < s.set.rcvBuf:
+		// Capped by net.core.rmem_max (not root).
+		s.log.Warn("radius: receive buffer capped by the kernel: bursts may be lost; raise net.core.rmem_max or run with CAP_NET_ADMIN",
+			"socket", port, "want", s.set.rcvBuf, "effective", eff)
+	default:
+		s.log.Info("radius: receive buffer", "socket", port, "bytes", eff)
+	}
+	return fd
 }
 
 func (s *Server) bind() (auth, acct net.PacketConn, err error) {
@@ -301,56 +365,72 @@ func (s *Server) bind() (auth, acct net.PacketConn, err error) {
 	return auth, acct, nil
 }
 
-// read receives datagrams until the socket is closed.
-func (s *Server) read(c net.PacketConn, acct bool, free, queue chan *job) {
+// read receives datagrams until the socket is closed. It reads only into
+// a free buffer and queues every datagram it reads, except those of an
+// unknown source (dropped at once) and those of a source whose flow is full
+// while the socket's receive buffer is filling up (fq.go).
+func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop chan struct{}) {
 	uc, _ := c.(*net.UDPConn)
-	var scratch [maxPacket]byte
+	room := make(chan struct{}, 1)
+	tick := time.NewTicker(time.Millisecond) // rechecks a reader waiting for room
+	defer tick.Stop()
+	var j *job
 	for {
-		var j *job
-		select {
-		case j = <-free:
-		default:
-		}
-		buf := scratch[:]
-		if j != nil {
-			buf = j.buf[:]
+		if j == nil {
+			select {
+			case j = <-free:
+			case <-stop:
+				return
+			}
 		}
 		var n int
 		var src netip.AddrPort
 		var err error
 		if uc != nil {
-			n, src, err = uc.ReadFromUDPAddrPort(buf)
+			n, src, err = uc.ReadFromUDPAddrPort(j.buf[:])
 		} else {
 			var a net.Addr
-			n, a, err = c.ReadFrom(buf)
+			n, a, err = c.ReadFrom(j.buf[:])
 			if ua, ok := a.(*net.UDPAddr); ok {
 				src = ua.AddrPort()
 			}
 		}
 		if err != nil {
-			if j != nil {
-				free <- j
-			}
 			if errors.Is(err, net.ErrClosed) {
+				free <- j
 				return
 			}
 			s.log.Warn("radius: read", "err", err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if j == nil {
-			// No buffer was free when the read began; one may have been
-			// freed while the reader waited for this datagram.
-			select {
-			case j = <-free:
-				copy(j.buf[:], buf[:n])
-			default:
-				s.stats.drops[dOverload].Add(1)
-				continue
-			}
+		nas := s.nas.lookup(src.Addr())
+		if nas == nil {
+			s.dropLog(nil, src, dUnknownClient)
+			continue // j is reused
 		}
-		j.n, j.src, j.conn, j.acct = n, src, c, acct
-		queue <- j // never blocks: queue holds every job
+		j.n, j.src, j.conn, j.acct, j.nas = n, src, c, acct, nas
+		j.flow = s.fq.flowOf(src)
+		for waited := false; ; waited = true {
+			if s.fq.push(j) {
+				j = nil
+				break
+			}
+			if !waited && !s.fq.mayWait(j.flow, time.Now()) || receivePressure(fd) || isClosed(stop) {
+				s.dropLog(nas, src, dOverload)
+				break // j is reused
+			}
+			s.fq.waitRoom(j.flow, room, tick.C)
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -362,6 +442,7 @@ func (s *Server) janitor(done chan struct{}) {
 		case <-done:
 			return
 		case now := <-t.C:
+			s.tickClock(now)
 			for _, ss := range s.sessions.expire(now) {
 				closeSession(ss)
 			}
@@ -391,6 +472,6 @@ func (s *Server) sendTo(c net.PacketConn, to netip.AddrPort, b []byte) {
 		_, err = c.WriteTo(b, net.UDPAddrFromAddrPort(to))
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.log.Warn("radius: send", "to", to, "err", err)
+		s.log.Warn("radius: send", "to", to.String(), "err", err)
 	}
 }

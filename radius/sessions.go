@@ -35,6 +35,12 @@ type session struct {
 	list          int // which LRU list: listHalfOpen or listActive
 	prev, next    *session
 	inTable       bool
+	bytes         int // memory held, as accounted (budget.go)
+	class         int // byte class list holding s
+	bprev, bnext  *session
+	client        int  // index of its NAS client entry (clientLists)
+	inClient      bool // in its client's half-open list
+	cprev, cnext  *session
 }
 
 const (
@@ -75,25 +81,85 @@ func (l *lru) remove(s *session) {
 // first, so a flood of Identity-only requests cannot push out users whose
 // handshakes are under way; then the least recently active of the rest.
 type sessionTable struct {
-	max         int
-	idle, total time.Duration
-	evictions   atomic.Uint64
-	expirations atomic.Uint64
+	max             int
+	budget          int64 // bytes; 0: none (budget.go)
+	idle, total     time.Duration
+	evictions       atomic.Uint64
+	budgetEvictions atomic.Uint64
+	expirations     atomic.Uint64
 
-	mu    sync.Mutex // guards the fields below and the session fields marked so
-	m     map[[16]byte]*session
-	lists [2]lru
+	mu      sync.Mutex // guards the fields below and the session fields marked so
+	m       map[[16]byte]*session
+	lists   [2]lru
+	classes [numByteClasses]byteList // by bytes held
+	bytes   int64                    // held by all sessions
+
+	// Half-open conversations per client entry, oldest at the tail: a
+	// client holding halfOpenMax of them loses its own oldest to a new
+	// one, so a flood through one client cannot evict another's.
+	halfOpenMax int
+	clients     []clientList
+}
+
+// clientList is one client's half-open conversations (cprev/cnext).
+type clientList struct {
+	head, tail *session
+	n          int
+}
+
+func (l *clientList) pushFront(s *session) {
+	s.cprev, s.cnext = nil, l.head
+	if l.head != nil {
+		l.head.cprev = s
+	}
+	l.head = s
+	if l.tail == nil {
+		l.tail = s
+	}
+	l.n++
+	s.inClient = true
+}
+
+func (l *clientList) remove(s *session) {
+	if s.cprev != nil {
+		s.cprev.cnext = s.cnext
+	} else {
+		l.head = s.cnext
+	}
+	if s.cnext != nil {
+		s.cnext.cprev = s.cprev
+	} else {
+		l.tail = s.cprev
+	}
+	s.cprev, s.cnext = nil, nil
+	l.n--
+	s.inClient = false
+}
+
+// clientList returns s's client list, nil when not tracked.
+func (t *sessionTable) clientListOf(s *session) *clientList {
+	if t.halfOpenMax <= 0 || s.client < 0 || s.client >= len(t.clients) {
+		return nil
+	}
+	return &t.clients[s.client]
 }
 
 func newSessionTable(max int, idle, total time.Duration) *sessionTable {
 	return &sessionTable{max: max, idle: idle, total: total, m: make(map[[16]byte]*session)}
 }
 
-// add inserts s; it returns a session evicted to make room, if any.
+// add inserts s; it returns a session evicted to make room, if any: the
+// client's own oldest half-open conversation when it holds halfOpenMax,
+// else, when the table is full, the least recently active half-open one.
 func (t *sessionTable) add(s *session, now time.Time) (evicted *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) >= t.max {
+	cl := t.clientListOf(s)
+	if cl != nil && cl.n >= t.halfOpenMax && cl.tail != nil {
+		evicted = cl.tail
+		t.removeLocked(evicted)
+		t.evictions.Add(1)
+	} else if len(t.m) >= t.max {
 		victim := t.lists[listHalfOpen].tail
 		if victim == nil {
 			victim = t.lists[listActive].tail
@@ -107,6 +173,10 @@ func (t *sessionTable) add(s *session, now time.Time) (evicted *session) {
 	s.created, s.last, s.list, s.inTable = now, now, listHalfOpen, true
 	t.m[s.key] = s
 	t.lists[listHalfOpen].pushFront(s)
+	t.placeLocked(s, sessionBase)
+	if cl != nil {
+		cl.pushFront(s)
+	}
 	return evicted
 }
 
@@ -134,6 +204,9 @@ func (t *sessionTable) promote(s *session) {
 	t.lists[s.list].remove(s)
 	s.list = listActive
 	t.lists[listActive].pushFront(s)
+	if s.inClient {
+		t.clientListOf(s).remove(s)
+	}
 }
 
 func (t *sessionTable) remove(s *session) {
@@ -146,6 +219,10 @@ func (t *sessionTable) remove(s *session) {
 
 func (t *sessionTable) removeLocked(s *session) {
 	t.lists[s.list].remove(s)
+	t.unplaceLocked(s)
+	if s.inClient {
+		t.clientListOf(s).remove(s)
+	}
 	delete(t.m, s.key)
 	s.inTable = false
 }

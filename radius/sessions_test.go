@@ -52,6 +52,44 @@ func TestSessionTableEviction(t *testing.T) {
 	}
 }
 
+// TestHalfOpenPerClient: a client at its bound of half-open conversations
+// loses its own oldest, never another client's or one under way.
+func TestHalfOpenPerClient(t *testing.T) {
+	now := time.Now()
+	tb := newSessionTable(100, time.Minute, time.Hour)
+	tb.halfOpenMax = 2
+	tb.clients = make([]clientList, 2)
+	mk := func(i byte, client int) *session {
+		s := &session{eap: &eap.ServerSession{}, client: client}
+		s.key[0] = i
+		return s
+	}
+	other := mk(1, 1)
+	tb.add(other, now)
+	busy := mk(2, 0)
+	tb.add(busy, now)
+	tb.promote(busy) // TLS under way: not half-open
+	a, b, c := mk(3, 0), mk(4, 0), mk(5, 0)
+	tb.add(a, now)
+	tb.add(b, now)
+	if ev := tb.add(c, now); ev != a {
+		t.Fatalf("evicted %v, want client 0's oldest half-open (a)", ev)
+	}
+	for _, s := range []*session{other, busy, b, c} {
+		if tb.get(&s.key, now) == nil {
+			t.Errorf("session %d evicted", s.key[0])
+		}
+	}
+	if tb.clients[0].n != 2 || tb.clients[1].n != 1 {
+		t.Errorf("half-open counts %d, %d", tb.clients[0].n, tb.clients[1].n)
+	}
+	tb.remove(b)
+	tb.promote(c)
+	if tb.clients[0].n != 0 {
+		t.Errorf("client 0 still counts %d half-open", tb.clients[0].n)
+	}
+}
+
 // TestFloodDoesNotStopRealUser: a flood of Identity-only conversations
 // beyond MaxSessions evicts half-open ones, never a handshake under way.
 func TestFloodDoesNotStopRealUser(t *testing.T) {

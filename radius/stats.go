@@ -69,17 +69,31 @@ type counters struct {
 
 // Stats is a snapshot of the server's counters.
 type Stats struct {
-	Drops    map[string]uint64 // by reason (Drop* constants)
-	Requests map[string]uint64 // valid requests by code: access_request, accounting_request, status_server, code_N
+	Drops map[string]uint64 // by reason (Drop* constants)
+	// DropsByClient splits Drops by the configured client the datagram
+	// came from (its name), then by reason. Drops of datagrams that match
+	// no client (unknown_client), or that could not be attributed, are in
+	// Drops only.
+	DropsByClient map[string]map[string]uint64
+	Requests      map[string]uint64 // valid requests by code: access_request, accounting_request, status_server, code_N
 
 	Accepts, Rejects, Challenges uint64
 	CacheHits                    uint64 // retransmissions answered from the reply cache
 	AccountingRecords            uint64
 
+	// KernelDrops counts the datagrams the kernel dropped because a
+	// socket's receive buffer was full (Linux; 0 elsewhere).
+	KernelDrops uint64
+
 	SessionsLive    int    // EAP conversations in the table
 	SessionsOpened  uint64 // conversations started
-	SessionsEvicted uint64 // pushed out by MaxSessions
+	SessionsEvicted uint64 // pushed out by MaxSessions or MaxHalfOpenPerClient
 	SessionsExpired uint64 // ended by idle or total timeout
+	// SessionBytes is the memory the conversations hold, as accounted
+	// against MaxSessionBytes; SessionsEvictedMemory counts those evicted
+	// to stay within it.
+	SessionBytes          int64
+	SessionsEvictedMemory uint64
 
 	TLSSessions    int    // TLS sessions kept for resumption (tlssessions.go)
 	TLSResumptions uint64 // logins that resumed one
@@ -93,24 +107,48 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	st := Stats{
-		Drops:             make(map[string]uint64),
-		Requests:          make(map[string]uint64),
-		Accepts:           c.accepts.Load(),
-		Rejects:           c.rejects.Load(),
-		Challenges:        c.challenges.Load(),
-		CacheHits:         c.cacheHits.Load(),
-		AccountingRecords: c.acctRecords.Load(),
-		SessionsLive:      s.sessions.len(),
-		SessionsOpened:    c.sessionsOpened.Load(),
-		SessionsEvicted:   s.sessions.evictions.Load(),
-		SessionsExpired:   s.sessions.expirations.Load(),
-		AuthLatency:       c.authLatency.Snapshot(),
+		Drops:                 make(map[string]uint64),
+		Requests:              make(map[string]uint64),
+		Accepts:               c.accepts.Load(),
+		Rejects:               c.rejects.Load(),
+		Challenges:            c.challenges.Load(),
+		CacheHits:             c.cacheHits.Load(),
+		AccountingRecords:     c.acctRecords.Load(),
+		SessionsLive:          s.sessions.len(),
+		SessionsOpened:        c.sessionsOpened.Load(),
+		SessionsEvicted:       s.sessions.evictions.Load(),
+		SessionsExpired:       s.sessions.expirations.Load(),
+		SessionBytes:          s.sessions.heldBytes(),
+		SessionsEvictedMemory: s.sessions.budgetEvictions.Load(),
+		AuthLatency:           c.authLatency.Snapshot(),
 	}
 	ts := s.eapCfg.Tickets.Stats()
 	st.TLSSessions, st.TLSResumptions = ts.Entries, ts.Resumed
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {
 			st.Drops[dropNames[i]] = v
+		}
+	}
+	s.mu.Lock()
+	for _, fd := range s.fds {
+		st.KernelDrops += socketDrops(fd)
+	}
+	s.mu.Unlock()
+	for _, n := range s.nas {
+		for i := range n.drops {
+			v := n.drops[i].Load()
+			if v == 0 {
+				continue
+			}
+			if st.DropsByClient == nil {
+				st.DropsByClient = make(map[string]map[string]uint64)
+			}
+			m := st.DropsByClient[n.name]
+			if m == nil {
+				m = make(map[string]uint64)
+				st.DropsByClient[n.name] = m
+			}
+			m[dropNames[i]] += v
 		}
 	}
 	for i := range c.requests {

@@ -36,6 +36,7 @@ const (
 	attrCalledStationID      = 30
 	attrCallingStationID     = 31
 	attrNASIdentifier        = 32
+	attrProxyState           = 33
 	attrAcctStatusType       = 40
 	attrAcctInputOctets      = 42
 	attrAcctOutputOctets     = 43
@@ -295,3 +296,43 @@ func signResponse(m hash.Hash, b, secret []byte) {
 
 // newHMAC returns an HMAC-MD5 keyed with secret.
 func newHMAC(secret []byte) hash.Hash { return hmac.New(md5.New, secret) }
+
+// hasAttr reports whether p carries an attribute of type t.
+func (p packet) hasAttr(t byte) bool {
+	_, ok := p.attr(t)
+	return ok
+}
+
+// echoProxyState returns the finished reply b with every Proxy-State
+// attribute of the request req appended, in order (RFC 2865 section 5.33:
+// a server MUST copy them unmodified into its reply), signed again. It
+// returns b itself when the request carries none. b must have been built by
+// newReply (Message-Authenticator first). h is an HMAC-MD5 keyed with
+// secret, m a plain MD5.
+func echoProxyState(b []byte, req packet, h, m hash.Hash, secret []byte) ([]byte, error) {
+	if !req.hasAttr(attrProxyState) {
+		return b, nil
+	}
+	if len(b) < headerLen+maLen || b[headerLen] != attrMessageAuthenticator {
+		return nil, errors.New("radius: reply without leading Message-Authenticator")
+	}
+	n := 0
+	for a := req.attrs(); len(a) >= 2; a = a[a[1]:] {
+		if a[0] == attrProxyState {
+			n += int(a[1])
+		}
+	}
+	out := make([]byte, len(b), len(b)+n)
+	copy(out, b)
+	copy(out[4:20], req.auth())
+	clear(out[22:38])
+	for a := req.attrs(); len(a) >= 2; a = a[a[1]:] {
+		if a[0] == attrProxyState {
+			out = append(out, a[:a[1]]...)
+		}
+	}
+	// An Accounting-Response to an Accounting-Request has its
+	// Message-Authenticator computed over a zeroed authenticator.
+	r := reply{b: out, maZero: b[0] == codeAccountingResponse && req.code() == codeAccountingRequest}
+	return r.finish(h, m, secret)
+}

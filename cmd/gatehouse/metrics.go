@@ -70,6 +70,7 @@ type radiusCollector struct {
 	requests, responses, drops, cacheHits, acctRecords  *prometheus.Desc
 	live, started, completed, evicted, expired, latency *prometheus.Desc
 	tlsSessions, tlsResumptions                         *prometheus.Desc
+	bytes, evictedMem, kernelDrops                      *prometheus.Desc
 }
 
 func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
@@ -77,23 +78,27 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		stats:       stats,
 		requests:    desc("radius_requests_total", "Valid RADIUS requests received, by code.", "code"),
 		responses:   desc("radius_responses_total", "RADIUS Access responses sent, by code (access_accept, access_reject, access_challenge).", "code"),
-		drops:       desc("radius_dropped_total", "RADIUS datagrams dropped without an answer, by reason.", "reason"),
+		drops:       desc("radius_dropped_total", "RADIUS datagrams dropped without an answer, by configured client (empty: none matched) and reason.", "client", "reason"),
 		cacheHits:   desc("radius_reply_cache_hits_total", "Retransmissions answered from the reply cache."),
 		acctRecords: desc("radius_accounting_records_total", "Accounting-Requests recorded."),
 		live:        desc("radius_eap_conversations", "EAP conversations in progress."),
 		started:     desc("radius_eap_conversations_started_total", "EAP conversations started."),
 		completed:   desc("radius_eap_conversations_completed_total", "EAP conversations ended with an Access-Accept or Access-Reject."),
-		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions)."),
+		evicted:     desc("radius_eap_conversations_evicted_total", "EAP conversations pushed out of a full table (max_sessions) or by their client's max_half_open_per_client."),
 		expired:     desc("radius_eap_conversations_expired_total", "EAP conversations ended by the idle or total timeout."),
 		latency:     desc("radius_auth_duration_seconds", "Time from a conversation's first Access-Request to its Accept or Reject."),
 
 		tlsSessions:    desc("radius_tls_sessions", "TLS sessions kept on the server for resumption (tls_session_cache)."),
 		tlsResumptions: desc("radius_tls_resumptions_total", "EAP-TLS logins that resumed a TLS session (and were authorized again)."),
+		bytes:          desc("radius_eap_conversation_bytes", "Memory held by EAP conversations (reassembly, unsent output, TLS handshakes), as counted against max_session_bytes."),
+		evictedMem:     desc("radius_eap_conversations_evicted_memory_total", "EAP conversations evicted, biggest first, to stay within max_session_bytes."),
+		kernelDrops:    desc("radius_receive_buffer_drops_total", "RADIUS datagrams the kernel dropped because a socket's receive buffer (receive_buffer) was full."),
 	}
 }
 
 func (c *radiusCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency, c.tlsSessions, c.tlsResumptions)
+	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency,
+		c.tlsSessions, c.tlsResumptions, c.bytes, c.evictedMem, c.kernelDrops)
 }
 
 func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -104,8 +109,17 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, c.responses, st.Accepts, "access_accept")
 	counter(ch, c.responses, st.Rejects, "access_reject")
 	counter(ch, c.responses, st.Challenges, "access_challenge")
-	for _, k := range sortedKeys(st.Drops) {
-		counter(ch, c.drops, st.Drops[k], k)
+	for _, r := range sortedKeys(st.Drops) {
+		rest := st.Drops[r]
+		for _, cl := range sortedKeys(st.DropsByClient) {
+			if v := st.DropsByClient[cl][r]; v > 0 {
+				counter(ch, c.drops, v, cl, r)
+				rest -= min(v, rest)
+			}
+		}
+		if rest > 0 {
+			counter(ch, c.drops, rest, "", r)
+		}
 	}
 	counter(ch, c.cacheHits, st.CacheHits)
 	counter(ch, c.acctRecords, st.AccountingRecords)
@@ -117,6 +131,9 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	histogram(ch, c.latency, st.AuthLatency)
 	gauge(ch, c.tlsSessions, float64(st.TLSSessions))
 	counter(ch, c.tlsResumptions, st.TLSResumptions)
+	gauge(ch, c.bytes, float64(st.SessionBytes))
+	counter(ch, c.evictedMem, st.SessionsEvictedMemory)
+	counter(ch, c.kernelDrops, st.KernelDrops)
 }
 
 // directoryCollector exports directory.Directory.Stats and its query

@@ -69,11 +69,16 @@ func TestCollectors(t *testing.T) {
 	reg.MustRegister(
 		newRadiusCollector(func() radius.Stats {
 			return radius.Stats{
-				Drops:    map[string]uint64{radius.DropBadMA: 2, radius.DropUnknownClient: 1},
+				Drops: map[string]uint64{radius.DropBadMA: 3, radius.DropUnknownClient: 1, radius.DropAccountingWriteFail: 1},
+				DropsByClient: map[string]map[string]uint64{
+					"ap-floor1": {radius.DropBadMA: 2},
+					"ap-floor2": {radius.DropBadMA: 1},
+				},
 				Requests: map[string]uint64{"access_request": 40, "status_server": 1},
 				Accepts:  4, Rejects: 1, Challenges: 35, CacheHits: 3, AccountingRecords: 0,
 				SessionsLive: 1, SessionsOpened: 6, SessionsEvicted: 0, SessionsExpired: 1,
 				TLSSessions: 3, TLSResumptions: 2,
+				SessionBytes: 52224, SessionsEvictedMemory: 2, KernelDrops: 7,
 				AuthLatency: hist(4*time.Millisecond, 8*time.Millisecond, 30*time.Millisecond, 120*time.Millisecond, 2*time.Second),
 			}
 		}),

@@ -21,6 +21,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger := newLogger(stderr, l.cfg.Server)
+	setMemoryLimit(&l.cfg.Radius, logger)
 	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
 		return fmt.Errorf("serve: state_dir: %w", err)
 	}

@@ -267,3 +267,24 @@ func (s *ServerSession) Close() {
 		s.p.close()
 	}
 }
+
+// handshakeBytes estimates the memory of a running TLS handshake: the
+// goroutine's stack, the tls.Conn with its record buffers and the
+// handshake state.
+const handshakeBytes = 48 << 10
+
+// Bytes estimates the memory the conversation holds beyond its fixed
+// size: the reassembly buffer (its capacity: what a peer sending fragments
+// makes the server keep), output not yet sent, and a running TLS
+// handshake. The caller uses it for a global memory budget.
+func (s *ServerSession) Bytes() int {
+	n := cap(s.in.buf) + cap(s.out.data)
+	if s.p != nil {
+		select {
+		case <-s.p.done:
+		default:
+			n += handshakeBytes
+		}
+	}
+	return n
+}

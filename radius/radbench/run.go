@@ -51,6 +51,13 @@ type Config struct {
 	ServerPID int
 	// Progress is the interval of progress lines on out; default 5s, <0 off.
 	Progress time.Duration
+	// Flood, when not zero, is a number of bogus conversation starts
+	// sent from one extra socket, bound to FloodFrom (e.g.
+	// "127.0.0.2:0"; empty: any), as fast as possible while the
+	// supplicants log in; the supplicants stop starting logins when the
+	// flood has been sent (or Duration/Count ends first).
+	Flood     int
+	FloodFrom string
 }
 
 // Result summarizes a run.
@@ -67,6 +74,15 @@ type Result struct {
 
 	ServerCPU        time.Duration // server utime+stime during the run
 	ServerCPUPerAuth time.Duration
+
+	// Retransmitted counts finished conversations that needed at least
+	// one retransmission; FirstTry is the percentage of started ones
+	// (finished or failed) that finished without any.
+	Retransmitted int
+	FirstTry      float64
+
+	FloodSent    int // bogus conversation starts sent (Config.Flood)
+	FloodElapsed time.Duration
 }
 
 // clockTick is USER_HZ, 100 on every Linux architecture Go supports.
@@ -207,10 +223,22 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 		res     = Result{Errors: map[string]int{}}
 		started int
 	)
+	floodDone := make(chan struct{})
+	var flood FloodResult
+	var floodErr error
+	if cfg.Flood > 0 {
+		go func() {
+			defer close(floodDone)
+			flood, floodErr = Flood(ctx, cfg.Addr, cfg.FloodFrom, []byte(cfg.Secret), cfg.Flood)
+		}()
+	}
 	take := func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if cfg.Count > 0 && started >= cfg.Count {
+			return false
+		}
+		if cfg.Flood > 0 && isDone(floodDone) {
 			return false
 		}
 		started++
@@ -238,6 +266,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 					res.Errors[err.Error()]++
 				default:
 					res.Auths++
+					if r.Retrans > 0 {
+						res.Retransmitted++
+					}
 					lat = append(lat, d)
 					if r.Accepted {
 						res.Accepts++
@@ -270,6 +301,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	}
 	<-done
 	res.Elapsed = time.Since(start)
+	if cfg.Flood > 0 {
+		cancel()
+		<-floodDone
+		if floodErr != nil {
+			return res, floodErr
+		}
+		res.FloodSent, res.FloodElapsed = flood.Sent, flood.Elapsed
+	}
+	if n := res.Auths + res.Failures; n > 0 {
+		res.FirstTry = 100 * float64(res.Auths-res.Retransmitted) / float64(n)
+	}
 	if cfg.ServerPID > 0 {
 		cpu1, err := ProcCPU(cfg.ServerPID)
 		if err == nil {
@@ -304,6 +346,11 @@ func (r Result) String() string {
 		r.Auths, r.Elapsed.Seconds(), r.PerSec, r.Accepts, r.Rejects, r.Failures)
 	fmt.Fprintf(&b, "latency p50 %v  p90 %v  p99 %v  max %v\n", r.P50.Round(time.Microsecond),
 		r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	fmt.Fprintf(&b, "without retransmission: %.2f%% (%d retransmitted)\n", r.FirstTry, r.Retransmitted)
+	if r.FloodSent > 0 {
+		fmt.Fprintf(&b, "flood: %d bogus conversation starts in %.2fs (%.0f/s)\n", r.FloodSent, r.FloodElapsed.Seconds(),
+			float64(r.FloodSent)/max(r.FloodElapsed.Seconds(), 1e-9))
+	}
 	if r.ServerCPU > 0 {
 		fmt.Fprintf(&b, "server CPU %v, %v per auth\n", r.ServerCPU, r.ServerCPUPerAuth.Round(time.Microsecond))
 	}
@@ -311,4 +358,13 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "error x%d: %s\n", n, msg)
 	}
 	return b.String()
+}
+
+func isDone(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
