@@ -186,16 +186,14 @@ func (l *loaded) compile() error {
 // truncated file, or one written from an empty template, would otherwise
 // deny everyone).
 func checkWhole(file string, c *fileConfig, keys []toml.Key) error {
-	last := ""
-	if len(keys) > 0 {
-		last = keys[len(keys)-1].String()
-	}
-	switch {
-	case c.End == nil:
+	if c.End == nil {
 		return &configError{fmt.Sprintf("%s: the file does not end with %s: refusing to load a file that may have been cut short (truncated file?); "+
 			"write the complete file and make %s its last line", file, endMarker, endMarker)}
-	case last != "end":
-		return &configError{fmt.Sprintf("%s: %s: must be the last table of the file (found %s after it)", file, endMarker, last)}
+	}
+	for i, k := range keys {
+		if k.String() == "end" && i < len(keys)-1 {
+			return &configError{fmt.Sprintf("%s: %s: must be the last table of the file (found %s after it)", file, endMarker, keys[i+1][0])}
+		}
 	}
 	switch n := len(c.Policy); {
 	case n == 0 && !c.DenyAll:
