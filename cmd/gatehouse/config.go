@@ -103,6 +103,9 @@ func loadConfigBytes(file string, b []byte) (*loaded, error) {
 // file.
 func decodeConfig(file string, b []byte) (*loaded, error) {
 	l := &loaded{file: file, sum: sha256.Sum256(b)}
+	if !endsWithMarker(b) { // cheap, before decoding; checkWhole checks the decoded file
+		return nil, errNoEnd(file)
+	}
 	md, err := toml.Decode(string(b), &l.cfg)
 	if err != nil {
 		return nil, &configError{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "toml: "))}
@@ -181,14 +184,40 @@ func (l *loaded) compile() error {
 	return nil
 }
 
+func errNoEnd(file string) error {
+	return &configError{fmt.Sprintf("%s: the file does not end with %s: refusing to load a file that may have been cut short (truncated file?); "+
+		"write the complete file and make %s its last line", file, endMarker, endMarker)}
+}
+
+// endsWithMarker reports whether the last line of b that is neither blank
+// nor a comment is the [end] table header.
+func endsWithMarker(b []byte) bool {
+	s := string(b)
+	for s != "" {
+		i := strings.LastIndexByte(strings.TrimRight(s, "\r\n"), '\n')
+		line := s[i+1:]
+		s = s[:max(i, 0)]
+		if h := strings.IndexByte(line, '#'); h >= 0 {
+			line = line[:h]
+		}
+		line = strings.Join(strings.Fields(line), "")
+		if line != "" {
+			return line == endMarker
+		}
+		if i < 0 {
+			break
+		}
+	}
+	return false
+}
+
 // checkWhole refuses a file that does not end with [end] (it was cut
 // short) and a file without rules that does not say deny_all = true (a
 // truncated file, or one written from an empty template, would otherwise
 // deny everyone).
 func checkWhole(file string, c *fileConfig, keys []toml.Key) error {
 	if c.End == nil {
-		return &configError{fmt.Sprintf("%s: the file does not end with %s: refusing to load a file that may have been cut short (truncated file?); "+
-			"write the complete file and make %s its last line", file, endMarker, endMarker)}
+		return errNoEnd(file)
 	}
 	for i, k := range keys {
 		if k.String() == "end" && i < len(keys)-1 {

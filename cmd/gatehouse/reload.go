@@ -81,6 +81,13 @@ func newReloader(l *loaded, auth *policy.Authorizer, log *slog.Logger) *reloader
 	return r
 }
 
+// watchDirectory makes a change of the directory's LDIF file a reload; the
+// file as it is now counts as read (the directory read it at start).
+func (r *reloader) watchDirectory(file string) {
+	r.dirFile = file
+	r.seen.dir = statFile(file)
+}
+
 // Run blocks until ctx is done.
 func (r *reloader) Run(ctx context.Context) error {
 	if r.hup == nil {

@@ -60,7 +60,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	// invalidates its cache, so that the re-validation below sees group
 	// changes at once.
 	if l.cfg.Directory.Backend == "file" {
-		rl.dirFile = l.cfg.Directory.File
+		rl.watchDirectory(l.cfg.Directory.File)
 	}
 	rl.refreshDir = s.dir.Reload
 	// A reloaded policy's revocation sources are loaded before it is in force.
