@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/directory"
 	"github.com/gatehouse/gatehouse/radius"
 )
 
@@ -36,8 +37,16 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
 		return fmt.Errorf("serve: state_dir: %w", err)
 	}
-	l.cfg.VPN.UseNetstack = opts.netstack
-	s, err := buildServers(l, logger)
+	// What the servers are built from differs from the file (compared at
+	// reload) in keys that are no user's: a copy.
+	built := *l
+	built.cfg.VPN.UseNetstack = opts.netstack
+	if l.cfg.Directory.Backend == "file" {
+		// The reloader watches the LDIF file instead (below): it reads it
+		// once it has settled and re-validates live access after it.
+		built.cfg.Directory.Reload = directory.Duration{Duration: -1}
+	}
+	s, err := buildServers(&built, logger)
 	if err != nil {
 		return err
 	}
