@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/vpn"
@@ -40,8 +42,9 @@ type liveServe struct {
 // startLiveServe writes the shipped config with the VPN enabled, its own
 // copy of the LDIF directory, nothing re-validated but by reloads, and
 // runs serve on it; fast shortens the reloader's poll and settle intervals
-// (else they are the production ones).
-func startLiveServe(t *testing.T, fast bool) *liveServe {
+// (else they are the production ones); edit, if not nil, edits the config
+// further.
+func startLiveServe(t *testing.T, fast bool, edit func(string) string) *liveServe {
 	t.Helper()
 	ls := &liveServe{
 		eapol:   policytest.RequireTool(t, "eapol_test"),
@@ -66,7 +69,11 @@ func startLiveServe(t *testing.T, fast bool) *liveServe {
 		s = replace(`listen_port = 51820`, fmt.Sprintf(`listen_port = %d`, freeUDPPort(t)))(s)
 		s = replace(`enroll_listen = "127.0.0.1:8443"`, `enroll_listen = "127.0.0.1:0"`)(s)
 		root, _ := filepath.Abs("../..")
-		return replace(`file = "`+root+`/testdata/directory/example.ldif"`, `file = "`+ls.ldif+`"`)(s)
+		s = replace(`file = "`+root+`/testdata/directory/example.ldif"`, `file = "`+ls.ldif+`"`)(s)
+		if edit != nil {
+			s = edit(s)
+		}
+		return s
 	})
 	l, err := loadConfig(ls.f)
 	if err != nil {
@@ -190,7 +197,7 @@ func (ls *liveServe) waitReload(t *testing.T, n int) string {
 // at reload: every enrolled VPN peer and live Wi-Fi session stays, no
 // Disconnect-Request is sent. The complete file saved next is loaded.
 func TestServeTruncatedReloadKeepsAccess(t *testing.T) {
-	ls := startLiveServe(t, true)
+	ls := startLiveServe(t, true, nil)
 	ls.enroll(t, "alice")
 	ls.enroll(t, "bob")
 	ls.wifi(t, "alice", "alice@corp.example.com")
@@ -248,28 +255,49 @@ func TestServeTruncatedReloadKeepsAccess(t *testing.T) {
 }
 
 // TestServeGroupChangeReachesLiveAccess (issue 9 item 12): alice is
-// removed from her group in the LDIF file; on the reload (SIGHUP, or the
-// file's change alone) her VPN peer is cut and her Wi-Fi session
-// disconnected within 5 s; bob keeps his.
+// removed from her group — in the LDIF file, or on the LDAP server while
+// her groups are cached for cache_ttl (5 min) — and gatehouse is reloaded
+// (SIGHUP; for the file, its change alone is a reload): her VPN peer is cut
+// and her Wi-Fi session disconnected within 5 s; bob keeps his.
 func TestServeGroupChangeReachesLiveAccess(t *testing.T) {
-	for _, trigger := range []string{"SIGHUP", "file change"} {
-		t.Run(trigger, func(t *testing.T) {
-			ls := startLiveServe(t, false) // production reload timing
+	for _, tt := range []struct {
+		name    string
+		ldap    bool
+		trigger string
+	}{
+		{"file/SIGHUP", false, "SIGHUP"},
+		{"file/file change", false, "file change"},
+		{"ldap/SIGHUP", true, "SIGHUP"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var sl *slapd
+			var edit func(string) string
+			if tt.ldap {
+				sl = startSlapd(t)
+				edit = sl.configure
+			}
+			ls := startLiveServe(t, false, edit) // production reload timing
 			ls.enroll(t, "alice")
 			ls.enroll(t, "bob")
 			ls.wifi(t, "alice", "alice@corp.example.com")
 			if p, w := ls.access(); p != 2 || w != 1 {
 				t.Fatalf("before: %d peers, %d sessions", p, w)
 			}
-			b, _ := os.ReadFile(ls.ldif)
-			edited := strings.Replace(string(b), "cn: backend\nmember: uid=alice,ou=people,dc=example,dc=com\n",
-				"cn: backend\nmember: uid=frank,ou=people,dc=example,dc=com\n", 1)
-			if edited == string(b) {
-				t.Fatal("LDIF fixture changed: alice's membership not found")
+			if tt.ldap {
+				m := ldap.NewModifyRequest("cn=backend,ou=groups,dc=example,dc=com", nil)
+				m.Replace("member", []string{"uid=frank,ou=people,dc=example,dc=com"})
+				sl.modify(t, m)
+			} else {
+				b, _ := os.ReadFile(ls.ldif)
+				edited := strings.Replace(string(b), "cn: backend\nmember: uid=alice,ou=people,dc=example,dc=com\n",
+					"cn: backend\nmember: uid=frank,ou=people,dc=example,dc=com\n", 1)
+				if edited == string(b) {
+					t.Fatal("LDIF fixture changed: alice's membership not found")
+				}
+				writeFile(t, ls.ldif, []byte(edited))
 			}
-			writeFile(t, ls.ldif, []byte(edited))
 			start := time.Now()
-			if trigger == "SIGHUP" {
+			if tt.trigger == "SIGHUP" {
 				ls.hup <- syscall.SIGHUP
 			}
 			select {
@@ -277,20 +305,20 @@ func TestServeGroupChangeReachesLiveAccess(t *testing.T) {
 				if r.attrs[1] != "alice@corp.example.com" {
 					t.Errorf("Disconnect-Request for %q", r.attrs[1])
 				}
-				t.Logf("%s to Disconnect-Request: %v", trigger, r.at.Sub(start))
+				t.Logf("%s to Disconnect-Request: %v", tt.trigger, r.at.Sub(start))
 				if d := r.at.Sub(start); d > 5*time.Second {
-					t.Errorf("Disconnect-Request %v after the %s; want within 5 s", d, trigger)
+					t.Errorf("Disconnect-Request %v after the %s; want within 5 s", d, tt.trigger)
 				}
 			case <-time.After(5 * time.Second):
-				t.Fatalf("no Disconnect-Request within 5 s of the %s\n%s", trigger, tail(ls.logs.String()))
+				t.Fatalf("no Disconnect-Request within 5 s of the %s\n%s", tt.trigger, tail(ls.logs.String()))
 			}
 			for ls.s.vpn.Stats().Peers != 1 {
 				if time.Since(start) > 5*time.Second {
-					t.Fatalf("alice's VPN peer not cut within 5 s of the %s: %d peers", trigger, ls.s.vpn.Stats().Peers)
+					t.Fatalf("alice's VPN peer not cut within 5 s of the %s: %d peers", tt.trigger, ls.s.vpn.Stats().Peers)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			t.Logf("%s to VPN peer cut: %v", trigger, time.Since(start))
+			t.Logf("%s to VPN peer cut: %v", tt.trigger, time.Since(start))
 			ls.stopClean(t)
 		})
 	}
