@@ -124,6 +124,11 @@ func TestZeroRules(t *testing.T) {
 				if n := len(l.policy.Summary().Rules); n != 0 && !strings.Contains(tt.name, "after end") {
 					t.Fatalf("%d rules", n)
 				}
+				var out, errb bytes.Buffer
+				if code := run(context.Background(), []string{"check", "-config", f}, &out, &errb); code != exitOK ||
+					(l.cfg.DenyAll && !strings.Contains(out.String(), "rules:         none: deny_all = true, everyone is denied")) {
+					t.Fatalf("check: exit %d\n%s%s", code, out.String(), errb.String())
+				}
 			case err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), f+": "):
 				t.Fatalf("err = %v; want %q, naming the file", err, tt.want)
 			}
