@@ -115,7 +115,7 @@ func TestZeroRules(t *testing.T) {
 		{"blank and comments after end", func(s string) string { return s + "\n# the end\n\n" }, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := writeConfig(t, tt.edit)
+			f := writeConfigRaw(t, tt.edit)
 			l, err := loadConfig(f)
 			switch {
 			case tt.want == "" && err != nil:
@@ -360,5 +360,18 @@ func reloadOutOfFDsChild(t *testing.T) {
 			t.Fatalf("%s: after descriptors were freed: %s\n%s", c.name, rule(), logs)
 		}
 		r.readFile = os.ReadFile
+	}
+}
+
+// TestWriteConfigKeepsEndLast: tests that append a section to the shipped
+// config still get a whole file.
+func TestWriteConfigKeepsEndLast(t *testing.T) {
+	f := writeConfig(t, func(s string) string { return s + "\n[[policy]]\nname = \"extra\"\ngroups = [\"sales\"]\n" })
+	l, err := loadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.policy.Summary().Rules; len(got) != 4 || got[3] != "extra" {
+		t.Fatalf("rules %v", got)
 	}
 }
