@@ -224,7 +224,10 @@ var errTorn = errors.New("a file changed while it was read")
 // settledOn records what was read and ends a forced or postponed reload.
 func (r *reloader) settledOn(sig signature, sum [sha256.Size]byte) {
 	r.seen, r.seenSum = sig, sum
-	r.racy = time.Since(time.Unix(0, sig.cfg.mtime)) < racyWindow
+	// A write now would get an mtime the same as this one only if this one
+	// is within the file system's granularity of now.
+	d := time.Since(time.Unix(0, sig.cfg.mtime))
+	r.racy = d < racyWindow && d > -racyWindow
 	r.force = false
 	r.retryAt, r.backoff = time.Time{}, 0
 }

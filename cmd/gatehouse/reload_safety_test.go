@@ -375,3 +375,31 @@ func TestWriteConfigKeepsEndLast(t *testing.T) {
 		t.Fatalf("rules %v", got)
 	}
 }
+
+// TestReloadPollOpensNothing: looking for changes only stats the files;
+// the config file is opened when its stat changed (or was taken too close
+// to a write to tell), and a touched file with the same content reloads
+// nothing.
+func TestReloadPollOpensNothing(t *testing.T) {
+	f, _ := shippedCopy(t)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(f, old, old)
+	r, _ := testReloader(t, f, nil)
+	reads, swaps := 0, 0
+	r.readFile = func(name string) ([]byte, error) { reads++; return os.ReadFile(name) }
+	r.onSwap = func(*loaded) { swaps++ }
+	ctx := context.Background()
+	r.attempt(ctx) // the first look reads: the file was loaded before it was first stat'ed
+	for range 5 {
+		r.attempt(ctx)
+	}
+	if reads != 1 || swaps != 0 {
+		t.Fatalf("unchanged file: %d reads, %d reloads; want 1 and 0", reads, swaps)
+	}
+	os.Chtimes(f, old.Add(time.Minute), old.Add(time.Minute))
+	r.attempt(ctx)
+	r.attempt(ctx)
+	if reads != 2 || swaps != 0 {
+		t.Fatalf("touched file: %d reads, %d reloads; want 2 and 0", reads, swaps)
+	}
+}
