@@ -78,6 +78,20 @@ func (c *cache) flush() {
 	c.mu.Unlock()
 }
 
+// expireAll makes every entry expired, keeping it for serve_stale.
+func (c *cache) expireAll() {
+	now := c.clock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if e.expires.After(now) {
+			cp := *e
+			cp.expires = now
+			c.m[k] = &cp
+		}
+	}
+}
+
 func (c *cache) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -39,6 +39,8 @@ type Config struct {
 	// Reload is how often the file backend checks File for changes and
 	// re-reads it (atomically: a broken file keeps the old contents).
 	// Default 10s; negative disables polling (Reload() still works).
+	// `gatehouse serve` disables it and watches the file itself: it reads
+	// it once it has stopped changing, then re-validates live access.
 	Reload Duration `toml:"reload"`
 
 	// UserFilter and DeviceFilter are LDAP filter templates (RFC 4515) used

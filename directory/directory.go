@@ -260,11 +260,24 @@ func (d *Directory) Check(ctx context.Context) error {
 	return d.be.check(ctx)
 }
 
-// Reload re-reads the LDIF file (file backend) and empties the cache.
+// Reload re-reads the LDIF file (file backend) and invalidates the cache,
+// so the next lookup of every identity asks the backend: a group change
+// made before the reload is seen by the re-validation that follows it. A
+// file that does not parse is reported and its previous contents stay; the
+// cache is invalidated all the same.
 func (d *Directory) Reload() error {
 	err := d.be.reload()
-	d.FlushCache()
+	d.Invalidate()
 	return err
+}
+
+// Invalidate marks every cached answer expired: lookups go to the backend,
+// while on_outage = "serve_stale" may still fall back on them (up to
+// stale_max_age) if the directory is down.
+func (d *Directory) Invalidate() {
+	if d.cache != nil {
+		d.cache.expireAll()
+	}
 }
 
 // FlushCache empties the answer cache.

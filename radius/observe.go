@@ -62,13 +62,18 @@ func (s *Server) finish(n *nas, src netip.AddrPort, ss *session, d *policy.Decis
 // decision; Run then cancels the decisions still waiting.
 func (s *Server) drain() {
 	s.draining.Store(true)
+	// A datagram read but not yet processed may be the next round of a
+	// conversation (or start its decision): wait for those too.
+	busy := func() bool {
+		return s.sessions.active() > 0 || s.pendingDecisions() > 0 || s.inFlight.Load() > 0
+	}
 	n, nd := s.sessions.active(), s.pendingDecisions()
-	if n == 0 && nd == 0 {
+	if !busy() {
 		return
 	}
 	s.log.Info("radius: shutting down: letting conversations finish", "conversations", n, "decisions", nd, "timeout", s.drainTimeout)
 	deadline := time.Now().Add(s.drainTimeout)
-	for (s.sessions.active() > 0 || s.pendingDecisions() > 0) && time.Now().Before(deadline) {
+	for busy() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n, nd := s.sessions.active(), s.pendingDecisions(); n > 0 || nd > 0 {

@@ -56,7 +56,8 @@ type Server struct {
 	decCancel context.CancelFunc
 	auditor   policy.Auditor // nil = none; set before Run
 
-	draining     atomic.Bool // Run's context is done: no new conversations
+	draining     atomic.Bool  // Run's context is done: no new conversations
+	inFlight     atomic.Int64 // datagrams queued or being processed; drain waits for them
 	drainTimeout time.Duration
 
 	fq       *fairQueue  // received datagrams waiting for a worker; set by Run
@@ -273,6 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 			w := newWorker()
 			for j := s.fq.next(-1); j != nil; {
 				s.process(w, j)
+				s.inFlight.Add(-1)
 				f := j.flow
 				free <- j // a reader may reuse j from now on
 				j = s.fq.next(f)
@@ -412,10 +414,12 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 		j.n, j.src, j.conn, j.acct, j.nas = n, src, c, acct, nas
 		j.flow = s.fq.flowOf(src)
 		for waited := false; ; waited = true {
+			s.inFlight.Add(1)
 			if s.fq.push(j) {
 				j = nil
 				break
 			}
+			s.inFlight.Add(-1)
 			if !waited && !s.fq.mayWait(j.flow, time.Now()) || receivePressure(fd) || isClosed(stop) {
 				s.dropLog(nas, src, dOverload)
 				break // j is reused

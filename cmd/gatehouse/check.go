@@ -41,7 +41,11 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	if s.ServerCert != "" {
 		fmt.Fprintf(stdout, "server cert:   %s\n", s.ServerCert)
 	}
-	fmt.Fprintf(stdout, "rules:         %s\n", strings.Join(s.Rules, ", "))
+	if l.cfg.DenyAll {
+		fmt.Fprintln(stdout, "rules:         none: deny_all = true, everyone is denied")
+	} else {
+		fmt.Fprintf(stdout, "rules:         %s\n", strings.Join(s.Rules, ", "))
+	}
 	for _, line := range l.cfg.sections.summary() {
 		fmt.Fprintln(stdout, line)
 	}

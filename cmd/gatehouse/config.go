@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -15,11 +16,20 @@ import (
 // fileConfig is config.toml as decoded. Each section is the Config type of
 // the package that uses it; only this package reads TOML.
 type fileConfig struct {
+	// DenyAll, a top-level key (before any table), says that a file with
+	// no [[policy]] rule means it: everyone is denied. Without it a file
+	// with no rule is refused (a truncated file looks like one), and with
+	// it a file that has rules is an error.
+	DenyAll  bool                  `toml:"deny_all"`
 	Server   serverConfig          `toml:"server"`
 	Trust    policy.TrustConfig    `toml:"trust"`
 	Identity policy.IdentityConfig `toml:"identity"`
 	Policy   []policy.RuleConfig   `toml:"policy"`
 	Store    storeConfig           `toml:"store"`
+	// End is the [end] table that must close the file: a file that does
+	// not end with it was cut short (disk full, an interrupted copy, an
+	// editor that writes in place) and is never loaded.
+	End *struct{} `toml:"end"`
 	sections
 }
 
@@ -54,6 +64,7 @@ type serverConfig struct {
 // loaded is a decoded and compiled configuration.
 type loaded struct {
 	file   string
+	sum    [sha256.Size]byte // of the bytes cfg was decoded from
 	cfg    fileConfig
 	policy *policy.Policy
 }
@@ -63,14 +74,54 @@ type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }
 
+// causedError is a configError that keeps the errors behind it, for
+// errors.Is: a trust file that could not be opened for lack of file
+// descriptors is no configuration problem, and the reloader retries it.
+type causedError struct {
+	*configError
+	causes []error
+}
+
+func (e *causedError) Unwrap() []error { return append([]error{e.configError}, e.causes...) }
+
+func newCausedError(msg string, causes ...error) error {
+	return &causedError{&configError{msg}, causes}
+}
+
+// endMarker is the last line every config file must have.
+const endMarker = "[end]"
+
 // loadConfig reads, strictly decodes and compiles a config file. Relative
 // paths inside it are taken relative to the file's directory.
 func loadConfig(file string) (*loaded, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %v", file, err)}
+		return nil, newCausedError(fmt.Sprintf("%s: %v", file, err), err)
 	}
-	l := &loaded{file: file}
+	return loadConfigBytes(file, b)
+}
+
+// loadConfigBytes decodes and compiles b, the content of file, read once by
+// the caller: what is compiled is exactly what l.sum fingerprints.
+func loadConfigBytes(file string, b []byte) (*loaded, error) {
+	l, err := decodeConfig(file, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.compile(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// decodeConfig strictly decodes b, refuses a file that is not whole and
+// resolves relative paths against the file's directory. It reads no other
+// file.
+func decodeConfig(file string, b []byte) (*loaded, error) {
+	l := &loaded{file: file, sum: sha256.Sum256(b)}
+	if !endsWithMarker(b) { // cheap, before decoding; checkWhole checks the decoded file
+		return nil, errNoEnd(file)
+	}
 	md, err := toml.Decode(string(b), &l.cfg)
 	if err != nil {
 		return nil, &configError{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "toml: "))}
@@ -81,6 +132,11 @@ func loadConfig(file string) (*loaded, error) {
 			msgs = append(msgs, fmt.Sprintf("%s: %s: unknown key", file, k))
 		}
 		return nil, &configError{strings.Join(msgs, "\n")}
+	}
+	// A file must be whole before anything in it is believed: these come
+	// before compiling, so a truncated file costs no file reads.
+	if err := checkWhole(file, &l.cfg, md.Keys()); err != nil {
+		return nil, err
 	}
 	dir := filepath.Dir(file)
 	c := &l.cfg
@@ -99,17 +155,28 @@ func loadConfig(file string) (*loaded, error) {
 	for i := range c.Identity.Device {
 		rel(dir, &c.Identity.Device[i].IssuerCA)
 	}
+	return l, nil
+}
+
+// compile checks the decoded sections and compiles the policy, reading the
+// trust files.
+func (l *loaded) compile() error {
+	file, c := l.file, &l.cfg
+	dir := filepath.Dir(file)
 	var errs []string
+	var causes []error
 	rel(dir, &c.Store.DSNFile)
 	errs = append(errs, c.Store.check(file)...)
 	c.Store.defaults()
 	if err := c.sections.prepare(dir); err != nil {
 		errs = append(errs, prefixLines(file, err)...)
+		causes = append(causes, err)
 	}
 	pc := policy.Config{Trust: c.Trust, Identity: c.Identity, Rules: c.Policy}
 	p, err := policy.Compile(&pc)
 	if err != nil {
 		errs = append(errs, prefixLines(file, err)...)
+		causes = append(causes, err)
 	}
 	switch c.Server.LogLevel {
 	case "", "debug", "info", "warn", "error":
@@ -130,10 +197,60 @@ func loadConfig(file string) (*loaded, error) {
 		errs = append(errs, fmt.Sprintf("%s: server.audit_max_size_mb and audit_keep must not be negative", file))
 	}
 	if len(errs) > 0 {
-		return nil, &configError{strings.Join(errs, "\n")}
+		return newCausedError(strings.Join(errs, "\n"), causes...)
 	}
 	l.policy = p
-	return l, nil
+	return nil
+}
+
+func errNoEnd(file string) error {
+	return &configError{fmt.Sprintf("%s: the file does not end with %s: refusing to load a file that may have been cut short (truncated file?); "+
+		"write the complete file and make %s its last line", file, endMarker, endMarker)}
+}
+
+// endsWithMarker reports whether the last line of b that is neither blank
+// nor a comment is the [end] table header.
+func endsWithMarker(b []byte) bool {
+	s := string(b)
+	for s != "" {
+		i := strings.LastIndexByte(strings.TrimRight(s, "\r\n"), '\n')
+		line := s[i+1:]
+		s = s[:max(i, 0)]
+		if h := strings.IndexByte(line, '#'); h >= 0 {
+			line = line[:h]
+		}
+		line = strings.Join(strings.Fields(line), "")
+		if line != "" {
+			return line == endMarker
+		}
+		if i < 0 {
+			break
+		}
+	}
+	return false
+}
+
+// checkWhole refuses a file that does not end with [end] (it was cut
+// short) and a file without rules that does not say deny_all = true (a
+// truncated file, or one written from an empty template, would otherwise
+// deny everyone).
+func checkWhole(file string, c *fileConfig, keys []toml.Key) error {
+	if c.End == nil {
+		return errNoEnd(file)
+	}
+	for i, k := range keys {
+		if k.String() == "end" && i < len(keys)-1 {
+			return &configError{fmt.Sprintf("%s: %s: must be the last table of the file (found %s after it)", file, endMarker, keys[i+1][0])}
+		}
+	}
+	switch n := len(c.Policy); {
+	case n == 0 && !c.DenyAll:
+		return &configError{fmt.Sprintf("%s: refusing to load a policy with no rules (truncated file?); "+
+			"write [[policy]] rules, or deny_all = true at the top of the file to deny everyone on purpose", file)}
+	case n > 0 && c.DenyAll:
+		return &configError{fmt.Sprintf("%s: deny_all: true, but the file has %d [[policy]] rules: remove one or the other", file, n)}
+	}
+	return nil
 }
 
 // prefixLines puts "file: " before each error of a joined error.

@@ -10,8 +10,30 @@ import (
 )
 
 // writeConfig writes config.toml's text with edits applied into a temp dir
-// whose paths point at the repository's testdata, and returns its path.
+// whose paths point at the repository's testdata, and returns its path. An
+// edit that appends after the closing [end] (a new section) gets [end]
+// moved back to the end, as an admin adding a section would.
 func writeConfig(t testing.TB, edit func(string) string) string {
+	t.Helper()
+	if edit != nil {
+		e := edit
+		edit = func(s string) string { return keepEndLast(e(s)) }
+	}
+	return writeConfigRaw(t, edit)
+}
+
+// keepEndLast moves a closing [end] line that content follows to the end.
+func keepEndLast(s string) string {
+	const end = "\n[end]\n"
+	i := strings.LastIndex(s, end)
+	if i < 0 || strings.TrimSpace(s[i+len(end):]) == "" {
+		return s
+	}
+	return s[:i+1] + strings.TrimLeft(s[i+len(end):], "\n") + end
+}
+
+// writeConfigRaw is writeConfig without keepEndLast.
+func writeConfigRaw(t testing.TB, edit func(string) string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../config.toml")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/directory"
 	"github.com/gatehouse/gatehouse/radius"
 )
 
@@ -20,20 +21,59 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	return serve(ctx, l, stdout, stderr, serveOptions{})
+}
+
+// serveOptions adjust serve for tests that run it in process; the zero
+// value is production.
+type serveOptions struct {
+	netstack      bool           // the VPN's data plane in userspace: no TUN, no privilege
+	hup           chan os.Signal // stands for SIGHUP
+	every, settle time.Duration  // reloader timing; 0 = the defaults
+	built         func(*servers) // called with the servers before they start
+}
+
+func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveOptions) error {
 	logger := newLogger(stderr, l.cfg.Server)
 	setMemoryLimit(&l.cfg.Radius, logger)
 	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
 		return fmt.Errorf("serve: state_dir: %w", err)
 	}
-	s, err := buildServers(l, logger)
+	// What the servers are built from differs from the file (compared at
+	// reload) in keys that are no user's: a copy.
+	built := *l
+	built.cfg.VPN.UseNetstack = opts.netstack
+	if l.cfg.Directory.Backend == "file" {
+		// The reloader watches the LDIF file instead (below): it reads it
+		// once it has settled and re-validates live access after it.
+		built.cfg.Directory.Reload = directory.Duration{Duration: -1}
+	}
+	s, err := buildServers(&built, logger)
 	if err != nil {
 		return err
+	}
+	if opts.built != nil {
+		opts.built(s)
 	}
 	o, err := newOps(&l.cfg.Server, s, stdout, logger)
 	if err != nil {
 		return err
 	}
 	rl := newReloader(l, s.auth, logger.With("component", "reload"))
+	rl.hup = opts.hup
+	if opts.every > 0 {
+		rl.every = opts.every
+	}
+	if opts.settle > 0 {
+		rl.settle = opts.settle
+	}
+	// Every reload re-reads the directory (an edited LDIF file is one) and
+	// invalidates its cache, so that the re-validation below sees group
+	// changes at once.
+	if l.cfg.Directory.Backend == "file" {
+		rl.watchDirectory(l.cfg.Directory.File)
+	}
+	rl.refreshDir = s.dir.Reload
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
 	// After a policy swap, cached TLS sessions are dropped and live VPN
