@@ -1,6 +1,9 @@
 package radius
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"time"
@@ -52,6 +55,13 @@ func (s *Server) finish(n *nas, src netip.AddrPort, ss *session, d *policy.Decis
 	} else {
 		ev.Decision.Code = policy.CodeNoCertificate
 		ev.Decision.Identity.Name = ss.identity
+		if leaf := presentedLeaf(ss); leaf != nil {
+			// The handshake failed after the peer sent a certificate: name
+			// it (unverified) so the trail shows whose certificate it was.
+			ev.Decision.Code = policy.CodeUntrusted
+			ev.Decision.Identity = *leaf
+			ev.Decision.Identity.Name = ss.identity
+		}
 	}
 	s.auditor.Audit(ev)
 }
@@ -98,4 +108,22 @@ func (t *sessionTable) active() int {
 		n++
 	}
 	return n
+}
+
+// presentedLeaf is the identity of the certificate the peer of ss sent,
+// unverified, or nil (none sent, or not parseable: then its fingerprint).
+func presentedLeaf(ss *session) *policy.Identity {
+	if ss.eap == nil {
+		return nil
+	}
+	der := ss.eap.PresentedLeaf()
+	if der == nil {
+		return nil
+	}
+	if c, err := x509.ParseCertificate(der); err == nil {
+		id, _ := policy.IdentityOf(c) // partial on a bad SAN: still names it
+		return &id
+	}
+	sum := sha256.Sum256(der)
+	return &policy.Identity{Fingerprint: hex.EncodeToString(sum[:])}
 }

@@ -2,8 +2,13 @@ package radius
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +153,43 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if st := s.Stats(); st.Drops[DropShuttingDown] == 0 {
 		t.Errorf("drops %v: no shutting_down", st.Drops)
+	}
+}
+
+// TestAuditNamesCertificateWithoutKey: a peer presents alice's certificate
+// but cannot sign with her key, so the handshake fails before any decision.
+// The audit line still names the certificate it presented (issue: every
+// audit line names the presented leaf), with code untrusted, for TLS 1.2
+// and 1.3.
+func TestAuditNamesCertificateWithoutKey(t *testing.T) {
+	var al auditLog
+	s := startServerWith(t, func(s *Server) { s.SetAuditor(&al) }, nil)
+	p := s.pki
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen := tls.Certificate{Certificate: p.alice.Certificate, PrivateKey: other}
+	leaf, err := x509.ParseCertificate(p.alice.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		res, err := s.client(testSecret).Authenticate(context.Background(), "anonymous", p.clientTLS(&stolen, v))
+		if err == nil && res.Accepted {
+			t.Fatalf("TLS %x: accepted a certificate presented without its key", v)
+		}
+	}
+	evs := al.events()
+	if len(evs) != 2 {
+		t.Fatalf("%d audit events, want 2", len(evs))
+	}
+	for i, ev := range evs {
+		id := ev.Decision.Identity
+		if ev.Allowed || ev.Decision.Code != policy.CodeUntrusted || id.Fingerprint != hex.EncodeToString(sum[:]) ||
+			id.CertSerial != leaf.SerialNumber.Text(16) || id.Subject != leaf.Subject.String() || id.Issuer != leaf.Issuer.String() {
+			t.Errorf("#%d: allowed %v code %v identity %+v, want alice's certificate named", i, ev.Allowed, ev.Decision.Code, id)
+		}
 	}
 }

@@ -90,6 +90,7 @@ type ServerSession struct {
 	p     *pump
 	msk   []byte
 	tk    *sessionTicket // nil without ServerConfig.Tickets
+	leaf  presentedLeaf  // the certificate the peer sent, for the audit trail
 }
 
 // NewServerSession answers an EAP-Response/Identity with identifier respID:
@@ -183,7 +184,7 @@ func (s *ServerSession) Handle(msg []byte) Step {
 	var out []byte
 	var finished bool
 	if s.p == nil {
-		cfg := s.cfg.TLS
+		cfg := s.leaf.config(s.cfg.TLS)
 		if s.cfg.Tickets != nil {
 			s.tk = &sessionTicket{cache: s.cfg.Tickets}
 			cfg = s.tk.tlsConfig(cfg)
