@@ -29,6 +29,7 @@ type reloader struct {
 	onHUP      func()         // called on SIGHUP before the reload (log reopening)
 	hup        chan os.Signal // SIGHUP; nil disables signals (tests)
 	reloaded   chan struct{}  // receives after each attempt, for tests; may be nil
+	notify     *sdNotifier    // systemd, told of forced reloads; nil = none
 
 	// Only the Run goroutine uses these.
 	cur   *loaded // the configuration in force
@@ -82,7 +83,7 @@ func (r *reloader) Run(ctx context.Context) error {
 			if r.onHUP != nil {
 				r.onHUP()
 			}
-			r.reload(true)
+			r.forceReload()
 		case <-t.C:
 			r.reload(false)
 		}
