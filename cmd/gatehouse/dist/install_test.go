@@ -125,6 +125,7 @@ func checkServiceAccess(t *testing.T, root, bin string) {
 	if err := write(filepath.Join(state, "probe")); err != nil {
 		t.Errorf("uid %d cannot write in state_dir %s", uid, state)
 	}
+	os.Remove(filepath.Join(state, "probe"))
 	for _, f := range notForTheService {
 		if err := read(filepath.Join(etc, f)); err == nil {
 			t.Errorf("uid %d can read %s (root only)", uid, f)
