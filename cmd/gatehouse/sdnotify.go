@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +15,8 @@ import (
 // around a reload requested by an admin, STOPPING=1 at shutdown. A nil
 // *sdNotifier (not started by systemd) sends nothing.
 type sdNotifier struct {
-	addr *net.UnixAddr
+	addr  *net.UnixAddr
+	ready atomic.Bool // READY=1 was sent: reloads may be announced
 }
 
 // newSDNotifier returns a notifier for the socket in env (the value of
@@ -60,15 +62,32 @@ func (n *sdNotifier) reloading() error {
 	return n.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the configuration", ts.Nano()/1000))
 }
 
+// up sends READY=1 at the end of start-up and allows reload messages.
+func (n *sdNotifier) up() error {
+	if n == nil {
+		return nil
+	}
+	err := n.notify("READY=1\nSTATUS=serving")
+	n.ready.Store(true)
+	return err
+}
+
 // forceReload runs a reload an admin asked for (SIGHUP, the control
 // socket), bracketed by RELOADING=1 and READY=1 whatever its outcome: the
 // service stays up with the policy in force when the new one is refused.
+// Before start-up finished nothing is sent: a READY=1 then would tell
+// systemd the service is up before its listeners are.
 func (r *reloader) forceReload() {
-	if err := r.notify.reloading(); err != nil {
-		r.log.Warn("systemd not told of the reload", "err", err)
+	tell := r.notify != nil && r.notify.ready.Load()
+	if tell {
+		if err := r.notify.reloading(); err != nil {
+			r.log.Warn("systemd not told of the reload", "err", err)
+		}
 	}
 	r.reload(true)
-	if err := r.notify.notify("READY=1\nSTATUS=serving"); err != nil {
-		r.log.Warn("systemd not told the reload finished", "err", err)
+	if tell {
+		if err := r.notify.notify("READY=1\nSTATUS=serving"); err != nil {
+			r.log.Warn("systemd not told the reload finished", "err", err)
+		}
 	}
 }

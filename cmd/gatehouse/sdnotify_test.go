@@ -124,11 +124,25 @@ func TestReloadNotifiesSystemd(t *testing.T) {
 	r.every = time.Hour
 	r.hup = make(chan os.Signal, 1)
 	r.notify, _ = newSDNotifier(sock.path)
+	r.reloaded = make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
+	// Before start-up finished, a reload announces nothing (a READY=1
+	// would end the start too early).
+	r.hup <- syscall.SIGHUP
+	<-r.reloaded
+	select {
+	case m := <-sock.msgs:
+		t.Fatalf("before READY: %q", m)
+	case <-time.After(500 * time.Millisecond):
+	}
+	r.notify.up()
+	if m := sock.next(t, "up"); !strings.HasPrefix(m, "READY=1") {
+		t.Fatalf("up sent %q", m)
+	}
 	for _, tc := range []struct {
 		name string
 		file []byte
@@ -138,6 +152,7 @@ func TestReloadNotifiesSystemd(t *testing.T) {
 	} {
 		writeFile(t, f, tc.file)
 		r.hup <- syscall.SIGHUP
+		<-r.reloaded
 		if m := sock.next(t, tc.name+" reload start"); !strings.HasPrefix(m, "RELOADING=1\n") {
 			t.Errorf("%s: first message %q, want RELOADING=1", tc.name, m)
 		}

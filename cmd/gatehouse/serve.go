@@ -112,7 +112,7 @@ func notifyUp(ctx context.Context, sd *sdNotifier, s *servers, logger *slog.Logg
 			return nil
 		}
 	}
-	if err := sd.notify("READY=1\nSTATUS=serving"); err != nil {
+	if err := sd.up(); err != nil {
 		logger.Warn("systemd not told the service is ready", "err", err)
 	}
 	<-ctx.Done()
