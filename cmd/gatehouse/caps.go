@@ -33,3 +33,22 @@ func capabilities(c *fileConfig) []string {
 	}
 	return caps
 }
+
+// capNetAdmin is CAP_NET_ADMIN's number (linux/capability.h).
+const capNetAdmin = 12
+
+// checkNetAdmin fails early, naming the key and the fix, when the VPN is
+// enabled and the process lacks CAP_NET_ADMIN (creating the TUN device
+// would fail with a bare "operation not permitted"). Ports below 1024 are
+// not checked: net.ipv4.ip_unprivileged_port_start may allow them.
+func checkNetAdmin(c *fileConfig, file string) error {
+	if !c.VPN.Enabled {
+		return nil
+	}
+	have, err := effectiveCap(capNetAdmin)
+	if err != nil || have {
+		return nil // unknown: let the TUN device say
+	}
+	return &configError{fmt.Sprintf("%s: vpn.enabled = true needs CAP_NET_ADMIN, which this process lacks; "+
+		"under systemd add it with a drop-in (README, \"Install as a service\")", file)}
+}

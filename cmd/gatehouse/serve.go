@@ -19,6 +19,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := checkNetAdmin(&l.cfg, l.file); err != nil {
+		return err
+	}
 	logger := newLogger(stderr, l.cfg.Server)
 	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
 		return fmt.Errorf("serve: state_dir: %w", err)

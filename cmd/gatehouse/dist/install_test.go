@@ -177,6 +177,28 @@ func TestInstallScript(t *testing.T) {
 		t.Error("a second install.sh replaced the configuration")
 	}
 	checkModes(t, root)
+
+	// With the VPN on and no CAP_NET_ADMIN (the unit's default), serve
+	// stops at once and says how to grant it. Everything else is pointed
+	// at loopback in case it did not.
+	uid, gid := ids(t, root)
+	cfg = []byte(strings.NewReplacer(
+		"enabled = false", "enabled = true",
+		`["ldaps://dc1.example.com", "ldaps://dc2.example.com"]`, `["ldaps://127.0.0.1:1"]`,
+		`listen = ":1812"`, `listen = "127.0.0.1:0"`,
+		`accounting_listen = ":1813"`, `accounting_listen = "off"`,
+		`enroll_listen = ":8443"`, `enroll_listen = "127.0.0.1:0"`,
+		`metrics_listen = "127.0.0.1:9812"`, `metrics_listen = ""`,
+	).Replace(string(cfg)))
+	f := filepath.Join(root, "etc/gatehouse/config.toml")
+	if err := os.WriteFile(f, cfg, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cmd := asUser(uid, gid, filepath.Join(root, "usr/local/bin/gatehouse"), "serve", "-config", f)
+	out, err = cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "vpn.enabled = true needs CAP_NET_ADMIN") || !strings.Contains(string(out), "drop-in") {
+		t.Errorf("serve with the VPN, without CAP_NET_ADMIN: exit %d (%v), want 2 and the fix:\n%s", code, err, out)
+	}
 }
 
 func mustGID(t *testing.T, root string) uint32 {
