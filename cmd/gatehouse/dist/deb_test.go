@@ -1,28 +1,40 @@
 package dist
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
-// buildDeb runs deb/build.sh with the test's binary and returns the .deb.
+var (
+	debOnce sync.Once
+	debFile string
+	debErr  error
+)
+
+// buildDeb runs deb/build.sh once with the test's binary (gzip: xz costs
+// half a minute of CPU) and returns the .deb, kept beside the binary.
 func buildDeb(t *testing.T) string {
 	t.Helper()
 	policytest.RequireTool(t, "dpkg-deb")
-	out, err := exec.Command("sh", "deb/build.sh", "-o", t.TempDir(), "-v", "1.0~test", "-b", gatehouse(t)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("build.sh: %v\n%s", err, out)
+	bin := gatehouse(t)
+	debOnce.Do(func() {
+		out, err := exec.Command("sh", "deb/build.sh", "-o", filepath.Dir(bin), "-v", "1.0~test", "-b", bin, "-Z", "gzip").CombinedOutput()
+		debFile = strings.TrimSpace(string(out))
+		if err != nil || !strings.HasSuffix(debFile, ".deb") {
+			debErr = fmt.Errorf("build.sh: %v\n%s", err, out)
+		}
+	})
+	if debErr != nil {
+		t.Fatal(debErr)
 	}
-	deb := strings.TrimSpace(string(out))
-	if !strings.HasSuffix(deb, ".deb") {
-		t.Fatalf("build.sh printed %q", out)
-	}
-	return deb
+	return debFile
 }
 
 // TestDebPackage builds the package and checks its contents; as root it

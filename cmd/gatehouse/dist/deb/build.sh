@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the Debian package with dpkg-deb (no debhelper, no make):
 #
-#   cmd/gatehouse/dist/deb/build.sh [-o OUTDIR] [-v VERSION] [-b BINARY]
+#   cmd/gatehouse/dist/deb/build.sh [-o OUTDIR] [-v VERSION] [-b BINARY] [-Z xz|gzip|none]
 #
 # It prints the .deb's path. The binary is built with CGO_ENABLED=0 (static)
 # unless -b names one. The package holds /usr/bin/gatehouse, the systemd
@@ -18,8 +18,10 @@ repo=$(cd "$dist/../../.." && pwd)
 out=$PWD
 version=
 bin=
-while getopts o:v:b: opt; do
+compress=xz
+while getopts o:v:b:Z: opt; do
 	case $opt in
+	Z) compress=$OPTARG ;;
 	o) out=$OPTARG ;;
 	v) version=$OPTARG ;;
 	b) bin=$OPTARG ;;
@@ -83,5 +85,5 @@ install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$stage/DEBIAN/"
 
 mkdir -p "$out"
 deb=$out/gatehouse_${version}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"$compress" --build "$stage" "$deb" >/dev/null
 echo "$deb"
