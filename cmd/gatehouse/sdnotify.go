@@ -5,8 +5,6 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // sdNotifier tells systemd about the service's state (sd_notify(3)): one
@@ -55,11 +53,11 @@ func (n *sdNotifier) reloading() error {
 	if n == nil {
 		return nil
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	usec, err := monotonicUsec()
+	if err != nil {
 		return fmt.Errorf("serve: sd_notify: %w", err)
 	}
-	return n.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the configuration", ts.Nano()/1000))
+	return n.notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the configuration", usec))
 }
 
 // up sends READY=1 at the end of start-up and allows reload messages.
