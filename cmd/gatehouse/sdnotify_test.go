@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,6 +92,9 @@ func TestSDNotifierMessages(t *testing.T) {
 		t.Error("a vsock NOTIFY_SOCKET was accepted")
 	}
 	// An abstract socket name ("@…") is the leading-NUL namespace.
+	if runtime.GOOS != "linux" {
+		return
+	}
 	name := fmt.Sprintf("@gatehouse-test-%d", os.Getpid())
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
 	if err != nil {
