@@ -59,6 +59,11 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		auditTo = filepath.Join(sc.StateDir, "audit.jsonl")
 	}
 	fmt.Fprintf(stdout, "metrics:       %s\naudit:         %s\n", metrics, auditTo)
+	caps := capabilities(&l.cfg)
+	if len(caps) == 0 {
+		caps = []string{"none"}
+	}
+	fmt.Fprintf(stdout, "capabilities:  %s\n", strings.Join(caps, "; "))
 	if *testDir {
 		dir, err := openDirectory(ctx, l, slog.New(slog.DiscardHandler), true)
 		if err != nil {

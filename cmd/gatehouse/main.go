@@ -41,7 +41,8 @@ const (
 	exitDenied  = 3
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; when
+// it is not, versionString reads the version Go recorded in the binary.
 var version = "dev"
 
 func main() {
@@ -81,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "store":
 		err = cmdStore(ctx, args[1:], stdout)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "gatehouse", version)
+		fmt.Fprintln(stdout, "gatehouse", versionString())
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, "usage: gatehouse serve|check|explain|enroll|peers|reload|store|bench|version [flags]; gatehouse CMD -h for flags")
 	default:

@@ -60,6 +60,7 @@ type reloader struct {
 	hup        chan os.Signal               // SIGHUP; nil: Run subscribes to the signal
 	reloaded   chan struct{}                // receives after each attempt, for tests; may be nil
 	ctl        chan chan struct{}           // forced reloads from the control socket; closes the channel after
+	notify     *sdNotifier                  // systemd, told of forced reloads; nil = none
 
 	// Only the Run goroutine uses these.
 	cur     *loaded           // the configuration in force
@@ -107,14 +108,12 @@ func (r *reloader) Run(ctx context.Context) error {
 			if r.onHUP != nil {
 				r.onHUP()
 			}
-			r.force = true
-			r.attempt(ctx)
+			r.forceReload(ctx)
 		case <-t.C:
 			r.attempt(ctx)
 		case done := <-r.ctl:
 			r.log.Info("reload requested over the control socket", "file", r.file)
-			r.force = true
-			r.attempt(ctx)
+			r.forceReload(ctx)
 			close(done)
 		}
 	}

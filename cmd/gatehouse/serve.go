@@ -34,6 +34,9 @@ type serveOptions struct {
 }
 
 func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveOptions) error {
+	if err := checkNetAdmin(&l.cfg, l.file); err != nil {
+		return err
+	}
 	logger := newLogger(stderr, l.cfg.Server)
 	setMemoryLimit(&l.cfg.Radius, logger)
 	if err := os.MkdirAll(l.cfg.Server.StateDir, 0o750); err != nil {
@@ -59,6 +62,10 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	if err != nil {
 		return err
 	}
+	sd, err := newSDNotifier(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		return err
+	}
 	rl := newReloader(l, s.auth, logger.With("component", "reload"))
 	rl.hup = opts.hup
 	if opts.every > 0 {
@@ -74,6 +81,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 		rl.watchDirectory(l.cfg.Directory.File)
 	}
 	rl.refreshDir = s.dir.Reload
+	rl.notify = sd
 	// A reloaded policy's revocation sources are loaded before it is in force.
 	rl.beforeSwap = func(l *loaded) { s.rev.Update(l.policy) }
 	// After a policy swap, cached TLS sessions are dropped and live VPN
@@ -96,7 +104,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	}
 	ctl := &controlServer{path: filepath.Join(l.cfg.Server.StateDir, controlSocketName), log: logger.With("component", "control"),
 		handle: (&controlHandler{s: s, rl: rl, file: l.file}).handle}
-	logger.Info("gatehouse starting", "version", version, "config", l.file,
+	logger.Info("gatehouse starting", "version", versionString(), "config", l.file,
 		"radius", l.cfg.Radius.Listen, "vpn", l.cfg.VPN.Enabled, "rules", len(l.policy.Summary().Rules))
 	// The directory, the revocation checker and the audit writer outlive
 	// the doors: conversations drained at shutdown are still decided and
@@ -129,7 +137,42 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 		"audit":    afterDoors(o.runAudit),
 		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
+		"systemd":  func(ctx context.Context) error { return notifyUp(ctx, sd, s, logger) },
 	})
+}
+
+// notifyUp tells systemd READY=1 once the RADIUS listeners are bound and
+// the VPN is up, and STOPPING=1 when shutdown begins. If a server fails to
+// come up, nothing is sent: serve exits and systemd reports the failure.
+func notifyUp(ctx context.Context, sd *sdNotifier, s *servers, logger *slog.Logger) error {
+	if sd == nil {
+		return nil
+	}
+	bound := make(chan bool, 1)
+	go func() { bound <- s.radius.Addr() != nil }() // Addr waits for Run to bind
+	select {
+	case ok := <-bound:
+		if !ok {
+			return nil
+		}
+	case <-ctx.Done():
+		return nil
+	}
+	if s.vpn != nil {
+		select {
+		case <-s.vpn.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if err := sd.up(); err != nil {
+		logger.Warn("systemd not told the service is ready", "err", err)
+	}
+	<-ctx.Done()
+	if err := sd.notify("STOPPING=1\nSTATUS=draining conversations and writing state"); err != nil {
+		logger.Warn("systemd not told the service is stopping", "err", err)
+	}
+	return nil
 }
 
 // runAll runs each component until ctx is done or one fails, then stops the
