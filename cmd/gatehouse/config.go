@@ -106,6 +106,7 @@ func loadConfig(file string) (*loaded, error) {
 	if err := c.sections.prepare(dir); err != nil {
 		errs = append(errs, prefixLines(file, err)...)
 	}
+	errs = append(errs, radsecAnchorsApart(file, &c.Radius, &c.Trust)...)
 	pc := policy.Config{Trust: c.Trust, Identity: c.Identity, Rules: c.Policy}
 	p, err := policy.Compile(&pc)
 	if err != nil {
