@@ -99,6 +99,9 @@ func (s *Server) RadSecStats() RadSecStats {
 		OverLimit: c.overLimit.Load(), FramingError: c.framing.Load(), IdleClosed: c.idle.Load(), SlowPeer: c.slowPeer.Load()}
 }
 
+// RadSecEnabled reports whether radsec_listen is set.
+func (s *Server) RadSecEnabled() bool { return s.rs != nil }
+
 // RadSecAddr waits until Run has bound its listeners and returns the
 // RadSec address (nil when RadSec is off or binding failed).
 func (s *Server) RadSecAddr() net.Addr {

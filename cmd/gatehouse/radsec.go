@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/radius"
 )
@@ -55,4 +57,34 @@ func radsecAnchorsApart(file string, rc *radius.Config, t *policy.TrustConfig) [
 		}
 	}
 	return errs
+}
+
+// radsecCollector exports radius.Server.RadSecStats.
+type radsecCollector struct {
+	stats             func() radius.RadSecStats
+	open, conns, ends *prometheus.Desc
+}
+
+func newRadSecCollector(stats func() radius.RadSecStats) *radsecCollector {
+	return &radsecCollector{
+		stats: stats,
+		open:  desc("radius_radsec_connections", "RadSec connections open now, TLS handshakes included."),
+		conns: desc("radius_radsec_connections_total", "RadSec connections by outcome: accepted (certificate matched a radsec_client), refused (handshake failed: untrusted or unmatched certificate, TLS < 1.2, timeout), over_limit (radsec_max_conns or a client's max_conns).", "result"),
+		ends:  desc("radius_radsec_closed_total", "RadSec connections closed by gatehouse, by reason: framing (Length outside 20..4096, truncated packet), idle (radsec_idle_timeout), slow_peer (replies not read).", "reason"),
+	}
+}
+
+func (c *radsecCollector) Describe(ch chan<- *prometheus.Desc) {
+	describeAll(ch, c.open, c.conns, c.ends)
+}
+
+func (c *radsecCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	gauge(ch, c.open, float64(st.Open))
+	counter(ch, c.conns, st.Accepted, "accepted")
+	counter(ch, c.conns, st.Refused, "refused")
+	counter(ch, c.conns, st.OverLimit, "over_limit")
+	counter(ch, c.ends, st.FramingError, "framing")
+	counter(ch, c.ends, st.IdleClosed, "idle")
+	counter(ch, c.ends, st.SlowPeer, "slow_peer")
 }

@@ -3,10 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	layeh "layeh.com/radius"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
+	"github.com/gatehouse/gatehouse/radius/radbench"
 )
 
 // radsecConfig adds a RadSec listener and one radsec_client entry (with
@@ -55,4 +66,83 @@ func TestRadSecConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServeRadSec runs `gatehouse serve` with RadSec on: an access point's
+// certificate from its own CA gets a Status-Server answered under the
+// secret "radsec", with gatehouse's RADIUS server certificate (from
+// trust.server_cert, through policy.Authorizer); an employee's
+// certificate is refused.
+func TestServeRadSec(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	ca := policytest.NewCA(t, "AP CA")
+	ap := ca.MustIssue(t, policytest.LeafOptions{CN: "ap-1", DNS: []string{"ap-1.example.com"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	auth, acct := freeUDPPort(t), freeUDPPort(t)
+	f := writeConfig(t, func(s string) string {
+		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
+		s = replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
+		s = radsecConfig("ca_file = \"ap-ca.pem\"\nmatch = [\"DNS:ap-*.example.com\"]")(s)
+		return strings.Replace(s, `radsec_listen = "127.0.0.1:0"`, `radsec_listen = "`+addr+`"`, 1)
+	})
+	if err := os.WriteFile(filepath.Join(filepath.Dir(f), "ap-ca.pem"), ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, f, nil)
+	serverCA, err := os.ReadFile(filepath.Join(root, "testdata/pki/server-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(serverCA)
+	dialStatus := func(cert tls.Certificate) ([]byte, error) {
+		conf := &tls.Config{RootCAs: roots, ServerName: "gatehouse.test", Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		req := layeh.New(layeh.CodeStatusServer, []byte("radsec"))
+		b, err := radbench.EncodeRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(b); err != nil {
+			return nil, err
+		}
+		reply := make([]byte, 4096)
+		if _, err := io.ReadFull(c, reply[:4]); err != nil {
+			return nil, err
+		}
+		n := int(reply[2])<<8 | int(reply[3])
+		if n < 20 || n > len(reply) {
+			return nil, fmt.Errorf("bad length %d", n)
+		}
+		if _, err := io.ReadFull(c, reply[4:n]); err != nil {
+			return nil, err
+		}
+		if !layeh.IsAuthenticResponse(reply[:n], b, []byte("radsec")) {
+			return nil, fmt.Errorf("bad Response Authenticator")
+		}
+		return reply[:n], nil
+	}
+	r, err := dialStatus(ap.TLSCertificate())
+	if err != nil || r[0] != byte(layeh.CodeAccessAccept) {
+		t.Fatalf("access point: %v %v\n%s", err, r, srv.logs.String())
+	}
+	alice, err := tls.LoadX509KeyPair(filepath.Join(root, "testdata/pki/alice-chain.pem"), filepath.Join(root, "testdata/pki/alice.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialStatus(alice); err == nil {
+		t.Fatal("employee certificate answered over RadSec")
+	}
+	waitFor(t, "refusal logged", func() bool { return strings.Contains(srv.logs.String(), "radius: radsec: connection refused") })
+	srv.stopClean(t)
 }
