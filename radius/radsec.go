@@ -389,20 +389,16 @@ func (c *radsecConn) readLoop(free chan *job, stop chan struct{}) {
 		if r.stopping.Load() {
 			return // closeAll closes the connection
 		}
-		if _, err := io.ReadFull(c.tc, buf[:4]); err != nil {
-			c.readEnded(err, false)
-			return
-		}
-		n := int(binary.BigEndian.Uint16(buf[2:4]))
-		if n < headerLen || n > maxPacket {
+		n, err := readFrame(c.tc, &buf)
+		switch {
+		case errors.Is(err, errFrameLength):
 			r.stats.framing.Add(1)
 			s.dropLog(c.nas, c.remote, dMalformed)
 			s.log.Warn("radius: radsec: bad packet length; connection closed", "client", c.client.set.name, "src", c.remote.String(), "length", n)
 			c.close()
 			return
-		}
-		if _, err := io.ReadFull(c.tc, buf[4:n]); err != nil {
-			c.readEnded(err, true)
+		case err != nil:
+			c.readEnded(err, n > 0)
 			return
 		}
 		if isDynAnswer(buf[0]) {
@@ -431,6 +427,25 @@ func (c *radsecConn) readLoop(free chan *job, stop chan struct{}) {
 			s.fq.waitRoom(j.flow, room, tick.C)
 		}
 	}
+}
+
+var errFrameLength = errors.New("radius: radsec: Length outside 20..4096")
+
+// readFrame reads one packet, framed by its Length field, into buf. On
+// errFrameLength n is the bad Length; on another error n > 0 means the
+// stream ended inside a packet.
+func readFrame(r io.Reader, buf *[maxPacket]byte) (n int, err error) {
+	if k, err := io.ReadFull(r, buf[:4]); err != nil {
+		return k, err
+	}
+	n = int(binary.BigEndian.Uint16(buf[2:4]))
+	if n < headerLen || n > maxPacket {
+		return n, errFrameLength
+	}
+	if _, err := io.ReadFull(r, buf[4:n]); err != nil {
+		return n, err
+	}
+	return n, nil
 }
 
 // readEnded handles a read error: the server stopping (the connection
