@@ -94,7 +94,7 @@ func (s *Server) process(w *worker, j *job) {
 	case codeStatusServer:
 		reply, err = s.statusServer(w, h, n, p, j.acct)
 	}
-	if reply != nil {
+	if reply != nil && code != codeAccountingRequest { // acctResponse echoes it
 		reply, err = echoProxyState(reply, p, h, w.md5, n.secret)
 	}
 	if reply == nil {

@@ -32,7 +32,9 @@ func (b *syncBuf) String() string {
 	return b.b.String()
 }
 
-const radsecproxyUDPSecret = "eapol-to-radsecproxy"
+// radsecproxyUDPSecret is the secret between eapol_test/radclient and
+// radsecproxy (radclient's helper uses testSecret).
+const radsecproxyUDPSecret = testSecret
 
 // startRadsecproxy runs radsecproxy in the foreground with its own
 // configuration: UDP in on a free 127.0.0.1 port (clients 127.0.0.1 with
@@ -74,6 +76,7 @@ server gatehouse {
 }
 realm * {
 	server gatehouse
+	accountingServer gatehouse
 }
 `, port, caFile, certFile, keyFile, radsecproxyUDPSecret, gh.Port)
 	cf := filepath.Join(t.TempDir(), "radsecproxy.conf")
@@ -119,7 +122,8 @@ realm * {
 func TestRadsecproxyInterop(t *testing.T) {
 	proxy := requireTool(t, "radsecproxy")
 	eapol := requireTool(t, "eapol_test")
-	s := startRadSec(t, nil)
+	acctFile := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startRadSec(t, func(c *Config) { c.AccountingFile = acctFile })
 	dir := writeClientPEMs(t, s.pki)
 	caFile := filepath.Join(dir, "ca.pem") // gatehouse's server CA
 	rp := s.rs
@@ -162,6 +166,24 @@ func TestRadsecproxyInterop(t *testing.T) {
 					t.Errorf("no Tunnel-Private-Group-Id %q in the Access-Accept", tc.vlan)
 				}
 			})
+		}
+		// Accounting through the proxy: recorded (durably, before the
+		// answer) under the radsec_client's name.
+		if _, err := exec.LookPath("radclient"); err == nil || os.Getenv("GATEHOUSE_REQUIRE_INTEROP") != "" {
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range []string{"Start", "Stop"} {
+				out, err := radclient(t, ua, "acct", "Acct-Status-Type = "+st+"\nAcct-Session-Id = \"rsp-1\"\nUser-Name = \"bob\"\nAcct-Session-Time = 60\n")
+				if err != nil || !strings.Contains(out, "Received Accounting-Response") {
+					t.Errorf("acct %s through radsecproxy: %v\n%s", st, err, out)
+				}
+			}
+			recs := readAcct(t, acctFile)
+			if len(recs) != 2 || recs[0].Status != "start" || recs[1].Status != "stop" || recs[1].NAS != "aps" || recs[1].SessionID != "rsp-1" {
+				t.Errorf("records %+v", recs)
+			}
 		}
 		if st := s.RadSecStats(); st.Accepted < 1 || st.Refused != 0 {
 			t.Errorf("RadSec stats %+v", st)
