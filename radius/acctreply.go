@@ -11,8 +11,8 @@ import (
 //
 // Its Message-Authenticator is computed over a zeroed authenticator, as
 // FreeRADIUS computes and checks it. Implementations disagree here:
-// radsecproxy and hostapd compute and check it with the Request
-// Authenticator instead. No RFC defines it (RFC 3579 covers Access-*
+// radsecproxy 1.9 computes and checks it with the Request Authenticator
+// instead (seen in TestRadsecproxyInterop). No RFC defines it (RFC 3579 covers Access-*
 // packets only) and every implementation accepts an Accounting-Response
 // without one, so over RadSec, where TLS protects every packet anyway, it
 // is left out: the answer is accepted by both kinds of peer. Over UDP it
