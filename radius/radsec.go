@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse/gatehouse/netlimit"
 )
 
 // RadSec (RADIUS over TLS, RFC 6614). Access points (or a proxy such as
@@ -53,8 +55,8 @@ type radsecServer struct {
 	tlsConf *tls.Config
 	clients []*radsecClient
 
-	ln       net.Listener
-	open     atomic.Int32 // connections open, handshakes included
+	ln       *netlimit.Listener                // radsec_max_conns and radsec_max_conns_per_ip
+	lim      atomic.Pointer[netlimit.Listener] // ln, for RadSecStats (any goroutine)
 	nextID   atomic.Uint64
 	stopping atomic.Bool
 	readers  sync.WaitGroup // accept loop and connection readers
@@ -82,7 +84,7 @@ type RadSecStats struct {
 	Open         int    // connections open now (handshakes included)
 	Accepted     uint64 // handshakes that succeeded and matched a radsec_client
 	Refused      uint64 // handshakes that failed: untrusted or unmatched certificate, TLS < 1.2, timeout
-	OverLimit    uint64 // closed by radsec_max_conns or a client's max_conns
+	OverLimit    uint64 // closed by radsec_max_conns, radsec_max_conns_per_ip or a client's max_conns
 	FramingError uint64 // closed for a Length outside 20..4096 or a truncated packet
 	IdleClosed   uint64 // closed by radsec_idle_timeout
 	SlowPeer     uint64 // closed because the peer did not read its replies
@@ -95,8 +97,9 @@ func (s *Server) RadSecStats() RadSecStats {
 		return RadSecStats{}
 	}
 	c := &r.stats
-	return RadSecStats{Open: int(r.open.Load()), Accepted: c.accepted.Load(), Refused: c.refused.Load(),
-		OverLimit: c.overLimit.Load(), FramingError: c.framing.Load(), IdleClosed: c.idle.Load(), SlowPeer: c.slowPeer.Load()}
+	ls := r.lim.Load().Stats() // zero before Run
+	return RadSecStats{Open: ls.Open, Accepted: c.accepted.Load(), Refused: c.refused.Load(),
+		OverLimit: c.overLimit.Load() + ls.Rejected, FramingError: c.framing.Load(), IdleClosed: c.idle.Load(), SlowPeer: c.slowPeer.Load()}
 }
 
 // RadSecEnabled reports whether radsec_listen is set.
@@ -207,7 +210,8 @@ func (r *radsecServer) listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("radius: radsec_listen: %w", err)
 	}
-	r.ln = ln
+	r.ln = netlimit.Wrap(ln, netlimit.Config{MaxConns: r.set.maxConns, MaxConnsPerIP: r.set.perIP})
+	r.lim.Store(r.ln)
 	return ln.Addr(), nil
 }
 
@@ -231,20 +235,12 @@ func (r *radsecServer) acceptLoop(free chan *job, stop chan struct{}) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if int(r.open.Add(1)) > r.set.maxConns {
-			r.open.Add(-1)
-			r.stats.overLimit.Add(1)
-			r.refusedLog(raw.RemoteAddr().String(), "radsec_max_conns reached", nil)
-			raw.Close()
-			continue
-		}
 		c := &radsecConn{r: r, id: r.nextID.Add(1), raw: raw, remote: addrPortOf(raw.RemoteAddr()),
 			out: make(chan []byte, radsecOutQueue), done: make(chan struct{})}
 		c.tc = tls.Server(raw, r.tlsConf)
 		r.mu.Lock()
 		if r.stopping.Load() {
 			r.mu.Unlock()
-			r.open.Add(-1)
 			raw.Close()
 			return
 		}
@@ -370,7 +366,6 @@ func (c *radsecConn) unregister() {
 	c.r.mu.Lock()
 	delete(c.r.conns, c.id)
 	c.r.mu.Unlock()
-	c.r.open.Add(-1)
 }
 
 func (c *radsecConn) readLoop(free chan *job, stop chan struct{}) {
@@ -481,7 +476,6 @@ func (c *radsecConn) writeLoop() {
 		r.mu.Lock()
 		delete(r.conns, c.id)
 		r.mu.Unlock()
-		r.open.Add(-1)
 		c.failDyn()
 	}()
 	write := func(b []byte, d time.Duration) bool {

@@ -33,6 +33,11 @@ type RadSecConfig struct {
 	// handshakes included; default 256. Connections beyond it are closed
 	// at once.
 	RadSecMaxConns int `toml:"radsec_max_conns"`
+	// RadSecMaxConnsPerIP bounds the connections open at once from one
+	// IPv4 address or IPv6 /64, handshakes included, so that one host
+	// holding handshakes open cannot take every place; default 32,
+	// negative for no bound.
+	RadSecMaxConnsPerIP int `toml:"radsec_max_conns_per_ip"`
 	// RadSecClients are the access points (or proxies) allowed to connect,
 	// identified by their client certificate.
 	RadSecClients []RadSecClientConfig `toml:"radsec_client"`
@@ -71,6 +76,7 @@ type RadSecClientConfig struct {
 const (
 	DefaultRadSecIdleTimeout = 10 * time.Minute
 	DefaultRadSecMaxConns    = 256
+	DefaultRadSecConnsPerIP  = 32
 	DefaultRadSecClientConns = 16
 )
 
@@ -82,6 +88,7 @@ type radsecSettings struct {
 	cert     *tls.Certificate // nil: the RADIUS server certificate
 	idle     time.Duration
 	maxConns int
+	perIP    int // 0: no bound
 	clients  []radsecClientSettings
 	pool     *x509.CertPool // union of the clients' CAs, for the CertificateRequest
 }
@@ -117,6 +124,12 @@ func (cfg *Config) radsecSettings() (*radsecSettings, error) {
 	}
 	if rs.maxConns < 1 {
 		return nil, fmt.Errorf("radius: radsec_max_conns %d: must be positive", rs.maxConns)
+	}
+	switch rs.perIP = c.RadSecMaxConnsPerIP; {
+	case rs.perIP == 0:
+		rs.perIP = DefaultRadSecConnsPerIP
+	case rs.perIP < 0:
+		rs.perIP = 0
 	}
 	switch {
 	case (c.RadSecCert == "") != (c.RadSecKey == ""):

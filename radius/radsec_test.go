@@ -809,3 +809,38 @@ func FuzzRadSecMatch(f *testing.F) {
 		glob(pat, name, '.')
 	})
 }
+
+// TestRadSecPerIPLimit: radsec_max_conns_per_ip bounds connections from
+// one address before any handshake (a host holding handshakes open).
+func TestRadSecPerIPLimit(t *testing.T) {
+	s := startRadSec(t, func(c *Config) { c.RadSecMaxConnsPerIP = 2 })
+	var raws []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", s.RadSecAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raws = append(raws, c)
+	}
+	waitFor(t, "two connections open", func() bool { return s.RadSecStats().Open == 2 })
+	c, err := net.Dial("tcp", s.RadSecAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("third connection from one address not closed")
+	}
+	if st := s.RadSecStats(); st.OverLimit != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	// A silent handshake ends with the handshake timeout; closing
+	// frees the place at once.
+	raws[0].Close()
+	waitFor(t, "place freed", func() bool { return s.RadSecStats().Open == 1 })
+	rc := s.mustDial(t, &s.rs.ap)
+	req := statusServer(t, 1)
+	checkReply(t, req, rc.exchange(req))
+}

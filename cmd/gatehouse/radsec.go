@@ -69,7 +69,7 @@ func newRadSecCollector(stats func() radius.RadSecStats) *radsecCollector {
 	return &radsecCollector{
 		stats: stats,
 		open:  desc("radius_radsec_connections", "RadSec connections open now, TLS handshakes included."),
-		conns: desc("radius_radsec_connections_total", "RadSec connections by outcome: accepted (certificate matched a radsec_client), refused (handshake failed: untrusted or unmatched certificate, TLS < 1.2, timeout), over_limit (radsec_max_conns or a client's max_conns).", "result"),
+		conns: desc("radius_radsec_connections_total", "RadSec connections by outcome: accepted (certificate matched a radsec_client), refused (handshake failed: untrusted or unmatched certificate, TLS < 1.2, timeout), over_limit (radsec_max_conns, radsec_max_conns_per_ip or a client's max_conns).", "result"),
 		ends:  desc("radius_radsec_closed_total", "RadSec connections closed by gatehouse, by reason: framing (Length outside 20..4096, truncated packet), idle (radsec_idle_timeout), slow_peer (replies not read).", "reason"),
 	}
 }
