@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	layeh "layeh.com/radius"
 
 	"github.com/gatehouse/gatehouse/policy/policytest"
+	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/radius/radbench"
 )
 
@@ -145,4 +148,32 @@ func TestServeRadSec(t *testing.T) {
 	}
 	waitFor(t, "refusal logged", func() bool { return strings.Contains(srv.logs.String(), "radius: radsec: connection refused") })
 	srv.stopClean(t)
+}
+
+// TestRadSecCollector: the RadSec metrics lint clean and carry the counts.
+func TestRadSecCollector(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newRadSecCollector(func() radius.RadSecStats {
+		return radius.RadSecStats{Open: 3, Accepted: 10, Refused: 2, OverLimit: 1, FramingError: 4, IdleClosed: 5, SlowPeer: 6}
+	}))
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP gatehouse_radius_radsec_closed_total RadSec connections closed by gatehouse, by reason: framing (Length outside 20..4096, truncated packet), idle (radsec_idle_timeout), slow_peer (replies not read).
+# TYPE gatehouse_radius_radsec_closed_total counter
+gatehouse_radius_radsec_closed_total{reason="framing"} 4
+gatehouse_radius_radsec_closed_total{reason="idle"} 5
+gatehouse_radius_radsec_closed_total{reason="slow_peer"} 6
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatehouse_radius_radsec_closed_total"); err != nil {
+		t.Error(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "gatehouse_radius_radsec_connections_total"); err != nil || n != 3 {
+		t.Errorf("connections_total series %d, %v", n, err)
+	}
 }
