@@ -844,3 +844,54 @@ func TestRadSecPerIPLimit(t *testing.T) {
 	req := statusServer(t, 1)
 	checkReply(t, req, rc.exchange(req))
 }
+
+// TestRadSecShutdown: stopping the server with RadSec connections open
+// (one idle, one in the middle of a handshake) closes them, Run returns
+// and no goroutine is left.
+func TestRadSecShutdown(t *testing.T) {
+	p := getPKI(t)
+	rp := getRadSecPKI(t)
+	leakCheck(t)
+	cfg := Config{
+		Listen: "127.0.0.1:0", AccountingListen: "127.0.0.1:0", Workers: 2,
+		Clients: []ClientConfig{{Name: "lo", Network: "127.0.0.0/8", Secret: testSecret}},
+		RadSecConfig: RadSecConfig{RadSecListen: "127.0.0.1:0",
+			RadSecClients: []RadSecClientConfig{{Name: "aps", CAFile: filepath.Join(rp.dir, "ap-ca.pem"), Match: []string{"CN:*"}}}},
+	}
+	s, err := New(cfg, newFakeAuth(p), p.serverTLS(), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	ts := &radsecServerT{Server: s, pki: p, rs: rp}
+	rc := ts.mustDial(t, &rp.ap)
+	req := statusServer(t, 1)
+	checkReply(t, req, rc.exchange(req))
+	half, err := net.Dial("tcp", s.RadSecAddr().String()) // never handshakes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer half.Close()
+	waitFor(t, "both connections counted", func() bool { return s.RadSecStats().Open == 2 })
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	if !rc.closedByServer(time.Second) {
+		t.Error("RadSec connection still open after shutdown")
+	}
+	if st := s.RadSecStats(); st.Open != 0 {
+		t.Errorf("stats after shutdown %+v", st)
+	}
+}
