@@ -309,7 +309,7 @@ type radsecConn struct {
 	raw    net.Conn
 	tc     *tls.Conn
 	remote netip.AddrPort
-	client *radsecClient // set after the handshake
+	client *radsecClient // set after the handshake (under radsecServer.mu)
 	nas    *nas
 	out    chan []byte   // replies for the writer
 	done   chan struct{} // closed by close: the writer flushes and closes
@@ -352,7 +352,9 @@ func (c *radsecConn) serve(free chan *job, stop chan struct{}) {
 		c.unregister()
 		return
 	}
+	r.mu.Lock() // connFor reads nas
 	c.client, c.nas = cl, cl.nas
+	r.mu.Unlock()
 	r.stats.accepted.Add(1)
 	r.s.log.Info("radius: radsec: connected", "client", cl.set.name, "src", src,
 		"subject", cs.PeerCertificates[0].Subject.String(), "tls", tlsVersionName(cs.Version))
