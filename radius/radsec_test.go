@@ -934,3 +934,60 @@ func BenchmarkRadSecStatusServer(b *testing.B) {
 		}
 	}
 }
+
+// TestRadSecCoA: a changed VLAN of a session that came over RadSec gives
+// a CoA-Request over the connection (radsec_client coa = true); with the
+// connection gone, the request fails without sending anything.
+func TestRadSecCoA(t *testing.T) {
+	s := startRadSec(t, func(c *Config) { c.RadSecClients[0].CoA = true })
+	rc := s.mustDial(t, &s.rs.ap)
+	rp := loginRadSec(t, rc, s.pki.clientTLS(&s.pki.alice, 0))
+	if rp.Code != layeh.CodeAccessAccept {
+		t.Fatalf("code %v", rp.Code)
+	}
+	p := layeh.New(layeh.CodeAccountingRequest, radsecKey)
+	rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+	rfc2866.AcctSessionID_SetString(p, "rs-coa")
+	rfc2865.UserName_SetString(p, rfc2865.UserName_GetString(rp))
+	for _, c := range classes(rp) {
+		p.Add(rfc2865.Class_Type, c)
+	}
+	req, _ := p.Encode()
+	checkReply(t, req, rc.exchange(req))
+	waitFor(t, "session linked", func() bool { _, l := s.WiFiSessions(); return l == 1 })
+
+	s.auth.setRule("Alice Example", policy.WiFi{VLAN: "11"})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Revalidate(context.Background())
+	}()
+	var cr []byte
+	select {
+	case cr = <-rc.dyn:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no CoA-Request over the RadSec connection")
+	}
+	nas := &fakeNAS{secret: radsecKey}
+	if err := nas.check(cr); err != nil || cr[0] != codeCoARequest {
+		t.Fatalf("CoA-Request: code %d, %v", cr[0], err)
+	}
+	cp, _ := layeh.Parse(cr, radsecKey)
+	if _, v := rfc2868.TunnelPrivateGroupID_GetString(cp); v != "11" {
+		t.Errorf("CoA VLAN %q", v)
+	}
+	rc.write(nas.answer(cr, codeCoAACK, 0))
+	<-done
+	if st := s.DynAuthStats(); st.Sent[1] != 1 || st.ACKs[1] != 1 {
+		t.Errorf("dynauth stats %+v", st)
+	}
+
+	// The access point went away: nothing to send over.
+	rc.c.Close()
+	waitFor(t, "connection gone", func() bool { return s.RadSecStats().Open == 0 })
+	s.auth.setRule("Alice Example", policy.WiFi{VLAN: "12"})
+	s.Revalidate(context.Background())
+	if st := s.DynAuthStats(); st.Sent[1] != 1 || st.Errors[1] != 1 {
+		t.Errorf("dynauth stats after the connection closed %+v", st)
+	}
+}
