@@ -62,7 +62,10 @@ type radsecServer struct {
 	readers  sync.WaitGroup // accept loop and connection readers
 	writers  sync.WaitGroup
 	gate     rateGate // refusal log lines
-	stats    radsecCounters
+	// handshake bounds a TLS handshake (radsecHandshakeTimeout; tests
+	// shorten it).
+	handshake atomic.Int64 // nanoseconds
+	stats     radsecCounters
 
 	mu    sync.Mutex // guards conns
 	conns map[uint64]*radsecConn
@@ -121,6 +124,7 @@ func newRadSecServer(s *Server, set *radsecSettings, base *tls.Config, firstIdx 
 		return nil
 	}
 	r := &radsecServer{s: s, set: set, base: base, conns: make(map[uint64]*radsecConn)}
+	r.handshake.Store(int64(radsecHandshakeTimeout))
 	for i, cs := range set.clients {
 		c := &radsecClient{set: cs}
 		c.nas = &nas{idx: firstIdx + i, name: cs.name, secret: []byte(radsecSecret), dyn: cs.dyn, radsec: c}
@@ -326,7 +330,7 @@ var _ net.PacketConn = (*radsecConn)(nil)
 func (c *radsecConn) serve(free chan *job, stop chan struct{}) {
 	r := c.r
 	src := c.remote.String()
-	c.raw.SetDeadline(time.Now().Add(radsecHandshakeTimeout))
+	c.raw.SetDeadline(time.Now().Add(time.Duration(r.handshake.Load())))
 	if err := c.tc.Handshake(); err != nil {
 		c.raw.Close()
 		c.unregister()

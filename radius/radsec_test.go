@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -989,5 +990,47 @@ func TestRadSecCoA(t *testing.T) {
 	s.Revalidate(context.Background())
 	if st := s.DynAuthStats(); st.Sent[1] != 1 || st.Errors[1] != 1 {
 		t.Errorf("dynauth stats after the connection closed %+v", st)
+	}
+}
+
+// TestRadSecHandshakeTimeout: a connection that never completes its
+// handshake is closed after the handshake timeout and counted refused.
+func TestRadSecHandshakeTimeout(t *testing.T) {
+	s := startRadSec(t, nil)
+	s.Server.rs.handshake.Store(int64(200 * time.Millisecond))
+	c, err := net.Dial("tcp", s.RadSecAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("silent connection got data")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("closed after %v", took)
+	}
+	waitFor(t, "refusal counted", func() bool { st := s.RadSecStats(); return st.Refused == 1 && st.Open == 0 })
+}
+
+// TestRadSecSlowPeer: a peer whose reply queue is full (it does not read)
+// loses its connection instead of blocking a worker.
+func TestRadSecSlowPeer(t *testing.T) {
+	s := startRadSec(t, nil)
+	c := &radsecConn{r: s.Server.rs, out: make(chan []byte, 2), done: make(chan struct{})}
+	for i := range 2 {
+		if _, err := c.WriteToUDPAddrPort([]byte{byte(i)}, netip.AddrPort{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.WriteTo([]byte{3}, nil); err == nil || !c.closed() {
+		t.Fatalf("third reply queued on a full queue (err %v)", err)
+	}
+	if _, err := c.WriteTo([]byte{4}, nil); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+	if st := s.RadSecStats(); st.SlowPeer != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }
