@@ -32,12 +32,13 @@ import (
 
 // radsecPKI is the access points' own PKI, apart from the employee CAs.
 type radsecPKI struct {
-	dir    string // PEM files: ap-ca.pem, ap.pem/ap.key, rogue.pem/rogue.key
+	dir    string // PEM files (per test): ap-ca.pem, ap.pem/ap.key, rogue.pem/rogue.key
 	ca     *policytest.CA
 	ap     tls.Certificate // DNS ap-1.example.com, CN ap-1
 	other  tls.Certificate // same CA, DNS printer.example.com: matches no pattern
 	rogue  tls.Certificate // DNS ap-1.example.com from an untrusted CA
 	apLeaf *policytest.Leaf
+	files  map[string][]byte
 }
 
 var (
@@ -46,20 +47,25 @@ var (
 	rsPKIErr  error
 )
 
+// getRadSecPKI returns the PKI (made once per process) with its files
+// written to a directory of the test's.
 func getRadSecPKI(t testing.TB) *radsecPKI {
 	t.Helper()
 	rsPKIOnce.Do(func() { rsPKI, rsPKIErr = newRadSecPKI() })
 	if rsPKIErr != nil {
 		t.Fatal(rsPKIErr)
 	}
-	return rsPKI
+	rp := *rsPKI
+	rp.dir = t.TempDir()
+	for name, b := range rp.files {
+		if err := os.WriteFile(filepath.Join(rp.dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &rp
 }
 
 func newRadSecPKI() (*radsecPKI, error) {
-	dir, err := os.MkdirTemp("", "radsec-pki-")
-	if err != nil {
-		return nil, err
-	}
 	ca, err := policytest.NewRoot("RadSec AP CA")
 	if err != nil {
 		return nil, err
@@ -81,12 +87,7 @@ func newRadSecPKI() (*radsecPKI, error) {
 		return nil, err
 	}
 	files := map[string][]byte{"ap-ca.pem": ca.PEM, "ap.pem": ap.ChainPEM, "ap.key": ap.KeyPEM, "rogue.pem": rogue.ChainPEM, "rogue.key": rogue.KeyPEM}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	return &radsecPKI{dir: dir, ca: ca, ap: ap.TLSCertificate(), other: other.TLSCertificate(), rogue: rogue.TLSCertificate(), apLeaf: ap}, nil
+	return &radsecPKI{ca: ca, ap: ap.TLSCertificate(), other: other.TLSCertificate(), rogue: rogue.TLSCertificate(), apLeaf: ap, files: files}, nil
 }
 
 type radsecServerT struct {
