@@ -87,6 +87,7 @@ realm * {
 	cmd := exec.CommandContext(ctx, bin, "-f", "-c", cf, "-i", filepath.Join(t.TempDir(), "pid"))
 	out := &syncBuf{}
 	cmd.Stdout, cmd.Stderr = out, out
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
