@@ -98,9 +98,7 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 
 func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort) ([]byte, error) {
 	rec := parseAcct(p, n, src, time.Now())
-	r := newReply(make([]byte, 0, 64), codeAccountingResponse, p.id(), p.auth())
-	r.maZero = true
-	reply, err := r.finish(h, w.md5, n.secret)
+	reply, err := s.acctResponse(w, h, n, p) // acctreply.go
 	if err != nil {
 		return nil, err
 	}

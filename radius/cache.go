@@ -9,6 +9,7 @@ import (
 // cacheKey identifies one request (RFC 5080 section 2.2.2): a retransmission
 // repeats source, Identifier and Request Authenticator.
 type cacheKey struct {
+	cid  uint64 // RadSec connection, 0 for UDP: RFC 6614 keys per connection
 	src  netip.AddrPort
 	id   byte
 	auth [16]byte

@@ -327,6 +327,9 @@ func (s *Server) exchangeDyn(ctx context.Context, dst netip.AddrPort, req, secre
 // the outcome.
 func (s *Server) sendDyn(ctx context.Context, kind dynKind, info *sessionInfo, wf *policy.WiFi, code policy.Code, reason string) dynResult {
 	n := info.nas
+	if n != nil && n.radsec != nil {
+		return s.sendDynStream(ctx, kind, info, wf, code, reason) // radsec_coa.go
+	}
 	dst, ok := dynTarget(s.nas, info)
 	if !ok {
 		res := dynResult{Result: "error", Err: errors.New("no dynamic authorization address for this NAS")}

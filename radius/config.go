@@ -102,6 +102,9 @@ type Config struct {
 	// TLSSessionLifetime is how long after a login its TLS session may be
 	// resumed; default 24h. Every resumption is authorized again.
 	TLSSessionLifetime policy.Duration `toml:"tls_session_lifetime"`
+
+	// RadSec (RADIUS over TLS, RFC 6614): see RadSecConfig (radsec_config.go).
+	RadSecConfig
 }
 
 // ClientConfig is one NAS client (or a network of them) and its secret.
@@ -159,6 +162,7 @@ type settings struct {
 	replyMessage       string
 	clients            []client
 	dyn                dynSettings
+	radsec             *radsecSettings // nil: RadSec off
 }
 
 type client struct {
@@ -240,8 +244,8 @@ func (cfg *Config) settings() (*settings, error) {
 	if s.maxDecisions < 1 {
 		return nil, fmt.Errorf("radius: max_pending_decisions %d: must be positive", s.maxDecisions)
 	}
-	if len(cfg.Clients) == 0 {
-		return nil, errors.New("radius: no client configured")
+	if len(cfg.Clients) == 0 && len(cfg.RadSecClients) == 0 {
+		return nil, errors.New("radius: no client configured ([[radius.client]] or [[radius.radsec_client]])")
 	}
 	for i, c := range cfg.Clients {
 		cl, err := c.compile()
@@ -255,6 +259,9 @@ func (cfg *Config) settings() (*settings, error) {
 		return nil, err
 	}
 	s.dyn = dyn
+	if s.radsec, err = cfg.radsecSettings(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -32,6 +32,16 @@
 //	coa = false                      # the NAS applies VLAN changes from a CoA-Request
 //	coa_to_nas_ip = false            # send to NAS-IP-Address (if inside network) rather than the source
 //
+//	# RadSec (RADIUS over TLS, RFC 6614; radsec.go), off unless radsec_listen is set:
+//	radsec_listen = "[::]:2083"
+//	radsec_cert = "" radsec_key = "" # default: the RADIUS server certificate
+//	radsec_idle_timeout = "10m"  radsec_max_conns = 256  radsec_max_conns_per_ip = 32
+//	[[radius.radsec_client]]
+//	name = "meraki"
+//	ca_file = "/etc/gatehouse/meraki-ca.pem" # the peers' own CA, never an employee CA
+//	match = ["DNS:ap-*.example.com"]  # DNS/URI/EMAIL/IP (SAN), CN, SUBJECT
+//	coa = false  max_conns = 16  no_dynauth = false
+//
 // RADIUS hygiene (see ARCHITECTURE.md): a Message-Authenticator is required
 // on every Access-Request and Status-Server and sent first in every
 // Access-Accept, -Reject and -Challenge (BlastRADIUS, CVE-2024-3596);

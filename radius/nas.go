@@ -18,6 +18,8 @@ type nas struct {
 	secret []byte
 	dyn    clientDyn // dynamic authorization (RFC 5176) settings
 	hmacs  sync.Pool // hash.Hash: HMAC-MD5 keyed with secret
+	// radsec is the [[radius.radsec_client]] entry; nil for UDP clients.
+	radsec *radsecClient
 
 	drops      [numDrops]atomic.Uint64 // datagrams from this client dropped, by reason
 	gates      [numDrops]rateGate      // rate limit of the drop log lines

@@ -26,7 +26,10 @@ func (s *Server) drop(r dropReason) { s.stats.drops[r].Add(1) }
 // process handles one datagram: parse, find the client, answer from the
 // reply cache, verify, dispatch, remember the reply.
 func (s *Server) process(w *worker, j *job) {
-	n := s.nas.lookup(j.src.Addr())
+	n := j.nas
+	if j.cid == 0 {
+		n = s.nas.lookup(j.src.Addr())
+	}
 	if n == nil {
 		s.dropLog(nil, j.src, dUnknownClient)
 		return
@@ -38,7 +41,7 @@ func (s *Server) process(w *worker, j *job) {
 	}
 	w.src, w.conn = j.src, j.conn
 	key := &w.key
-	*key = cacheKey{src: j.src, id: p.id()}
+	*key = cacheKey{cid: j.cid, src: j.src, id: p.id()}
 	copy(key.auth[:], p.auth())
 	switch reply, st := s.cache.lookup(key); st {
 	case cacheHit:
@@ -52,8 +55,9 @@ func (s *Server) process(w *worker, j *job) {
 	h := n.getHMAC()
 	defer n.putHMAC(h)
 	code := p.code()
+	stream := j.cid != 0 // RadSec carries both on one connection
 	switch {
-	case code == codeAccessRequest && !j.acct, code == codeStatusServer:
+	case code == codeAccessRequest && (!j.acct || stream), code == codeStatusServer:
 		if p.maAt < 0 {
 			s.dropLog(n, j.src, dMissingMA)
 			return
@@ -62,7 +66,7 @@ func (s *Server) process(w *worker, j *job) {
 			s.dropLog(n, j.src, dBadMA)
 			return
 		}
-	case code == codeAccountingRequest && j.acct:
+	case code == codeAccountingRequest && (j.acct || stream):
 		if !p.verifyAcctAuth(w.md5, n.secret, w.sum[:0]) {
 			s.dropLog(n, j.src, dBadAuthenticator)
 			return
@@ -90,7 +94,7 @@ func (s *Server) process(w *worker, j *job) {
 	case codeStatusServer:
 		reply, err = s.statusServer(w, h, n, p, j.acct)
 	}
-	if reply != nil {
+	if reply != nil && code != codeAccountingRequest { // acctResponse echoes it
 		reply, err = echoProxyState(reply, p, h, w.md5, n.secret)
 	}
 	if reply == nil {

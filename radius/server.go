@@ -66,13 +66,16 @@ type Server struct {
 	revalMu  sync.Mutex  // serializes Revalidate
 	reval    revalState  // re-validation engine and trigger (revalidate.go)
 
+	rs *radsecServer // RadSec listener (radsec.go); nil when off
+
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
 	authAddr net.Addr
 	acctAddr net.Addr
 	running  bool
 	fds      []int // descriptors of the bound sockets, for socketDrops; nil after Run
-
+	// radsecAddr is the RadSec listener's address.
+	radsecAddr net.Addr
 }
 
 // Reply cache sizing (RFC 5080 suggests a few seconds; NASes retransmit
@@ -115,7 +118,8 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 	}
 	s.sessions.budget = set.maxSessionBytes
 	s.sessions.halfOpenMax = set.halfOpenMax
-	s.sessions.clients = make([]clientList, len(s.nas))
+	s.rs = newRadSecServer(s, set.radsec, tlsConf, len(s.nas))
+	s.sessions.clients = make([]clientList, len(s.nas)+s.rs.numClients())
 	s.decCtx, s.decCancel = context.WithCancel(context.Background())
 	tickets, err := cfg.ticketCache()
 	if err != nil {
@@ -186,10 +190,11 @@ type job struct {
 	n    int
 	src  netip.AddrPort
 	conn net.PacketConn
-	acct bool  // arrived on the accounting port
-	nas  *nas  // the client src matched (set by the reader; nil: look up)
-	flow int32 // fair-queue flow of src
-	next *job  // in the flow's FIFO; guarded by fairQueue.mu
+	acct bool   // arrived on the accounting port
+	nas  *nas   // the client src matched (set by the reader; nil: look up)
+	flow int32  // fair-queue flow of src
+	cid  uint64 // RadSec connection (conn is its reply sink); 0 for UDP
+	next *job   // in the flow's FIFO; guarded by fairQueue.mu
 }
 
 // Receive queue sizing: the server holds max(minJobs, jobsPerWorker ×
@@ -227,6 +232,20 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	var radsecAddr net.Addr
+	if s.rs != nil {
+		if radsecAddr, err = s.rs.listen(); err != nil {
+			authConn.Close()
+			if acctConn != nil {
+				acctConn.Close()
+			}
+			if s.acct != nil {
+				s.acct.close()
+			}
+			close(s.ready)
+			return err
+		}
+	}
 	conns := []net.PacketConn{authConn}
 	if acctConn != nil {
 		conns = append(conns, acctConn)
@@ -242,10 +261,11 @@ func (s *Server) Run(ctx context.Context) error {
 		s.acctAddr = acctConn.LocalAddr()
 	}
 	s.fds = fds
+	s.radsecAddr = radsecAddr
 	s.mu.Unlock()
 	s.tickClock(time.Now())
 	close(s.ready)
-	s.log.Info("radius: listening", "auth", addrString(s.authAddr), "acct", addrString(s.acctAddr), "clients", len(s.nas))
+	s.log.Info("radius: listening", "auth", addrString(s.authAddr), "acct", addrString(s.acctAddr), "radsec", addrString(radsecAddr), "clients", len(s.nas), "radsec_clients", s.rs.numClients())
 
 	// Fixed pool of datagram buffers: a reader without a free buffer
 	// leaves datagrams in the socket's receive buffer (fq.go).
@@ -266,6 +286,9 @@ func (s *Server) Run(ctx context.Context) error {
 			defer readers.Done()
 			s.read(c, fd, i == 1, free, stop)
 		}()
+	}
+	if s.rs != nil {
+		s.rs.start(free, stop)
 	}
 	for range workers {
 		others.Add(1)
@@ -307,6 +330,9 @@ func (s *Server) Run(ctx context.Context) error {
 		c.Close()
 	}
 	readers.Wait()
+	if s.rs != nil {
+		s.rs.stopReading() // connections stay open for the replies still coming
+	}
 	s.fq.close()
 	close(janitorDone)
 	others.Wait()
@@ -319,6 +345,9 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.acct.close(); err != nil {
 			s.log.Error("radius: accounting file", "err", err)
 		}
+	}
+	if s.rs != nil {
+		s.rs.closeAll() // after the last replies were queued
 	}
 	s.log.Info("radius: stopped")
 	return nil

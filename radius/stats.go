@@ -134,7 +134,13 @@ func (s *Server) Stats() Stats {
 		st.KernelDrops += socketDrops(fd)
 	}
 	s.mu.Unlock()
-	for _, n := range s.nas {
+	nases := []*nas(s.nas)
+	if s.rs != nil {
+		for _, c := range s.rs.clients {
+			nases = append(nases, c.nas)
+		}
+	}
+	for _, n := range nases {
 		for i := range n.drops {
 			v := n.drops[i].Load()
 			if v == 0 {

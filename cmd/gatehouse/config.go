@@ -172,6 +172,7 @@ func (l *loaded) compile() error {
 		errs = append(errs, prefixLines(file, err)...)
 		causes = append(causes, err)
 	}
+	errs = append(errs, radsecAnchorsApart(file, &c.Radius, &c.Trust)...)
 	pc := policy.Config{Trust: c.Trust, Identity: c.Identity, Rules: c.Policy}
 	p, err := policy.Compile(&pc)
 	if err != nil {

@@ -87,6 +87,9 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 		newListenerCollector(o.listenerStats(s)),
 		&readyCollector{checks: func() map[string]error { return readiness(s) }, desc: desc("ready", "1 if a readiness check passes, by component.", "component")},
 	)
+	if s.radius.RadSecEnabled() {
+		o.reg.MustRegister(newRadSecCollector(s.radius.RadSecStats))
+	}
 	if s.vpn != nil {
 		o.reg.MustRegister(newVPNCollector(s.vpn, now))
 	}

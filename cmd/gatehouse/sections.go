@@ -31,6 +31,7 @@ func (s *sections) prepare(dir string) error {
 	for i := range s.Radius.Clients {
 		rel(dir, &s.Radius.Clients[i].SecretFile)
 	}
+	radsecPaths(dir, &s.Radius)
 	rel(dir, &s.VPN.PrivateKeyFile)
 	if f := s.Directory.LDAP.CAFile; f != "" {
 		// Read strictly like every PEM input (package directory, which
@@ -62,6 +63,9 @@ func (s *sections) summary() []string {
 		every = d.String()
 	}
 	out = append(out, fmt.Sprintf("               Disconnect/CoA for %d of %d clients, live sessions re-validated every %s", dyn, len(s.Radius.Clients), every))
+	if s.Radius.RadSecListen != "" {
+		out = append(out, fmt.Sprintf("               RadSec %s, %d radsec_client entries", s.Radius.RadSecListen, len(s.Radius.RadSecClients)))
+	}
 	if s.VPN.Enabled {
 		out = append(out, fmt.Sprintf("vpn:           %s port %d, pool %s, enrollment %s", s.VPN.Interface, s.VPN.ListenPort, s.VPN.AddressPool, s.VPN.EnrollListen))
 	} else {
