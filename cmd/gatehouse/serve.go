@@ -15,7 +15,7 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+	fs := newFlags("serve", stdout)
 	cfgFile := configFlag(fs)
 	l, err := parseAndLoad(fs, args, cfgFile)
 	if err != nil {
