@@ -87,6 +87,7 @@ type IdentityConfig struct {
 // DeviceRuleConfig marks certificates as devices. Every condition set must
 // hold; a rule with no condition is an error.
 type DeviceRuleConfig struct {
+	// Name names the device rule in decisions and logs; default device[N].
 	Name string `toml:"name"`
 	// IssuerCA is a PEM file of a CA (root or intermediate): certificates
 	// whose verified chain contains it are devices.
@@ -106,6 +107,7 @@ type DeviceRuleConfig struct {
 // an empty groups list, is a configuration error (it would silently match
 // every directory entry).
 type RuleConfig struct {
+	// Name names the rule in decisions, logs and records; required and unique.
 	Name string `toml:"name"`
 	// Kind limits the rule to "user" or "device"; empty matches both.
 	Kind string `toml:"kind"`

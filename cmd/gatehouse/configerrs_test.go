@@ -155,3 +155,33 @@ func TestSecretNotInTypeError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestRestartChanges: a reload names every restart-only section that
+// changed, [server] and [store] included, and none when only the policy
+// changed.
+func TestRestartChanges(t *testing.T) {
+	base, err := loadConfig(writeConfig(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		edit func(string) string
+		want string
+	}{
+		{replace(`vlan = "20"`, `vlan = "21"`), ""},
+		{replace(`log_level = "info"`, `log_level = "debug"`), "[server]"},
+		{func(s string) string { return s + "[store]\nsite = \"b\"\n" }, "[store]"}, // writeConfig moves [end] last
+		{func(s string) string {
+			return replace(`fragment_size = 1020 `, `fragment_size = 1000 `)(replace(`audit_keep = 10`, `audit_keep = 11`)(s))
+		}, "[server], [radius]"},
+	} {
+		l, err := loadConfig(writeConfig(t, tt.edit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.cfg.Server.StateDir = base.cfg.Server.StateDir // each test config has its own temporary one
+		if got := strings.Join(restartChanges(&base.cfg, &l.cfg), ", "); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+}
