@@ -20,7 +20,7 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	fs := newFlags("check", stdout)
 	cfgFile := configFlag(fs)
 	testDir := fs.Bool("directory", false, "also connect and bind to the directory, resolve every group a rule names and look up a sample entry")
-	sample := fs.String("sample", "", "with --directory: the `name` looked up to see whether the group mode returns groups (default: the first user found)")
+	sample := fs.String("sample", "", "with --directory: the `name` looked up to see whether the group mode returns groups (default: a member of the first group a rule names)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object (schema: docs/cli.md)")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
@@ -304,7 +304,7 @@ func writeCheckText(w io.Writer, l *loaded, rep *checkReport, dirOK bool) {
 			}
 		}
 		if d.Sample != nil {
-			fmt.Fprintf(w, "sample:        %s: %s, %d groups\n", d.Sample.Name, d.Sample.DN, len(d.Sample.Groups))
+			fmt.Fprintf(w, "sample:        %s: %d groups (group_mode %s)\n", d.Sample.DN, len(d.Sample.Groups), orDefault(l.cfg.Directory.GroupMode, "member"))
 		}
 		for _, warn := range d.Warnings {
 			fmt.Fprintf(w, "warning: %s\n", warn)
@@ -328,4 +328,11 @@ func writeJSON(w io.Writer, v any, ret error) error {
 		return nil
 	}
 	return ret
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

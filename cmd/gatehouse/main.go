@@ -68,7 +68,7 @@ func (e *usageError) Error() string { return e.msg }
 // completion scripts offer its names.
 var commands = []struct{ name, usage, summary string }{
 	{"serve", "[--config FILE]", "run the RADIUS and VPN servers"},
-	{"check", "[--config FILE] [--directory] [--json]", "validate the configuration (every error at once)"},
+	{"check", "[--config FILE] [--directory [--sample NAME]] [--json]", "validate the configuration (every error at once)"},
 	{"explain", "[--config FILE] --cert FILE [--chain FILE] [--no-cache] [--json]", "show how a certificate is decided"},
 	{"enroll", "--server URL --cert FILE --key FILE", "enroll this machine in the VPN"},
 	{"peers", "[--config FILE] [--json] | remove [--config FILE] FINGERPRINT|IDENTITY|ADDRESS", "list or delete enrolled VPN peers"},
