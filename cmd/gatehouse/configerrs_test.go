@@ -185,3 +185,48 @@ func TestRestartChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestServeReportsAllErrors: serve refuses a broken file with every error
+// of it, like check.
+func TestServeReportsAllErrors(t *testing.T) {
+	f := writeConfig(t, func(s string) string {
+		s = replace(`audit = "file"`, `audit = "syslog"`)(s)
+		return replace(`fragment_size = 1020 `, `fragment_size = 100 `)(s)
+	})
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"serve", "--config", f}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "server.audit: \"syslog\"") || !strings.Contains(errb.String(), "radius.fragment_size: 100") {
+		t.Fatalf("exit %d\n%s", code, errb.String())
+	}
+}
+
+// FuzzLocateKeys: the key locator never panics, and every line it names
+// is a line of the input.
+func FuzzLocateKeys(f *testing.F) {
+	f.Add([]byte("[server]\nlog_level = \"info\"\n[[policy]]\nname = \"a\"\nwifi = { vlan = 10 }\n[policy.vpn]\nallow = [\n\"x\",\n]\n[end]\n"))
+	f.Add([]byte("a = '''\nb = 1\n'''\n[[x.y]]\n\"q.r\" = 2 # c\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kl := locateKeys(b)
+		n := strings.Count(string(b), "\n") + 1
+		for k, l := range kl.exact {
+			if l < 1 || l > n {
+				t.Fatalf("%s at line %d of %d", k, l, n)
+			}
+			kl.line(k + ".x[3]")
+		}
+	})
+}
+
+// FuzzDecodeConfig: decoding and error formatting never panic, whatever
+// the file holds.
+func FuzzDecodeConfig(f *testing.F) {
+	b, err := os.ReadFile("../../config.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("[[policy]]\nname = 1\nwifi = { vlan = 1.5 }\n[[radius.client]]\nsecret = 2\n[end]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeConfig("fuzz.toml", b)
+	})
+}

@@ -230,10 +230,14 @@ func scalarText(v string) string {
 		return ""
 	}
 	if v[0] == '"' || v[0] == '\'' {
-		if s, err := strconv.Unquote(v[:closingQuote(v)+1]); err == nil && v[0] == '"' {
+		c := closingQuote(v)
+		if c < 1 {
+			return "" // an unterminated string: the decoder reports it
+		}
+		if s, err := strconv.Unquote(v[:c+1]); err == nil && v[0] == '"' {
 			return s
 		}
-		return v[1:closingQuote(v)]
+		return v[1:c]
 	}
 	if i := strings.IndexByte(v, '#'); i >= 0 {
 		v = v[:i]
