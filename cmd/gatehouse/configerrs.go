@@ -267,8 +267,7 @@ var (
 // ("radius: fragment_size 100: want 256..3000", "vpn: config: listen_port
 // 0 out of range") in the one key style ("radius.fragment_size: 100: want
 // 256..3000"), when it names a key of the section.
-func sectionError(err error) string {
-	msg := err.Error()
+func sectionError(msg string) string {
 	if m := clientRE.FindStringSubmatch(msg); m != nil {
 		key := "radius.client[" + m[1] + "]"
 		if m[2] != "" && knownKey(key+"."+m[2]) {

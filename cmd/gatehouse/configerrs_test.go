@@ -41,6 +41,8 @@ func TestConfigAllErrorsAtOnce(t *testing.T) {
 		s = replace(`coa_port = 3799 `, `coa_port = 70000`)(s)
 		s = replace(`enabled = false`, `enabled = true`)(s)
 		s = replace(`listen_port = 51820`, `listen_port = 70000`)(s)
+		s = replace(`on_outage = "deny"`, `on_outage = "never"`)(s)
+		s = replace(`negative_cache_ttl = "1m"`, "negative_cache_ttl = \"1m\"\ncache_size = -1")(s)
 		return s
 	})
 	var out, errb bytes.Buffer
@@ -55,6 +57,8 @@ func TestConfigAllErrorsAtOnce(t *testing.T) {
 		fmt.Sprintf(`%s:%d: server.audit: "syslog": must be file, stdout or off`, f, lineOf(t, f, `audit = "syslog"`)),
 		fmt.Sprintf(`%s:%d: radius.fragment_size: 100: want 256..3000`, f, lineOf(t, f, `fragment_size = 100`)),
 		fmt.Sprintf(`%s:%d: vpn.listen_port: 70000 out of range`, f, lineOf(t, f, `listen_port = 70000`)),
+		fmt.Sprintf(`%s:%d: directory.on_outage: "never": must be "deny" or "serve_stale"`, f, lineOf(t, f, `on_outage = "never"`)),
+		fmt.Sprintf(`%s:%d: directory.cache_size: -1: must not be negative`, f, lineOf(t, f, `cache_size = -1`)),
 	}
 	got := errb.String()
 	for _, w := range want {

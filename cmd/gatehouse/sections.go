@@ -114,7 +114,11 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	c := &l.cfg
 	s := &servers{}
 	var errs []string
-	bad := func(err error) { errs = append(errs, sectionError(err)) }
+	bad := func(err error) {
+		for _, e := range splitErr(err) {
+			errs = append(errs, sectionError(e))
+		}
+	}
 	var err error
 	var auth interface {
 		Authorize(context.Context, []*x509.Certificate) policy.Decision
