@@ -65,7 +65,9 @@ func (e *usageError) Error() string { return e.msg }
 
 // commands is the help table: `gatehouse help` lists it, `gatehouse CMD
 // -h` prints the entry's usage line above its flags, and the shell
-// completion scripts offer its names.
+// completion scripts offer its names. A new command gets a line here; it
+// must parse its flags (newFlags, parseFlags) before it does anything, as
+// the completion script is built by asking each command for -h.
 var commands = []struct{ name, usage, summary string }{
 	{"serve", "[--config FILE]", "run the RADIUS and VPN servers"},
 	{"check", "[--config FILE] [--directory [--sample NAME]] [--json]", "validate the configuration (every error at once)"},
