@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -74,5 +76,31 @@ func TestCheckDirectoryGroupModeMismatch(t *testing.T) {
 	rep, _ = checkDir(t, writeConfig(t, s.configure))
 	if len(rep.Directory.Warnings) != 0 || rep.Directory.Sample == nil {
 		t.Fatalf("member mode: %+v", rep.Directory)
+	}
+}
+
+// TestCheckDirectoryJSONUnreachable: with --json, a directory that cannot
+// be reached is reported in the object (ok false, the error) with exit 1,
+// as without --json.
+func TestCheckDirectoryJSONUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ldap://" + ln.Addr().String()
+	ln.Close()
+	cfg := writeConfig(t, func(s string) string {
+		s = replace(`backend = "file"                          # file (LDIF) | ldap`, `backend = "ldap"`+"\n"+`base_dn = "dc=example,dc=com"`)(s)
+		s = regexp.MustCompile(`(?m)^file = ".*example\.ldif"$`).ReplaceAllString(s, "")
+		return strings.Replace(s, "timeout = \"5s\"\n", "timeout = \"5s\"\n[directory.ldap]\nurls = [\""+url+"\"]\ninsecure_plaintext = true\n", 1)
+	})
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "--directory", "--json", "--config", cfg}, &out, &errb)
+	var rep checkReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || code != exitFailure || errb.Len() > 0 {
+		t.Fatalf("exit %d, %v\n%s%s", code, err, out.String(), errb.String())
+	}
+	if rep.OK || rep.Directory == nil || rep.Directory.Reachable || !strings.Contains(rep.Directory.Error, url) {
+		t.Fatalf("%+v", rep.Directory)
 	}
 }
