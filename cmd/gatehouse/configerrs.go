@@ -293,3 +293,92 @@ func knownKey(key string) bool {
 	}
 	return false
 }
+
+// allSectionErrors reports every error of a section whose package stops at
+// its first: after each error that names a key, it resets that key to its
+// zero value (its default) in cfg, a copy of the section's Config, and
+// validates again, until validation passes, names no new key, or names a
+// key that is not a plain value (a whole table or array element).
+func allSectionErrors(section string, first error, cfg any, validate func() error) []string {
+	var out []string
+	seen := map[string]bool{}
+	v := reflect.ValueOf(cfg).Elem()
+	for err, i := first, 0; err != nil && i < 64; i++ {
+		progressed := false
+		for _, e := range splitErr(err) {
+			msg := sectionError(e)
+			m := errKeyRE.FindStringSubmatch(msg)
+			if seen[msg] || m != nil && seen["key "+m[1]] {
+				continue // reported, or about a key reset to its zero value
+			}
+			seen[msg] = true
+			out = append(out, msg)
+			if m != nil {
+				seen["key "+m[1]] = true
+				if rest, ok := strings.CutPrefix(m[1], section+"."); ok && resetKey(v, rest) {
+					progressed = true
+				}
+			}
+		}
+		if !progressed {
+			break
+		}
+		err = validate()
+	}
+	return out
+}
+
+var pathPartRE = regexp.MustCompile(`^([a-z0-9_]+)(?:\[(\d+)\])?$`)
+
+// resetKey sets the value a key path ("fragment_size",
+// "client[0].coa_port") names in the config struct v to its zero value.
+// Slices on the way are copied first, so the configuration cfg was copied
+// from is not changed. It reports whether it found a plain value to reset.
+func resetKey(v reflect.Value, path string) bool {
+	parts := strings.Split(path, ".")
+	for n, p := range parts {
+		m := pathPartRE.FindStringSubmatch(p)
+		if m == nil || v.Kind() != reflect.Struct {
+			return false
+		}
+		var f reflect.Value
+		for _, tf := range tomlFields(v) {
+			if tf.name == m[1] {
+				f = tf.v
+			}
+		}
+		if !f.IsValid() {
+			return false
+		}
+		last := n == len(parts)-1
+		if m[2] != "" {
+			idx, _ := strconv.Atoi(m[2])
+			if f.Kind() != reflect.Slice || idx >= f.Len() || last {
+				return false // a whole element: not a value to reset
+			}
+			c := reflect.MakeSlice(f.Type(), f.Len(), f.Len())
+			reflect.Copy(c, f)
+			f.Set(c)
+			v = c.Index(idx)
+			continue
+		}
+		if last {
+			if k := f.Kind(); k == reflect.Struct && f.Type().Name() != "Duration" || k == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+				return false // a table
+			}
+			f.Set(reflect.Zero(f.Type()))
+			return true
+		}
+		if f.Kind() == reflect.Pointer {
+			if f.IsNil() {
+				return false
+			}
+			c := reflect.New(f.Type().Elem())
+			c.Elem().Set(f.Elem())
+			f.Set(c)
+			f = c.Elem()
+		}
+		v = f
+	}
+	return false
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -233,4 +234,47 @@ func FuzzDecodeConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		decodeConfig("fuzz.toml", b)
 	})
+}
+
+// TestSectionAllErrors: radius and vpn stop at their first error; every
+// error of theirs is still reported, and the configuration is not changed
+// by the search.
+func TestSectionAllErrors(t *testing.T) {
+	f := writeConfig(t, func(s string) string {
+		s = replace(`fragment_size = 1020 `, `fragment_size = 100 `)(s)
+		s = replace(`coa_port = 3799 `, `coa_port = 70000`)(s)
+		s = replace(`enabled = false`, `enabled = true`)(s)
+		s = replace(`listen_port = 51820`, `listen_port = 70000`)(s)
+		return replace(`address_pool = "100.96.0.0/16"`, `address_pool = "100.96.0.0/33"`)(s)
+	})
+	var out, errb bytes.Buffer
+	run(context.Background(), []string{"check", "--config", f}, &out, &errb)
+	for _, w := range []string{
+		fmt.Sprintf("%s:%d: radius.fragment_size: 100", f, lineOf(t, f, "fragment_size = 100")),
+		fmt.Sprintf("%s:%d: radius.client[0].coa_port: 70000", f, lineOf(t, f, "coa_port = 70000")),
+		fmt.Sprintf("%s:%d: vpn.listen_port: 70000", f, lineOf(t, f, "listen_port = 70000")),
+		fmt.Sprintf("%s:%d: vpn.address_pool: \"100.96.0.0/33\"", f, lineOf(t, f, "100.96.0.0/33")),
+	} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("missing %q", w)
+		}
+	}
+	if n := strings.Count(errb.String(), "vpn.address_pool"); n != 1 {
+		t.Errorf("vpn.address_pool reported %d times", n)
+	}
+	if t.Failed() {
+		t.Log(errb.String())
+	}
+	// resetKey copies what it changes.
+	l, err := loadConfig(writeConfig(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := l.cfg.Radius
+	if !resetKey(reflect.ValueOf(&rc).Elem(), "client[0].coa_port") || rc.Clients[0].CoAPort != nil || l.cfg.Radius.Clients[0].CoAPort == nil {
+		t.Fatal("resetKey changed the original or did not reset")
+	}
+	if resetKey(reflect.ValueOf(&rc).Elem(), "client[0]") || resetKey(reflect.ValueOf(&rc).Elem(), "nope") {
+		t.Fatal("reset a table or an unknown key")
+	}
 }

@@ -151,7 +151,10 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
 	}
 	if s.radius, err = radius.New(rc, auth, tlsConf, logger.With("component", "radius")); err != nil {
-		bad(err)
+		errs = append(errs, allSectionErrors("radius", err, &rc, func() error {
+			_, err := radius.New(rc, auth, tlsConf, slog.New(slog.DiscardHandler))
+			return err
+		})...)
 	} else if s.reval != nil {
 		s.radius.SetRevalidation(s.reval)
 	}
@@ -159,7 +162,10 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		vc := c.VPN
 		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
 		if s.vpn, err = vpn.New(vc, auth, tlsConf, logger.With("component", "vpn")); err != nil {
-			bad(err)
+			errs = append(errs, allSectionErrors("vpn", err, &vc, func() error {
+				_, err := vpn.New(vc, auth, tlsConf, slog.New(slog.DiscardHandler))
+				return err
+			})...)
 		} else if s.reval != nil {
 			s.vpn.SetRevalidation(s.reval)
 		}
