@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -175,23 +176,24 @@ func durOr(d Duration, def time.Duration) time.Duration {
 // validate checks cfg and applies defaults. Errors name the config key.
 func validate(cfg Config) (*settings, error) {
 	s := &settings{cfg: cfg, now: time.Now}
+	var errs []error // every error, not only the first
 	switch cfg.Backend {
 	case "file":
 		if cfg.File == "" {
-			return nil, configErr("file", "required with backend \"file\"")
+			errs = append(errs, configErr("file", "required with backend \"file\""))
 		}
 	case "ldap":
 		if cfg.BaseDN == "" {
-			return nil, configErr("base_dn", "required with backend \"ldap\"")
+			errs = append(errs, configErr("base_dn", "required with backend \"ldap\""))
 		}
 	case "":
-		return nil, configErr("backend", "required: \"file\" or \"ldap\"")
+		errs = append(errs, configErr("backend", "required: \"file\" or \"ldap\""))
 	default:
-		return nil, configErr("backend", "%q: must be \"file\" or \"ldap\"", cfg.Backend)
+		errs = append(errs, configErr("backend", "%q: must be \"file\" or \"ldap\"", cfg.Backend))
 	}
 	if cfg.BaseDN != "" {
 		if _, err := canonDN(cfg.BaseDN); err != nil {
-			return nil, configErr("base_dn", "%q: %v", cfg.BaseDN, err)
+			errs = append(errs, configErr("base_dn", "%q: %v", cfg.BaseDN, err))
 		}
 	}
 	s.baseDN = cfg.BaseDN
@@ -201,14 +203,14 @@ func validate(cfg Config) (*settings, error) {
 		uf = DefaultUserFilter
 	}
 	if s.userTmpl, err = parseTemplate(uf); err != nil {
-		return nil, configErr("user_filter", "%q: %v", uf, err)
+		errs = append(errs, configErr("user_filter", "%q: %v", uf, err))
 	}
 	df := cfg.DeviceFilter
 	if df == "" {
 		df = DefaultDeviceFilter
 	}
 	if s.deviceTmpl, err = parseTemplate(df); err != nil {
-		return nil, configErr("device_filter", "%q: %v", df, err)
+		errs = append(errs, configErr("device_filter", "%q: %v", df, err))
 	}
 
 	s.groupMode = strings.ToLower(cfg.GroupMode)
@@ -217,7 +219,7 @@ func validate(cfg Config) (*settings, error) {
 		s.groupMode = DefaultGroupMode
 	case "member", "uniquemember", "memberof", "memberuid", "ad_transitive":
 	default:
-		return nil, configErr("group_mode", "%q: must be memberof, member, uniquemember, memberuid or ad_transitive", cfg.GroupMode)
+		errs = append(errs, configErr("group_mode", "%q: must be memberof, member, uniquemember, memberuid or ad_transitive", cfg.GroupMode))
 	}
 	switch {
 	case cfg.NestedDepth == 0:
@@ -225,7 +227,7 @@ func validate(cfg Config) (*settings, error) {
 	case cfg.NestedDepth < 0:
 		s.nestedDepth = 0
 	case cfg.NestedDepth > maxNestedDepth:
-		return nil, configErr("nested_depth", "%d: at most %d", cfg.NestedDepth, maxNestedDepth)
+		errs = append(errs, configErr("nested_depth", "%d: at most %d", cfg.NestedDepth, maxNestedDepth))
 	default:
 		s.nestedDepth = cfg.NestedDepth
 	}
@@ -236,7 +238,7 @@ func validate(cfg Config) (*settings, error) {
 	case cfg.CacheSize == 0:
 		s.cacheSize = DefaultCacheSize
 	case cfg.CacheSize < 0:
-		return nil, configErr("cache_size", "%d: must not be negative", cfg.CacheSize)
+		errs = append(errs, configErr("cache_size", "%d: must not be negative", cfg.CacheSize))
 	default:
 		s.cacheSize = cfg.CacheSize
 	}
@@ -245,90 +247,99 @@ func validate(cfg Config) (*settings, error) {
 	case "serve_stale":
 		s.serveStale = true
 	default:
-		return nil, configErr("on_outage", "%q: must be \"deny\" or \"serve_stale\"", cfg.OnOutage)
+		errs = append(errs, configErr("on_outage", "%q: must be \"deny\" or \"serve_stale\"", cfg.OnOutage))
 	}
 	if s.staleMaxAge = durOr(cfg.StaleMaxAge, DefaultStaleMaxAge); s.staleMaxAge < 0 {
-		return nil, configErr("stale_max_age", "%v: must not be negative", cfg.StaleMaxAge.Duration)
+		errs = append(errs, configErr("stale_max_age", "%v: must not be negative", cfg.StaleMaxAge.Duration))
 	}
 	if s.timeout = durOr(cfg.Timeout, DefaultTimeout); s.timeout < 0 {
-		return nil, configErr("timeout", "%v: must not be negative", cfg.Timeout.Duration)
+		errs = append(errs, configErr("timeout", "%v: must not be negative", cfg.Timeout.Duration))
 	}
 	s.reload = durOr(cfg.Reload, DefaultReload)
 
 	if cfg.Backend == "ldap" {
 		if err := validateLDAP(s, cfg.LDAP); err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return s, nil
 }
 
 func validateLDAP(s *settings, c LDAPConfig) error {
+	var errs []error
 	if len(c.URLs) == 0 {
-		return configErr("ldap.urls", "required with backend \"ldap\"")
+		errs = append(errs, configErr("ldap.urls", "required with backend \"ldap\""))
 	}
 	for i, raw := range c.URLs {
 		key := fmt.Sprintf("ldap.urls[%d]", i)
 		u, err := url.Parse(raw)
 		if err != nil {
-			return configErr(key, "%q: %v", raw, err)
+			errs = append(errs, configErr(key, "%q: %v", raw, err))
+			continue
 		}
 		switch u.Scheme {
 		case "ldaps":
 			if c.StartTLS {
-				return configErr(key, "%q: start_tls with ldaps://", raw)
+				errs = append(errs, configErr(key, "%q: start_tls with ldaps://", raw))
+				continue
 			}
 		case "ldap":
 			if !c.StartTLS && !c.InsecurePlaintext {
-				return configErr(key, "%q: ldap:// needs start_tls = true (or insecure_plaintext = true)", raw)
+				errs = append(errs, configErr(key, "%q: ldap:// needs start_tls = true (or insecure_plaintext = true)", raw))
+				continue
 			}
 		default:
-			return configErr(key, "%q: unsupported scheme", raw)
+			errs = append(errs, configErr(key, "%q: unsupported scheme", raw))
+			continue
 		}
 		if u.Host == "" {
-			return configErr(key, "%q: no host", raw)
+			errs = append(errs, configErr(key, "%q: no host", raw))
+			continue
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return configErr(key, "%q: only scheme://host[:port] is supported", raw)
+			errs = append(errs, configErr(key, "%q: only scheme://host[:port] is supported", raw))
+			continue
 		}
 	}
 	if c.CAFile != "" {
 		if _, err := os.Stat(c.CAFile); err != nil {
-			return configErr("ldap.ca_file", "%v", err)
+			errs = append(errs, configErr("ldap.ca_file", "%v", err))
 		}
 	}
 	if (c.BindDN == "") != (c.BindPasswordFile == "") {
-		return configErr("ldap.bind_dn", "bind_dn and bind_password_file go together")
-	}
-	if c.BindDN != "" {
+		errs = append(errs, configErr("ldap.bind_dn", "bind_dn and bind_password_file go together"))
+	} else if c.BindDN != "" {
 		if _, err := canonDN(c.BindDN); err != nil {
-			return configErr("ldap.bind_dn", "%q: %v", c.BindDN, err)
+			errs = append(errs, configErr("ldap.bind_dn", "%q: %v", c.BindDN, err))
 		}
 		if _, err := readPassword(c.BindPasswordFile); err != nil {
-			return configErr("ldap.bind_password_file", "%v", err)
+			errs = append(errs, configErr("ldap.bind_password_file", "%v", err))
 		}
 	}
 	switch {
 	case c.PoolSize == 0:
 		s.poolSize = DefaultPoolSize
 	case c.PoolSize < 0 || c.PoolSize > 256:
-		return configErr("ldap.pool_size", "%d: must be 1..256", c.PoolSize)
+		errs = append(errs, configErr("ldap.pool_size", "%d: must be 1..256", c.PoolSize))
 	default:
 		s.poolSize = c.PoolSize
 	}
 	s.keepAlive = durOr(c.KeepAlive, DefaultKeepAlive)
 	if s.probeEvery = durOr(c.ProbeEvery, DefaultProbeEvery); s.probeEvery <= 0 {
-		return configErr("ldap.probe_every", "%v: must be positive", c.ProbeEvery.Duration)
+		errs = append(errs, configErr("ldap.probe_every", "%v: must be positive", c.ProbeEvery.Duration))
 	}
 	switch {
 	case c.PageSize == 0:
 		s.pageSize = DefaultPageSize
 	case c.PageSize < 0:
-		return configErr("ldap.page_size", "%d: must not be negative", c.PageSize)
+		errs = append(errs, configErr("ldap.page_size", "%d: must not be negative", c.PageSize))
 	default:
 		s.pageSize = c.PageSize
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // readPassword reads the first line of a password file. The error never

@@ -3,6 +3,7 @@ package directory
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,9 +49,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		_, err := New(tc.cfg, nil)
-		if err == nil || err.Error() != tc.want {
+		if err == nil || strings.Split(err.Error(), "\n")[0] != tc.want {
 			t.Errorf("New(%+v)\n got %v\nwant %s", tc.cfg, err, tc.want)
 		}
+	}
+	// Every error at once, each on its own line, in the order of the keys.
+	_, err := New(ldapCfg(func(c *Config) { c.CacheSize = -1; c.OnOutage = "x"; c.LDAP.PoolSize = 999 }), nil)
+	want := "directory: cache_size: -1: must not be negative\n" +
+		`directory: on_outage: "x": must be "deny" or "serve_stale"` + "\n" +
+		"directory: ldap.pool_size: 999: must be 1..256"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
 	}
 	// A valid config with a password file never leaks it.
 	c := ldapCfg(func(c *Config) { c.LDAP.BindDN = "cn=svc,dc=example,dc=com"; c.LDAP.BindPasswordFile = pw })

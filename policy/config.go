@@ -1,6 +1,10 @@
 package policy
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Config is the uncompiled policy: trust material, identity rules and access
 // rules, as an admin writes them. The toml tags give the names used in
@@ -83,6 +87,7 @@ type IdentityConfig struct {
 // DeviceRuleConfig marks certificates as devices. Every condition set must
 // hold; a rule with no condition is an error.
 type DeviceRuleConfig struct {
+	// Name names the device rule in decisions and logs; default device[N].
 	Name string `toml:"name"`
 	// IssuerCA is a PEM file of a CA (root or intermediate): certificates
 	// whose verified chain contains it are devices.
@@ -102,6 +107,7 @@ type DeviceRuleConfig struct {
 // an empty groups list, is a configuration error (it would silently match
 // every directory entry).
 type RuleConfig struct {
+	// Name names the rule in decisions, logs and records; required and unique.
 	Name string `toml:"name"`
 	// Kind limits the rule to "user" or "device"; empty matches both.
 	Kind string `toml:"kind"`
@@ -129,10 +135,29 @@ type RuleConfig struct {
 // WiFiConfig is what an allowing rule gives a Wi-Fi client. A rule without a
 // wifi table does not admit Wi-Fi clients.
 type WiFiConfig struct {
-	VLAN           string   `toml:"vlan"` // number 1-4094 or a VLAN name
+	// VLAN is a number 1-4094 or a VLAN name: vlan = 10 and vlan = "10"
+	// are the same.
+	VLAN           Text     `toml:"vlan"`
 	SessionTimeout Duration `toml:"session_timeout"`
-	FilterID       string   `toml:"filter_id"`
-	Class          string   `toml:"class"`
+	FilterID       Text     `toml:"filter_id"` // Filter-Id attribute; a name or a number
+	Class          Text     `toml:"class"`     // Class attribute; a name or a number
+}
+
+// Text is a string that may also be written as an integer (vlan = 10 or
+// vlan = "10"), for values a person writes either way.
+type Text string
+
+// UnmarshalTOML accepts a string or an integer.
+func (t *Text) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*t = Text(v)
+	case int64:
+		*t = Text(strconv.FormatInt(v, 10))
+	default:
+		return fmt.Errorf("want a string or an integer, not %T", v)
+	}
+	return nil
 }
 
 // VPNConfig is what an allowing rule gives a VPN client. A rule without a vpn

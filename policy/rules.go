@@ -84,10 +84,10 @@ func compileRule(i int, c *RuleConfig, errs *fieldErrors) *rule {
 		r.identity = append(r.identity, identityCond{field: name, values: vals})
 	}
 	if w := c.WiFi; w != nil {
-		r.wifi = WiFi{Permitted: true, VLAN: w.VLAN, SessionTimeout: w.SessionTimeout.Duration, FilterID: w.FilterID, Class: w.Class}
+		r.wifi = WiFi{Permitted: true, VLAN: string(w.VLAN), SessionTimeout: w.SessionTimeout.Duration, FilterID: string(w.FilterID), Class: string(w.Class)}
 		if w.VLAN != "" {
-			if v, err := strconv.Atoi(w.VLAN); err == nil && (v < 1 || v > 4094) {
-				errs.add(key+".wifi.vlan", w.VLAN, errors.New("VLAN number must be 1-4094"))
+			if v, err := strconv.Atoi(string(w.VLAN)); err == nil && (v < 1 || v > 4094) {
+				errs.add(key+".wifi.vlan", string(w.VLAN), errors.New("VLAN number must be 1-4094"))
 			}
 		}
 		if w.SessionTimeout.Duration < 0 || w.SessionTimeout.Duration%time.Second != 0 {

@@ -109,6 +109,7 @@ type Config struct {
 
 // ClientConfig is one NAS client (or a network of them) and its secret.
 type ClientConfig struct {
+	// Name labels the client (NAS) in logs and metrics.
 	Name string `toml:"name"`
 	// Network is a CIDR prefix or a single address.
 	Network string `toml:"network"`

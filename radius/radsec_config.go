@@ -47,6 +47,8 @@ type RadSecConfig struct {
 // certificates (a trust anchor of its own, never an employee CA) and the
 // names its certificates must carry.
 type RadSecClientConfig struct {
+	// Name identifies the access point (or group of them) in logs,
+	// metrics and the audit trail; required and unique.
 	Name string `toml:"name"`
 	// CAFile holds the PEM certificates of the CA(s) that issue the
 	// peers' client certificates (clientAuth EKU required).

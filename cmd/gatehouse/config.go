@@ -67,6 +67,22 @@ type loaded struct {
 	sum    [sha256.Size]byte // of the bytes cfg was decoded from
 	cfg    fileConfig
 	policy *policy.Policy
+	keys   *keyLines // where each key is set, for error lines
+}
+
+// locateAll turns errors "file: key: problem" into "file:line: key:
+// problem".
+func (l *loaded) locateAll(errs []string) []string {
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		for _, line := range strings.Split(e, "\n") {
+			if rest, ok := strings.CutPrefix(line, l.file+": "); ok {
+				line = locate(l.file, rest, l.keys)
+			}
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // configError is a configuration problem; its text starts with the file name.
@@ -122,22 +138,42 @@ func decodeConfig(file string, b []byte) (*loaded, error) {
 	if !endsWithMarker(b) { // cheap, before decoding; checkWhole checks the decoded file
 		return nil, errNoEnd(file)
 	}
-	md, err := toml.Decode(string(b), &l.cfg)
+	l.keys = locateKeys(b)
+	md, errs, failed, err := decodeSections(file, string(b), &l.cfg, l.keys)
 	if err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "toml: "))}
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		var msgs []string
-		for _, k := range und {
-			msgs = append(msgs, fmt.Sprintf("%s: %s: unknown key", file, k))
-		}
-		return nil, &configError{strings.Join(msgs, "\n")}
+		return nil, err
 	}
 	// A file must be whole before anything in it is believed: these come
 	// before compiling, so a truncated file costs no file reads.
-	if err := checkWhole(file, &l.cfg, md.Keys()); err != nil {
-		return nil, err
+	if l.cfg.End == nil {
+		return nil, errNoEnd(file)
 	}
+	if err := checkWhole(file, &l.cfg, md.Keys()); err != nil {
+		if len(errs) == 0 {
+			return nil, err
+		}
+		errs = append(errs, err.Error())
+	}
+	l.resolvePaths()
+	if len(errs) > 0 {
+		return l, &decodeError{&configError{strings.Join(errs, "\n")}, failed}
+	}
+	return l, nil
+}
+
+// decodeError is a file that did not decode whole: the keys under failed
+// did not decode. The rest did, and `gatehouse check` goes on to check it.
+type decodeError struct {
+	*configError
+	failed []string
+}
+
+func (e *decodeError) Unwrap() error { return e.configError }
+
+// resolvePaths applies defaults to paths and resolves relative ones against
+// the file's directory.
+func (l *loaded) resolvePaths() {
+	file := l.file
 	dir := filepath.Dir(file)
 	c := &l.cfg
 	if c.Server.StateDir == "" {
@@ -155,7 +191,6 @@ func decodeConfig(file string, b []byte) (*loaded, error) {
 	for i := range c.Identity.Device {
 		rel(dir, &c.Identity.Device[i].IssuerCA)
 	}
-	return l, nil
 }
 
 // compile checks the decoded sections and compiles the policy, reading the
@@ -198,7 +233,7 @@ func (l *loaded) compile() error {
 		errs = append(errs, fmt.Sprintf("%s: server.audit_max_size_mb and audit_keep must not be negative", file))
 	}
 	if len(errs) > 0 {
-		return newCausedError(strings.Join(errs, "\n"), causes...)
+		return newCausedError(strings.Join(l.locateAll(errs), "\n"), causes...)
 	}
 	l.policy = p
 	return nil

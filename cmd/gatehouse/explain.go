@@ -21,6 +21,7 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, erro
 	noCache := fs.Bool("no-cache", false, "bypass the directory cache")
 	refresh := fs.Bool("refresh", true, "fetch configured CRL URLs now instead of using only the copies on disk")
 	at := fs.String("at", "", "decide at this `time` (RFC 3339) instead of now")
+	asJSON := fs.Bool("json", false, "print the decision as one JSON object (schema: docs/cli.md)")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
 	}
@@ -61,18 +62,28 @@ func cmdExplain(ctx context.Context, args []string, stdout io.Writer) (int, erro
 	if err != nil {
 		return exitUsage, err
 	}
+	var warnings []string
 	if *refresh {
 		if err := rev.Refresh(ctx); err != nil {
-			fmt.Fprintf(stdout, "warning: revocation refresh: %v (using the copies on disk)\n", err)
+			warnings = append(warnings, fmt.Sprintf("revocation refresh: %v (using the copies on disk)", err))
 		}
 	}
 	d := l.policy.VerifyContext(ctx, chain, now, rev)
 	d = a.Decide(ctx, l.policy, d)
-	writeExplain(stdout, chain[0], d)
+	code := exitDenied
 	if d.Allowed {
-		return exitOK, nil
+		code = exitOK
 	}
-	return exitDenied, nil
+	if *asJSON {
+		j := explainJSONOf(chain[0], d)
+		j.Warnings = nonNil(warnings)
+		return code, writeJSON(stdout, j, nil)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	writeExplain(stdout, chain[0], d)
+	return code, nil
 }
 
 // readChain reads a PEM file of certificates, leaf first.

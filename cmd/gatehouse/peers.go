@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -25,6 +24,7 @@ func cmdPeers(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fs := newFlags("peers", stdout)
 	cfgFile := configFlag(fs)
+	asJSON := fs.Bool("json", false, "print the peers as one JSON object (schema: docs/cli.md)")
 	l, err := parseAndLoad(fs, args, cfgFile)
 	if err != nil {
 		return err
@@ -37,6 +37,9 @@ func cmdPeers(ctx context.Context, args []string, stdout io.Writer) error {
 	lst, err := vpn.ListPeers(ctx, filepath.Join(l.cfg.Server.StateDir, "vpn"), sock)
 	if err != nil {
 		return fmt.Errorf("peers: %w", err)
+	}
+	if *asJSON {
+		return writeJSON(stdout, peersJSONOf(lst, iface, filepath.Join(l.cfg.Server.StateDir, "vpn", "peers", "quarantine")), nil)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "IDENTITY\tRULE\tADDRESS\tCERT EXPIRES\tSTATE\tHANDSHAKE\tRX\tTX\tENDPOINT")
@@ -81,14 +84,11 @@ var uapiDir = "/var/run/wireguard"
 func cmdPeersRemove(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("peers remove", stdout)
 	cfgFile := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
+	if err := parseFlagsArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
-		return &usageError{"usage: gatehouse peers remove [-config F] FINGERPRINT|IDENTITY|ADDRESS"}
+		return &usageError{"usage: gatehouse peers remove [--config FILE] FINGERPRINT|IDENTITY|ADDRESS"}
 	}
 	match := fs.Arg(0)
 	dir, err := stateDirOf(*cfgFile)
@@ -117,4 +117,79 @@ func cmdPeersRemove(ctx context.Context, args []string, stdout io.Writer) error 
 		fmt.Fprintln(stdout, l)
 	}
 	return nil
+}
+
+// peersJSON is `gatehouse peers --json`. The schema is documented in
+// docs/cli.md; fields are only ever added. Times are RFC 3339 UTC; a time
+// that never happened is omitted.
+type peersJSON struct {
+	Interface   string         `json:"interface"`
+	DeviceUp    bool           `json:"device_up"`
+	DeviceError string         `json:"device_error,omitempty"` // why the live state is missing
+	Peers       []peerJSON     `json:"peers"`
+	Suspended   int            `json:"suspended"`
+	Unreadable  []peerRecordJS `json:"unreadable"`
+	Quarantined int            `json:"quarantined"`
+	Quarantine  string         `json:"quarantine_dir"`
+}
+
+type peerJSON struct {
+	Identity      string        `json:"identity"`
+	Rule          string        `json:"rule"`
+	Fingerprint   string        `json:"fingerprint"`
+	PublicKey     string        `json:"public_key"`
+	Address       string        `json:"address"`
+	Address6      string        `json:"address6,omitempty"`
+	CertExpires   string        `json:"cert_expires"`
+	Enrolled      string        `json:"enrolled,omitempty"`
+	Validated     string        `json:"validated,omitempty"`
+	Suspended     *peerSuspJSON `json:"suspended"` // null: active
+	Endpoint      string        `json:"endpoint,omitempty"`
+	LastHandshake string        `json:"last_handshake,omitempty"`
+	RxBytes       uint64        `json:"rx_bytes"`
+	TxBytes       uint64        `json:"tx_bytes"`
+}
+
+type peerSuspJSON struct {
+	Since  string `json:"since"`
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+type peerRecordJS struct {
+	Name string `json:"name"`
+	Why  string `json:"why"`
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func peersJSONOf(lst *vpn.Listing, iface, quarantine string) *peersJSON {
+	out := &peersJSON{Interface: iface, DeviceUp: lst.DeviceUp, Peers: []peerJSON{}, Unreadable: []peerRecordJS{},
+		Quarantined: lst.Quarantined, Quarantine: quarantine}
+	if !lst.DeviceUp && lst.DeviceErr != nil {
+		out.DeviceError = lst.DeviceErr.Error()
+	}
+	for _, p := range lst.Peers {
+		j := peerJSON{Identity: p.Identity, Rule: p.Rule, Fingerprint: p.Fingerprint, PublicKey: p.PublicKey.String(),
+			Address: p.Address.String(), CertExpires: rfc3339(p.NotAfter), Enrolled: rfc3339(p.Enrolled),
+			Validated: rfc3339(p.Validated), Endpoint: p.Endpoint, LastHandshake: rfc3339(p.LastHandshake),
+			RxBytes: p.RxBytes, TxBytes: p.TxBytes}
+		if p.Address6.IsValid() {
+			j.Address6 = p.Address6.String()
+		}
+		if s := p.Suspended; s != nil {
+			out.Suspended++
+			j.Suspended = &peerSuspJSON{rfc3339(s.Since), s.Code, s.Reason}
+		}
+		out.Peers = append(out.Peers, j)
+	}
+	for _, u := range lst.Unreadable {
+		out.Unreadable = append(out.Unreadable, peerRecordJS{u.Name, u.Why})
+	}
+	return out
 }

@@ -42,12 +42,12 @@ func TestRadSecConfig(t *testing.T) {
 		// Relative to the config file's directory (the CA is copied there).
 		{"valid", "ca_file = \"ap-ca.pem\"\nmatch = [\"DNS:ap-*.example.com\"]", ""},
 		{"employee CA", "ca_file = \"" + root + "/testdata/pki/employee-root.pem\"\nmatch = [\"CN:*\"]",
-			`config.toml: radius.radsec_client[0] "aps": ca_file ` + root + `/testdata/pki/employee-root.pem holds`},
+			`radius.radsec_client[0] "aps": ca_file ` + root + `/testdata/pki/employee-root.pem holds`},
 		{"employee intermediate", "ca_file = \"" + root + "/testdata/pki/employee-int.pem\"\nmatch = [\"CN:*\"]", "an employee CA"},
-		{"no match", "ca_file = \"ap-ca.pem\"", `config.toml: radius: radsec_client[0] "aps": match: required`},
+		{"no match", "ca_file = \"ap-ca.pem\"", `radius.radsec_client[0]: "aps": match: required`},
 		{"bad match", "ca_file = \"ap-ca.pem\"\nmatch = [\"OU:x\"]", `match "OU:x": unknown type`},
 		{"missing ca_file", "ca_file = \"nope.pem\"\nmatch = [\"CN:*\"]", `radius.radsec_client[0] "aps": ca_file`},
-		{"unknown key", "ca_file = \"ap-ca.pem\"\nmatch = [\"CN:*\"]\nsecret = \"x\"", "radius.radsec_client.secret: unknown key"},
+		{"unknown key", "ca_file = \"ap-ca.pem\"\nmatch = [\"CN:*\"]\nsecret = \"x\"", "radius.radsec_client[0].secret: unknown key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := writeConfig(t, radsecConfig(tc.client))

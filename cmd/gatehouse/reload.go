@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"reflect"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,8 +40,9 @@ const (
 //
 // Every reload (SIGHUP included) re-reads the directory and invalidates its
 // cache before the live VPN peers and Wi-Fi sessions are re-validated, so a
-// group change reaches them at once. Changes to the [directory], [radius]
-// and [vpn] sections take effect at restart.
+// group change reaches them at once. Changes to the [server], [store],
+// [directory], [radius] and [vpn] sections (restartSections) take effect
+// at restart, and a reload that sees one logs a warning naming them.
 //
 // Looking for changes opens nothing (stat only). A reload that cannot open
 // a file for lack of file descriptors (EMFILE, ENFILE) is postponed and
@@ -187,8 +189,9 @@ func (r *reloader) attempt(ctx context.Context) {
 		}
 	}
 	if l != nil {
-		if !reflect.DeepEqual(l.cfg.sections, r.cur.cfg.sections) {
-			r.log.Warn("changes to [directory], [radius] or [vpn] take effect at restart", "file", r.file)
+		if changed := restartChanges(&r.cur.cfg, &l.cfg); len(changed) > 0 {
+			list := strings.Join(changed, ", ")
+			r.log.Warn("changes to "+list+" take effect at restart", "sections", list, "file", r.file)
 		}
 		if r.beforeSwap != nil {
 			r.beforeSwap(l)
@@ -294,4 +297,17 @@ func (r *reloader) done() {
 // descriptors, a condition that passes.
 func isFDExhausted(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// restartChanges names the restart-only sections (restartSections) that
+// differ between two decoded configurations, as "[server]", in file order.
+func restartChanges(old, cur *fileConfig) []string {
+	a, b := tomlFields(reflect.ValueOf(old).Elem()), tomlFields(reflect.ValueOf(cur).Elem())
+	var out []string
+	for i, f := range a {
+		if slices.Contains(restartSections, f.name) && !reflect.DeepEqual(f.v.Interface(), b[i].v.Interface()) {
+			out = append(out, "["+f.name+"]")
+		}
+	}
+	return out
 }

@@ -129,7 +129,7 @@ func TestZeroRules(t *testing.T) {
 					(l.cfg.DenyAll && !strings.Contains(out.String(), "rules:         none: deny_all = true, everyone is denied")) {
 					t.Fatalf("check: exit %d\n%s%s", code, out.String(), errb.String())
 				}
-			case err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), f+": "):
+			case err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), f+":"):
 				t.Fatalf("err = %v; want %q, naming the file", err, tt.want)
 			}
 		})

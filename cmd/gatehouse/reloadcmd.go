@@ -37,7 +37,7 @@ func cmdReload(ctx context.Context, args []string, stdout io.Writer) (int, error
 	resp, err := callControl(ctx, dir, controlRequest{Op: "reload", ConfirmCut: *confirm})
 	if err != nil {
 		if errors.Is(err, errNoServer) {
-			return exitFailure, fmt.Errorf("reload: %w; is `gatehouse serve -config %s` running?", err, *cfgFile)
+			return exitFailure, fmt.Errorf("reload: %w; is `gatehouse serve --config %s` running?", err, *cfgFile)
 		}
 		return exitFailure, fmt.Errorf("reload: %w", err)
 	}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/gatehouse/gatehouse/directory"
 	"github.com/gatehouse/gatehouse/policy"
@@ -114,49 +117,93 @@ type servers struct {
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	c := &l.cfg
 	s := &servers{}
+	var errs []string
+	bad := func(err error) {
+		for _, e := range splitErr(err) {
+			errs = append(errs, sectionError(e))
+		}
+	}
 	var err error
+	var auth interface {
+		Authorize(context.Context, []*x509.Certificate) policy.Decision
+	} = refuseAll{}
+	tlsConf := &tls.Config{}
 	if s.dir, err = directory.New(c.Directory, logger.With("component", "directory")); err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+		bad(err)
+	} else if l.policy != nil { // nil: the policy did not compile (check goes on)
+		s.auth = policy.NewAuthorizer(l.policy, s.dir, logger.With("component", "policy"))
+		if s.rev, err = newRevocation(l, logger.With("component", "revocation")); err != nil {
+			return nil, err
+		}
+		s.auth.SetRevocation(s.rev)
+		auth, tlsConf = s.auth, s.auth.ServerTLS(0)
 	}
-	s.auth = policy.NewAuthorizer(l.policy, s.dir, logger.With("component", "policy"))
-	if s.rev, err = newRevocation(l, logger.With("component", "revocation")); err != nil {
-		return nil, err
-	}
-	s.auth.SetRevocation(s.rev)
+	errs = append(errs, checkServer(&c.Server)...)
 	sc := &c.Server
-	if sc.AuthorizationTimeout.Duration < 0 {
-		return nil, &configError{fmt.Sprintf("%s: server.authorization_timeout %v: must be positive", l.file, sc.AuthorizationTimeout.Duration)}
-	}
-	if sc.MaxCutFraction < 0 || sc.MaxCutFraction > 1 {
-		return nil, &configError{fmt.Sprintf("%s: server.max_cut_fraction %v: want a fraction between 0 and 1", l.file, sc.MaxCutFraction)}
-	}
 	// One engine for both doors: a confirmation of a held mass cut is
 	// bound to the policy in force (its compiled value).
-	auth := s.auth
+	pa := s.auth
 	if s.reval, err = reval.New(reval.Config{
-		AuthTimeout:    sc.AuthorizationTimeout.Duration,
-		MaxCutFraction: sc.MaxCutFraction,
-		PolicyID:       func() any { return auth.Policy() },
+		AuthTimeout:    max(sc.AuthorizationTimeout.Duration, 0),
+		MaxCutFraction: min(max(sc.MaxCutFraction, 0), 1),
+		PolicyID:       func() any { return pa.Policy() },
 	}, logger.With("component", "revalidate")); err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+		bad(err)
 	}
 	rc := c.Radius
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
 	}
-	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(0), logger.With("component", "radius")); err != nil {
-		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+	if s.radius, err = radius.New(rc, auth, tlsConf, logger.With("component", "radius")); err != nil {
+		errs = append(errs, allSectionErrors("radius", err, &rc, func() error {
+			_, err := radius.New(rc, auth, tlsConf, slog.New(slog.DiscardHandler))
+			return err
+		})...)
+	} else if s.reval != nil {
+		s.radius.SetRevalidation(s.reval)
 	}
-	s.radius.SetRevalidation(s.reval)
 	if c.VPN.Enabled {
 		vc := c.VPN
 		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
-		if s.vpn, err = vpn.New(vc, s.auth, s.auth.ServerTLS(0), logger.With("component", "vpn")); err != nil {
-			return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
+		if s.vpn, err = vpn.New(vc, auth, tlsConf, logger.With("component", "vpn")); err != nil {
+			errs = append(errs, allSectionErrors("vpn", err, &vc, func() error {
+				_, err := vpn.New(vc, auth, tlsConf, slog.New(slog.DiscardHandler))
+				return err
+			})...)
+		} else if s.reval != nil {
+			s.vpn.SetRevalidation(s.reval)
 		}
-		s.vpn.SetRevalidation(s.reval)
+	}
+	if len(errs) > 0 {
+		if s.dir != nil {
+			s.dir.Close()
+		}
+		for i, e := range errs {
+			errs[i] = l.file + ": " + e
+		}
+		return nil, &configError{strings.Join(l.locateAll(errs), "\n")}
 	}
 	return s, nil
+}
+
+// refuseAll stands in for the policy while the sections are validated
+// after the directory failed: nothing is started with it.
+type refuseAll struct{}
+
+func (refuseAll) Authorize(context.Context, []*x509.Certificate) policy.Decision {
+	return policy.Decision{Reason: "configuration not valid"}
+}
+
+// checkServer validates the [server] keys that buildServers uses.
+func checkServer(sc *serverConfig) []string {
+	var errs []string
+	if sc.AuthorizationTimeout.Duration < 0 {
+		errs = append(errs, fmt.Sprintf("server.authorization_timeout: %q: must be positive", sc.AuthorizationTimeout.Duration))
+	}
+	if sc.MaxCutFraction < 0 || sc.MaxCutFraction > 1 {
+		errs = append(errs, fmt.Sprintf("server.max_cut_fraction: %v: want a fraction between 0 and 1", sc.MaxCutFraction))
+	}
+	return errs
 }
 
 // newRevocation builds the CRL fetcher and OCSP client of a configuration;

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,9 +17,19 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+	fs := newFlags("serve", stdout)
 	cfgFile := configFlag(fs)
 	l, err := parseAndLoad(fs, args, cfgFile)
+	var ce *configError
+	if errors.As(err, &ce) && !isFDExhausted(err) {
+		// Report every error of the file, as check does, not only those
+		// of the first stage that failed.
+		if _, srv, all := checkConfig(*cfgFile); len(all) > 0 {
+			return &configError{strings.Join(all, "\n")}
+		} else if srv != nil {
+			srv.dir.Close()
+		}
+	}
 	if err != nil {
 		return err
 	}

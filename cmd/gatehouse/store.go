@@ -96,7 +96,7 @@ func openStore(l *loaded, log *slog.Logger) (*postgres.DB, error) {
 // cmdStore is `gatehouse store migrate|status`.
 func cmdStore(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || (args[0] != "migrate" && args[0] != "status") {
-		return &usageError{"usage: gatehouse store migrate|status [-config F]"}
+		return &usageError{"usage: gatehouse store migrate|status [--config FILE]"}
 	}
 	sub := args[0]
 	fs := newFlags("store "+sub, stdout)
