@@ -3,6 +3,7 @@ package vpn
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -72,18 +73,41 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	}
 	if old != nil {
 		rec.offset, rec.Enrolled = old.offset, old.Enrolled
-	} else {
-		o, ok := s.pool.allocate(fp)
-		if !ok {
-			s.log.Error("vpn: address pool exhausted", "pool", s.cfg.pool.String())
-			return nil, &apiError{http.StatusServiceUnavailable, "no tunnel address available; try again later or contact IT"}
-		}
-		rec.offset = o
 	}
-	rec.Address, rec.Address6 = s.pool.addrs(rec.offset)
-	if err := s.store.save(rec); err != nil {
+	// A shared store may refuse the address another node leased meanwhile
+	// (the database keeps one lease per address): mark it held and take
+	// the next free one, a bounded number of times.
+	for attempt := 0; ; attempt++ {
+		if old == nil {
+			o, ok := s.pool.allocate(fp)
+			if !ok {
+				s.log.Error("vpn: address pool exhausted", "pool", s.cfg.pool.String())
+				return nil, &apiError{http.StatusServiceUnavailable, "no tunnel address available; try again later or contact IT"}
+			}
+			rec.offset = o
+		}
+		rec.Address, rec.Address6 = s.pool.addrs(rec.offset)
+		err := s.store.save(rec)
+		if err == nil {
+			break
+		}
+		var ce *ConflictError
+		switch {
+		case errors.As(err, &ce) && ce.Field == "address" && old == nil && attempt < 16:
+			s.pool.used[rec.offset] = heldElsewhere // until the other node's record arrives
+			continue
+		case errors.As(err, &ce) && ce.Field == "public_key":
+			err = nil
+		}
 		if old == nil {
 			s.pool.release(rec.offset)
+		}
+		switch {
+		case ce != nil && ce.Field == "public_key":
+			return nil, &apiError{http.StatusConflict, "this WireGuard key is already enrolled with another certificate; generate a new key"}
+		case errors.Is(err, ErrUnavailable):
+			s.log.Error("vpn: enrollment: peer registry unavailable", "err", err)
+			return nil, &apiError{http.StatusServiceUnavailable, "the VPN registry is unavailable, so no new device can be enrolled right now; connected devices keep working; try again in a minute"}
 		}
 		s.log.Error("vpn: enrollment", "err", err)
 		return nil, &apiError{http.StatusInternalServerError, "internal error; try again later"}
@@ -113,6 +137,7 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	if old != nil {
 		delete(s.byKey, old.PublicKey)
 	}
+	rec.seen = time.Now()
 	s.peers[fp] = rec
 	s.byKey[key] = rec
 	s.log.Info("vpn: enrolled", "identity", name, "rule", d.Rule, "address", rec.Address.String(),
@@ -218,6 +243,13 @@ func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
+	if lead := s.leader.Load(); lead != nil && !(*lead)() {
+		// Another node of the site re-validates (and cuts) its peers;
+		// its changes reach this node through the store.
+		rep := reval.Report{Door: policy.DoorVPN}
+		s.lastReport.Store(&rep)
+		return rep
+	}
 	s.mu.Lock()
 	items := make([]reval.Item[*record], 0, len(s.peers))
 	for _, r := range s.peers {
@@ -245,6 +277,7 @@ func (s *Server) Revalidate(ctx context.Context) reval.Report {
 		}
 		var snap *PeerRecord
 		if s.actLocked(r, &o, now, &ops) {
+			r.seen = time.Now()
 			snap = r.stored()
 		}
 		if len(ops.sets)+len(ops.dels) >= 256 {

@@ -68,6 +68,7 @@ type Server struct {
 	engine        *reval.Engine    // re-validation engine and mass-cut guard; set before Run
 	trigger       chan struct{}    // TriggerRevalidate → Run's loop; capacity 1 (coalescing)
 	lastReport    atomic.Pointer[reval.Report]
+	leader        atomic.Pointer[func() bool] // nil: this node re-validates; else only while it returns true
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it

@@ -1,0 +1,300 @@
+// Package pgstore keeps the VPN peer registry of a site in PostgreSQL
+// (table vpn_peers of store/postgres's schema), shared by every node of
+// the site, and replicates changes between the nodes.
+//
+// The database guarantees that an address, an IPv6 address and a public
+// key are leased once per site: a Save that would lease one twice fails
+// with a *vpn.ConflictError. Every change is announced in its transaction
+// with pg_notify('gatehouse_vpn', site+" "+fingerprint); Run LISTENs on a
+// dedicated connection and applies each change to the local server, runs a
+// full resync after every (re)connect and every ResyncEvery (a missed
+// notification delays a change, never loses it), holds the site's
+// re-validation lease (a session advisory lock: one node cuts each peer
+// once) and keeps a local cache of the registry so that a node restarted
+// while PostgreSQL is down still configures every peer.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatehouse/gatehouse/store/postgres"
+	"github.com/gatehouse/gatehouse/vpn"
+)
+
+// Channel is the LISTEN/NOTIFY channel of registry changes.
+const Channel = "gatehouse_vpn"
+
+// Config places a node in its site. The zero value is the site "default",
+// no cache, resync every 30s.
+type Config struct {
+	// Site names the nodes sharing one WireGuard key and address pool.
+	Site string
+	// Node names this node in the rows it writes.
+	Node string
+	// Cache is a local file holding the last registry read from the
+	// database (empty: none). Load falls back to it when the database
+	// cannot be reached.
+	Cache string
+	// ResyncEvery is the period of the full resync (default 30s).
+	ResyncEvery time.Duration
+	// OpTimeout bounds one statement of Load, Save, Remove (default 10s).
+	OpTimeout time.Duration
+}
+
+// Store is the PostgreSQL vpn.Store of one site. Make it with New.
+type Store struct {
+	db  *postgres.DB
+	cfg Config
+	log *slog.Logger
+
+	available    atomic.Bool  // the listener is connected
+	leader       atomic.Bool  // this node holds the site's re-validation lease
+	changes      atomic.Int64 // bumped by every change seen; the cache is rewritten when it moved
+	lastErr      atomic.Pointer[string]
+	cacheMu      sync.Mutex // serializes cache writes; guards the two below
+	cacheGen     int64      // changes when the cache was last written
+	cacheWritten bool
+}
+
+// New returns the store of cfg.Site on db; it starts nothing.
+func New(db *postgres.DB, cfg Config, log *slog.Logger) *Store {
+	if cfg.Site == "" {
+		cfg.Site = "default"
+	}
+	if cfg.ResyncEvery <= 0 {
+		cfg.ResyncEvery = 30 * time.Second
+	}
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = 10 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{db: db, cfg: cfg, log: log}
+}
+
+// Leader reports whether this node holds its site's re-validation lease.
+func (st *Store) Leader() bool { return st.leader.Load() }
+
+// Available returns nil while the database answers (the listener is
+// connected), else why not.
+func (st *Store) Available() error {
+	if st.available.Load() {
+		return nil
+	}
+	if e := st.lastErr.Load(); e != nil {
+		return fmt.Errorf("%w: %s", vpn.ErrUnavailable, *e)
+	}
+	return fmt.Errorf("%w: not connected yet", vpn.ErrUnavailable)
+}
+
+func (st *Store) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), st.cfg.OpTimeout)
+}
+
+// wrap classifies err: a statement the server refused is a plain error;
+// anything else (no connection, timeout) is vpn.ErrUnavailable.
+func wrap(op string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505": // unique_violation
+			switch pe.ConstraintName {
+			case "vpn_peers_address_key", "vpn_peers_address6_key":
+				return &vpn.ConflictError{Field: "address"}
+			case "vpn_peers_public_key_key":
+				return &vpn.ConflictError{Field: "public_key"}
+			}
+		case "42P01": // undefined_table: schema not migrated yet
+			return fmt.Errorf("pgstore: %s: %w: schema not applied yet", op, vpn.ErrUnavailable)
+		}
+		return fmt.Errorf("pgstore: %s: %w", op, err)
+	}
+	return fmt.Errorf("pgstore: %s: %w: %w", op, vpn.ErrUnavailable, err)
+}
+
+const upsert = `INSERT INTO vpn_peers
+	(site, fingerprint, public_key, address, address6, identity_key, not_after, suspended, format, record, node, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+	ON CONFLICT (site, fingerprint) DO UPDATE SET
+	public_key = EXCLUDED.public_key, address = EXCLUDED.address, address6 = EXCLUDED.address6,
+	identity_key = EXCLUDED.identity_key, not_after = EXCLUDED.not_after, suspended = EXCLUDED.suspended,
+	format = EXCLUDED.format, record = EXCLUDED.record, node = EXCLUDED.node, quarantine = NULL,
+	updated_at = now()`
+
+// Save implements vpn.Store: one transaction upserts the row and notifies.
+func (st *Store) Save(r *vpn.PeerRecord) error {
+	b, err := vpn.EncodeRecord(r)
+	if err != nil {
+		return err
+	}
+	var a6 any
+	if r.Address6.IsValid() {
+		a6 = r.Address6.String()
+	}
+	ctx, cancel := st.ctx()
+	defer cancel()
+	err = pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, upsert, st.cfg.Site, r.Fingerprint, r.PublicKey.String(), r.Address.String(), a6,
+			r.IdentityKey, r.NotAfter, r.Suspended != nil, vpn.RecordVersion, b, st.cfg.Node); err != nil {
+			return err
+		}
+		return st.notify(ctx, tx, r.Fingerprint)
+	})
+	if err != nil {
+		return wrap("save peer", err)
+	}
+	st.changes.Add(1)
+	return nil
+}
+
+func (st *Store) notify(ctx context.Context, tx pgx.Tx, fp string) error {
+	_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", Channel, st.cfg.Site+" "+fp)
+	return err
+}
+
+// Remove implements vpn.Store.
+func (st *Store) Remove(fp string) error {
+	ctx, cancel := st.ctx()
+	defer cancel()
+	err := pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
+		ct, err := tx.Exec(ctx, "DELETE FROM vpn_peers WHERE site = $1 AND fingerprint = $2", st.cfg.Site, fp)
+		if err != nil || ct.RowsAffected() == 0 {
+			return err
+		}
+		return st.notify(ctx, tx, fp)
+	})
+	if err != nil {
+		return wrap("remove peer", err)
+	}
+	st.changes.Add(1)
+	return nil
+}
+
+// Quarantine implements vpn.Store: the row stays (its leases stay held)
+// with why in its quarantine column; Load skips it. An operator deletes
+// or repairs it.
+func (st *Store) Quarantine(fp, why string) error {
+	ctx, cancel := st.ctx()
+	defer cancel()
+	err := pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "UPDATE vpn_peers SET quarantine = $3, node = $4, updated_at = now() WHERE site = $1 AND fingerprint = $2",
+			st.cfg.Site, fp, why, st.cfg.Node); err != nil {
+			return err
+		}
+		return st.notify(ctx, tx, fp)
+	})
+	if err != nil {
+		return wrap("quarantine peer", err)
+	}
+	return nil
+}
+
+// Get returns the record of fp, nil if there is none (or it is
+// quarantined).
+func (st *Store) Get(ctx context.Context, fp string) (*vpn.PeerRecord, error) {
+	var b []byte
+	err := st.db.Pool().QueryRow(ctx, "SELECT record FROM vpn_peers WHERE site = $1 AND fingerprint = $2 AND quarantine IS NULL",
+		st.cfg.Site, fp).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap("get peer", err)
+	}
+	return vpn.DecodeRecord(b)
+}
+
+// Load implements vpn.Store. Rows that do not decode (a newer node's
+// format, damage) are listed in bad and left in place: other nodes may read
+// them. When the database cannot be reached, Load returns the local cache
+// (logged at ERROR), or an empty registry if there is none: the node then
+// serves Wi-Fi and whatever it cached, and Run replaces it as soon as the
+// database answers.
+func (st *Store) Load() ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(st.cfg.OpTimeout, time.Minute))
+	defer cancel()
+	recs, bad, err := st.load(ctx)
+	if err == nil {
+		return recs, bad, nil
+	}
+	if !errors.Is(err, vpn.ErrUnavailable) {
+		return nil, nil, err
+	}
+	cached, cerr := st.readCache()
+	switch {
+	case cerr != nil:
+		st.log.Error("pgstore: database unavailable and no usable local cache: starting with no VPN peers until it answers",
+			"err", err, "cache_err", cerr)
+		return nil, nil, nil
+	default:
+		st.log.Error("pgstore: database unavailable: VPN peers restored from the local cache; enrollment is refused until the database answers",
+			"err", err, "peers", len(cached), "cache", st.cfg.Cache)
+		return cached, nil, nil
+	}
+}
+
+// load reads the site's registry, decoding rows in parallel.
+func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
+	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record FROM vpn_peers WHERE site = $1 AND quarantine IS NULL", st.cfg.Site)
+	if err != nil {
+		return nil, nil, wrap("load peers", err)
+	}
+	var fps []string
+	var raws [][]byte
+	for rows.Next() {
+		var fp string
+		var b []byte
+		if err := rows.Scan(&fp, &b); err != nil {
+			rows.Close()
+			return nil, nil, wrap("load peers", err)
+		}
+		fps = append(fps, fp)
+		raws = append(raws, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, wrap("load peers", err)
+	}
+	out := make([]*vpn.PeerRecord, len(raws))
+	whys := make([]string, len(raws))
+	workers := max(1, min(runtime.GOMAXPROCS(0), 8))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(raws); i += workers {
+				r, err := vpn.DecodeRecord(raws[i])
+				switch {
+				case err != nil:
+					whys[i] = err.Error()
+				case r.Fingerprint != fps[i]:
+					whys[i] = "fingerprint does not match the row"
+				default:
+					out[i] = r
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	recs := out[:0]
+	var bad []vpn.Quarantined
+	for i, r := range out {
+		if r == nil {
+			bad = append(bad, vpn.Quarantined{Name: "vpn_peers " + st.cfg.Site + " " + fps[i], Why: whys[i]})
+			continue
+		}
+		recs = append(recs, r)
+	}
+	return recs, bad, nil
+}
