@@ -94,6 +94,7 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 		var ce *ConflictError
 		switch {
 		case errors.As(err, &ce) && ce.Field == "address" && old == nil && attempt < 16:
+			s.log.Debug("vpn: enrollment: address leased by another node; taking the next", "address", rec.Address.String())
 			s.pool.used[rec.offset] = heldElsewhere // until the other node's record arrives
 			continue
 		case errors.As(err, &ce) && ce.Field == "public_key":

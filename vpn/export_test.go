@@ -1,0 +1,57 @@
+package vpn
+
+import (
+	"crypto/tls"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/policy"
+)
+
+// Exports for package vpn_test: the tests that need vpn/pgstore (which
+// imports vpn, so package vpn's own tests cannot) reuse these harnesses.
+
+type (
+	TestEnv  = testEnv
+	TestCA   = testCA
+	FakeAuth = fakeAuth
+	WGClient = wgClient
+)
+
+func NewTestCA(t testing.TB) *TestCA { return newTestCA(t) }
+
+// Client issues a client certificate for cn.
+func (ca *testCA) Client(t testing.TB, cn string) tls.Certificate { return ca.issue(t, cn, false) }
+
+// Allow makes cn allowed with the engineering access; Revoke denies it as
+// revoked.
+func (f *fakeAuth) Allow(cn string) { f.set(cn, allow("engineering", engineeringAccess)) }
+func (f *fakeAuth) Revoke(cn string) {
+	f.set(cn, policy.Decision{Code: policy.CodeRevoked, Reason: "certificate revoked"})
+}
+
+// StartNode starts a netstack server in dir with the WireGuard key in
+// keyFile (shared by the nodes of a site), calling before on it before Run.
+func StartNode(t *testing.T, auth *FakeAuth, ca *TestCA, dir, keyFile string, before func(*Server)) *TestEnv {
+	return startServerWith(t, auth, ca, dir, func(c *Config) { c.PrivateKeyFile = keyFile }, before)
+}
+
+func (e *testEnv) Server() *Server                             { return e.srv }
+func (e *testEnv) Endpoint() string                            { return e.cfg.Endpoint }
+func (e *testEnv) Enroll(cert tls.Certificate) (string, error) { return e.enroll(cert) }
+func (e *testEnv) Stop() error                                 { return e.stop() }
+
+// ClientVia brings up a wireguard-go client from the wg-quick text,
+// dialling endpoint instead of the one the text names.
+func ClientVia(t *testing.T, text, endpoint string) *WGClient {
+	q := parseWGQuick(t, text)
+	q.Endpoint = endpoint
+	return newWGClient(t, q)
+}
+
+// Reach checks a TCP echo to an allowed service through the tunnel.
+func (c *wgClient) Reach(timeout time.Duration) error { return c.tcpEcho(svcOpen, 80, timeout) }
+
+// Addr is the client's tunnel IPv4 address in the wg-quick text.
+func Addr(t *testing.T, text string) netip.Addr { return parseWGQuick(t, text).Address[0].Addr() }
