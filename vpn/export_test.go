@@ -2,6 +2,7 @@ package vpn
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -33,9 +34,18 @@ func (f *fakeAuth) Revoke(cn string) {
 
 // StartNode starts a netstack server in dir with the WireGuard key in
 // keyFile (shared by the nodes of a site), calling before on it before Run.
-func StartNode(t *testing.T, auth *FakeAuth, ca *TestCA, dir, keyFile string, before func(*Server)) *TestEnv {
-	return startServerWith(t, auth, ca, dir, func(c *Config) { c.PrivateKeyFile = keyFile }, before)
+// port 0 takes a free one.
+func StartNode(t *testing.T, auth *FakeAuth, ca *TestCA, dir, keyFile string, port int, before func(*Server)) *TestEnv {
+	return startServerWith(t, auth, ca, dir, func(c *Config) {
+		c.PrivateKeyFile = keyFile
+		if port != 0 {
+			c.ListenPort = port
+			c.Endpoint = fmt.Sprintf("127.0.0.1:%d", port)
+		}
+	}, before)
 }
+
+func (e *testEnv) Port() int { return e.cfg.ListenPort }
 
 func (e *testEnv) Server() *Server                             { return e.srv }
 func (e *testEnv) Endpoint() string                            { return e.cfg.Endpoint }

@@ -2,10 +2,13 @@ package vpn_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,37 +32,58 @@ type node struct {
 // one WireGuard key file; node 0 starts first and takes the re-validation
 // lease.
 func site(t *testing.T, n int, auth *vpn.FakeAuth, ca *vpn.TestCA) ([]*node, *postgres.DB) {
-	pg := pgtest.Start(t)
-	dsn := pg.CreateDatabase("gh_site")
-	open := func() *postgres.DB {
-		db, err := postgres.Open(postgres.Config{DSN: dsn, MaxConns: 8}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		return db
-	}
-	keyFile := filepath.Join(t.TempDir(), "site-wg.key")
+	s := newSite(t, auth, ca)
 	var nodes []*node
 	for i := range n {
-		db := open()
-		dir := t.TempDir()
-		st := pgstore.New(db, pgstore.Config{Site: "hq", Node: fmt.Sprint("node", i), Cache: filepath.Join(dir, "vpn-registry.cache")}, nil)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		env := vpn.StartNode(t, auth, ca, dir, keyFile, func(s *vpn.Server) {
-			s.SetStore(st)
-			s.SetLeader(st.Leader)
-		})
-		go func() { defer close(done); st.Run(ctx, env.Server()) }()
-		t.Cleanup(func() { cancel(); <-done })
-		waitFor(t, 10*time.Second, "node connected to the database", func() bool { return st.Available() == nil })
+		nodes = append(nodes, s.start(t, fmt.Sprint("node", i), t.TempDir(), 0, true))
 		if i == 0 {
-			waitFor(t, 10*time.Second, "node 0 holds the re-validation lease", st.Leader)
+			waitFor(t, 10*time.Second, "node 0 holds the re-validation lease", nodes[0].st.Leader)
 		}
-		nodes = append(nodes, &node{env: env, st: st})
 	}
-	return nodes, open()
+	return nodes, s.open(t)
+}
+
+// siteEnv is one PostgreSQL and the site's shared WireGuard key.
+type siteEnv struct {
+	pg      *pgtest.Server
+	dsn     string
+	keyFile string
+	auth    *vpn.FakeAuth
+	ca      *vpn.TestCA
+	resync  time.Duration
+}
+
+func newSite(t *testing.T, auth *vpn.FakeAuth, ca *vpn.TestCA) *siteEnv {
+	pg := pgtest.Start(t)
+	return &siteEnv{pg: pg, dsn: pg.CreateDatabase("gh_site"), keyFile: filepath.Join(t.TempDir(), "site-wg.key"), auth: auth, ca: ca}
+}
+
+func (s *siteEnv) open(t *testing.T) *postgres.DB {
+	db, err := postgres.Open(postgres.Config{DSN: s.dsn, MaxConns: 8, ConnectTimeout: time.Second}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// start starts a node with its state in dir (port 0: a free one); it
+// waits for the database connection if connected is set.
+func (s *siteEnv) start(t *testing.T, name, dir string, port int, connected bool) *node {
+	st := pgstore.New(s.open(t), pgstore.Config{Site: "hq", Node: name, Cache: filepath.Join(dir, "vpn-registry.cache"),
+		ResyncEvery: s.resync, OpTimeout: 2 * time.Second}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	env := vpn.StartNode(t, s.auth, s.ca, dir, s.keyFile, port, func(v *vpn.Server) {
+		v.SetStore(st)
+		v.SetLeader(st.Leader)
+	})
+	go func() { defer close(done); st.Run(ctx, env.Server()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if connected {
+		waitFor(t, 10*time.Second, name+" connected to the database", func() bool { return st.Available() == nil })
+	}
+	return &node{env: env, st: st}
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) time.Duration {
@@ -170,5 +194,62 @@ func TestTwoNodesConcurrentEnrollments(t *testing.T) {
 	}
 	for i, n := range nodes {
 		waitFor(t, propagation, fmt.Sprintf("node %d has every peer", i), func() bool { return n.env.Server().Stats().Peers == 2*each })
+	}
+}
+
+// PostgreSQL stops: connected peers keep working, enrollment answers 503
+// with a readable message; a node restarted during the outage configures
+// every peer from its local cache; when the database returns, enrollment
+// works again.
+func TestNodeRidesOutDatabaseOutage(t *testing.T) {
+	ca := vpn.NewTestCA(t)
+	auth := &vpn.FakeAuth{}
+	auth.Allow("alice")
+	auth.Allow("bob")
+	s := newSite(t, auth, ca)
+	s.resync = 200 * time.Millisecond // the cache follows within it
+	dir := t.TempDir()
+	n := s.start(t, "a", dir, 0, true)
+	text, err := n.env.Enroll(ca.Client(t, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := vpn.ClientVia(t, text, n.env.Endpoint())
+	if err := client.Reach(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * s.resync) // a resync writes the cache
+
+	s.pg.Stop()
+	waitFor(t, 10*time.Second, "the node sees the outage", func() bool { return n.st.Available() != nil })
+	_, err = n.env.Enroll(ca.Client(t, "bob"))
+	var ee *vpn.EnrollError
+	if !errors.As(err, &ee) || ee.Status != http.StatusServiceUnavailable || !strings.Contains(ee.Error(), "registry is unavailable") {
+		t.Fatalf("enrollment during the outage: %v", err)
+	}
+	if err := client.Reach(5 * time.Second); err != nil {
+		t.Fatalf("connected peer cut by the database outage: %v", err)
+	}
+
+	// Restart the node during the outage, on the same port and state_dir.
+	port := n.env.Port()
+	if err := n.env.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n = s.start(t, "a", dir, port, false)
+	if got := n.env.Server().Stats().Peers; got != 1 {
+		t.Fatalf("restarted during the outage: %d peers, want 1 (from the cache)", got)
+	}
+	// The client finds out the node restarted after its rekey timeout
+	// (about 15 s) and handshakes again; dial until then.
+	waitFor(t, 40*time.Second, "the peer is served after a restart during the outage", func() bool { return client.Reach(2*time.Second) == nil })
+
+	s.pg.Restart()
+	waitFor(t, 15*time.Second, "the node reconnects", func() bool { return n.st.Available() == nil })
+	if _, err := n.env.Enroll(ca.Client(t, "bob")); err != nil {
+		t.Fatalf("enrollment after the outage: %v", err)
+	}
+	if got := n.env.Server().Stats().Peers; got != 2 {
+		t.Fatalf("after the outage: %d peers", got)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
+	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
+	"github.com/gatehouse/gatehouse/vpn/pgstore"
 )
 
 // sections holds the config sections that belong to the directory, radius
@@ -98,6 +100,9 @@ type servers struct {
 	radius *radius.Server
 	vpn    *vpn.Server // nil when disabled
 	reval  *reval.Engine
+
+	db       *postgres.DB   // [store] backend = "postgres"; nil for file
+	vpnStore *pgstore.Store // the VPN registry on db; nil for file (store_vpn.go)
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
@@ -144,6 +149,9 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 			return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 		}
 		s.vpn.SetRevalidation(s.reval)
+		if err := s.attachVPNStore(l, logger); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -60,6 +60,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The directory, the revocation checker and the audit writer outlive
 	// the doors: conversations drained at shutdown are still decided and
 	// audited.
+	if s.db != nil {
+		defer s.db.Close()
+		s.migrateAtStart(ctx, logger)
+	}
 	doorsDone := make(chan struct{})
 	var doors sync.WaitGroup
 	doors.Add(2)
@@ -85,9 +89,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return s.vpn.Run(ctx)
 		},
-		"audit":    afterDoors(o.runAudit),
-		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
-		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
+		"vpn-store": s.runVPNStore,
+		"audit":     afterDoors(o.runAudit),
+		"metrics":   func(ctx context.Context) error { return o.runMetrics(ctx, s) },
+		"crlwatch":  func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
 	})
 }
 

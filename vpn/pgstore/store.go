@@ -118,6 +118,10 @@ func wrap(op string, err error) error {
 		case "42P01": // undefined_table: schema not migrated yet
 			return fmt.Errorf("pgstore: %s: %w: schema not applied yet", op, vpn.ErrUnavailable)
 		}
+		switch pe.Code[:2] {
+		case "08", "53", "57", "58": // connection, resources, shutdown, system
+			return fmt.Errorf("pgstore: %s: %w: %w", op, vpn.ErrUnavailable, err)
+		}
 		return fmt.Errorf("pgstore: %s: %w", op, err)
 	}
 	return fmt.Errorf("pgstore: %s: %w: %w", op, vpn.ErrUnavailable, err)
