@@ -1,9 +1,14 @@
 package vpn
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,3 +70,46 @@ func (c *wgClient) Reach(timeout time.Duration) error { return c.tcpEcho(svcOpen
 
 // Addr is the client's tunnel IPv4 address in the wg-quick text.
 func Addr(t *testing.T, text string) netip.Addr { return parseWGQuick(t, text).Address[0].Addr() }
+
+// SaveCA writes the CA's certificate and key (PEM) into dir, for a node
+// run as a subprocess; LoadCA reads them back.
+func (ca *testCA) SaveCA(t testing.TB, dir string) {
+	k, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: k}), 0o600)
+}
+
+func LoadCA(t testing.TB, dir string) *TestCA {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := pem.Decode(b)
+		return p.Bytes
+	}
+	c, err := x509.ParseCertificate(read("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := x509.ParseECPrivateKey(read("ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c)
+	return &testCA{cert: c, key: k, pool: pool}
+}
+
+// URL is the enrollment API's URL.
+func (e *testEnv) URL() string { return e.url() }
+
+// EnrollAt enrolls cert at the enrollment API url (trusting ca).
+func EnrollAt(ca *TestCA, url string, cert tls.Certificate) (string, error) {
+	hc := ca.httpClient(cert)
+	defer hc.CloseIdleConnections() // many clients from one address: stay under the per-IP cap
+	return Enroll(context.Background(), EnrollOptions{Server: url, HTTPClient: hc})
+}

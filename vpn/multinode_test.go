@@ -2,11 +2,15 @@ package vpn_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -252,4 +256,128 @@ func TestNodeRidesOutDatabaseOutage(t *testing.T) {
 	if got := n.env.Server().Stats().Peers; got != 2 {
 		t.Fatalf("after the outage: %d peers", got)
 	}
+}
+
+// TestHelperNode is not a test: it is node A of
+// TestKillNodeMidEnrollmentBurst, run as a subprocess so it can be killed.
+func TestHelperNode(t *testing.T) {
+	dir := os.Getenv("GATEHOUSE_TEST_NODE_DIR")
+	if dir == "" {
+		t.Skip("run by TestKillNodeMidEnrollmentBurst")
+	}
+	ca := vpn.LoadCA(t, dir)
+	auth := &vpn.FakeAuth{}
+	for i := range burstSize {
+		auth.Allow(fmt.Sprint("burst", i))
+	}
+	s := &siteEnv{dsn: os.Getenv("GATEHOUSE_TEST_NODE_DSN"), keyFile: filepath.Join(dir, "site-wg.key"), auth: auth, ca: ca}
+	n := s.start(t, "a", t.TempDir(), 0, true)
+	os.WriteFile(filepath.Join(dir, "url.tmp"), []byte(n.env.URL()), 0o600)
+	os.Rename(filepath.Join(dir, "url.tmp"), filepath.Join(dir, "url"))
+	time.Sleep(2 * time.Minute) // until killed
+}
+
+const burstSize = 120
+
+// Node A is killed (SIGKILL) in the middle of an enrollment burst spread
+// over A and B: every enrollment a client got an answer for is in the
+// database with the address it was given, no address is leased twice, and
+// node B has every peer.
+func TestKillNodeMidEnrollmentBurst(t *testing.T) {
+	ca := vpn.NewTestCA(t)
+	dir := t.TempDir()
+	ca.SaveCA(t, dir)
+	auth := &vpn.FakeAuth{}
+	for i := range burstSize {
+		auth.Allow(fmt.Sprint("burst", i))
+	}
+	s := newSite(t, auth, ca)
+	s.keyFile = filepath.Join(dir, "site-wg.key")
+	b := s.start(t, "b", t.TempDir(), 0, true)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNode$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GATEHOUSE_TEST_NODE_DIR="+dir, "GATEHOUSE_TEST_NODE_DSN="+s.dsn)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	var urlA string
+	waitFor(t, 30*time.Second, "node A (subprocess) up", func() bool {
+		u, err := os.ReadFile(filepath.Join(dir, "url"))
+		urlA = string(u)
+		return err == nil
+	})
+
+	type ack struct{ fp, addr string }
+	var mu sync.Mutex
+	var acked []ack
+	var ackedA int
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				cert := ca.Client(t, fmt.Sprint("burst", i))
+				url := b.env.URL()
+				if i%2 == 0 {
+					url = urlA
+				}
+				text, err := vpn.EnrollAt(ca, url, cert)
+				if err != nil {
+					if url != urlA {
+						t.Errorf("enrollment on B: %v", err)
+					}
+					continue // not acknowledged (node A dead): the client retries elsewhere
+				}
+				sum := sha256.Sum256(cert.Leaf.Raw)
+				mu.Lock()
+				acked = append(acked, ack{hex.EncodeToString(sum[:]), vpn.Addr(t, text).String()})
+				if url == urlA {
+					ackedA++
+					if ackedA == 15 {
+						cmd.Process.Kill() // mid-burst
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range burstSize {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	<-exited
+	if ackedA < 15 {
+		t.Fatalf("node A acknowledged only %d enrollments before the burst ended", ackedA)
+	}
+
+	db := s.open(t)
+	rows, err := db.Pool().Query(context.Background(), "SELECT fingerprint, host(address) FROM vpn_peers WHERE site = 'hq'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inDB := map[string]string{}
+	byAddr := map[string]string{}
+	for rows.Next() {
+		var fp, addr string
+		if err := rows.Scan(&fp, &addr); err != nil {
+			t.Fatal(err)
+		}
+		if o, dup := byAddr[addr]; dup {
+			t.Errorf("address %s leased to %s and %s", addr, o, fp)
+		}
+		byAddr[addr], inDB[fp] = fp, addr
+	}
+	for _, a := range acked {
+		if got := inDB[a.fp]; got != a.addr {
+			t.Errorf("acknowledged enrollment %s at %s: in the database at %q", a.fp[:12], a.addr, got)
+		}
+	}
+	t.Logf("%d acknowledged (%d by A before and around its kill), %d rows", len(acked), ackedA, len(inDB))
+	waitFor(t, propagation, "node B has every peer", func() bool { return b.env.Server().Stats().Peers == len(inDB) })
 }
