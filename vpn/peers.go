@@ -449,6 +449,30 @@ func matchPeer(match, fp, identity string, a4, a6 netip.Addr) bool {
 	return err == nil && (a == a4 || (a6.IsValid() && a == a6))
 }
 
+// RemoveFromStore is RemoveStoredPeers for another Store (the shared
+// registry): the matching records are removed through it.
+func RemoveFromStore(st Store, match string) ([]string, error) {
+	recs, _, err := st.Load()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
+			continue
+		}
+		if err := st.Remove(r.Fingerprint); err != nil {
+			return out, err
+		}
+		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("vpn: remove peers: no peer matches %q", match)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // RemoveStoredPeers is RemovePeers for when no server runs: it deletes the
 // matching records of the registry in stateDir directly (each file removed
 // and the directory synced). Undecodable records are left alone.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/store/postgres"
+	"github.com/gatehouse/gatehouse/vpn"
 	"github.com/gatehouse/gatehouse/vpn/pgstore"
 )
 
@@ -105,4 +106,55 @@ func storeReady(s *servers) (err error, ok bool) {
 		return &degradedError{"unavailable — Wi-Fi logins and connected VPN peers keep working; VPN enrollment is refused until it returns"}, true
 	}
 	return nil, true
+}
+
+// sharedPGStore opens the VPN registry of a postgres configuration for a
+// command (peers, peers remove); nil for the file backend.
+func sharedPGStore(l *loaded) (*pgstore.Store, func(), error) {
+	if l.cfg.Store.Backend != "postgres" {
+		return nil, func() {}, nil
+	}
+	db, err := openStore(l, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, nil, err
+	}
+	c := l.cfg.Store
+	c.defaults()
+	return pgstore.New(db, pgstore.Config{Site: c.Site, Node: c.Node}, nil), db.Close, nil
+}
+
+// listPeers lists the registry the configuration names, joined with the
+// local device.
+func listPeers(ctx context.Context, l *loaded, sock string) (*vpn.Listing, error) {
+	st, done, err := sharedPGStore(l)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if st == nil {
+		return vpn.ListPeers(ctx, filepath.Join(l.cfg.Server.StateDir, "vpn"), sock)
+	}
+	recs, bad, err := st.Load()
+	if err != nil {
+		return nil, err
+	}
+	return vpn.ListRecords(ctx, recs, bad, sock), nil
+}
+
+// removeStoredPeers removes peers when no server runs: from the shared
+// registry (the other nodes apply it at once) or from state_dir.
+func removeStoredPeers(cfgFile, dir, match string) ([]string, error) {
+	l, err := loadConfig(cfgFile)
+	if err != nil {
+		return nil, err
+	}
+	st, done, err := sharedPGStore(l)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if st == nil {
+		return vpn.RemoveStoredPeers(filepath.Join(dir, "vpn"), match)
+	}
+	return vpn.RemoveFromStore(st, match)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/store/pgtest"
+	"github.com/gatehouse/gatehouse/vpn/pgstore"
+	"github.com/gatehouse/gatehouse/vpn/vpntest"
 )
 
 func postgresVPNConfig(t *testing.T, dsn string) *loaded {
@@ -63,6 +66,24 @@ func TestStoreVPNWiringMigrates(t *testing.T) {
 	st, err := s.db.Status(context.Background())
 	if err != nil || len(st.Pending) != 0 || st.Version() == 0 {
 		t.Fatalf("after start: %+v, %v", st, err)
+	}
+
+	// gatehouse peers and peers remove (no server running) work on the
+	// shared registry.
+	pst := pgstore.New(s.db, pgstore.Config{Site: "hq"}, nil)
+	if err := pst.Save(vpntest.Record(t, 7, "100.96.0.7")); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"peers", "-config", l.file}, &out, &errb); code != 0 || !strings.Contains(out.String(), "user7") || !strings.Contains(out.String(), "1 peers") {
+		t.Fatalf("peers: %d %s %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"peers", "remove", "-config", l.file, "user7"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "removed user7") {
+		t.Fatalf("peers remove: %d %s %s", code, out.String(), errb.String())
+	}
+	if recs, _, err := pst.Load(); err != nil || len(recs) != 0 {
+		t.Fatalf("after peers remove: %d records, %v", len(recs), err)
 	}
 
 	lf, err := loadConfig(writeConfig(t, nil))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
 	"github.com/gatehouse/gatehouse/vpn/vpntest"
+	"github.com/jackc/pgx/v5"
 )
 
 var dbSeq atomic.Int64
@@ -51,4 +53,46 @@ func TestPostgresStoreContract(t *testing.T) {
 			return out
 		},
 	})
+}
+
+// BenchmarkLoad100k reads a site of 100,000 peers (realistic records: a
+// two-certificate chain each) from PostgreSQL and decodes them: the
+// registry load of a node's start and of every full resync.
+func BenchmarkLoad100k(b *testing.B) {
+	const n = 100000
+	pg := pgtest.Start(b)
+	dsn := pg.CreateDatabase("gh_load")
+	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	chain := [][]byte{make([]byte, 600), make([]byte, 550)} // the size of a P-256 leaf and intermediate
+	rows := make([][]any, 0, n)
+	for i := range n {
+		r := vpntest.Record(b, i, "100.96.0.2")
+		o := uint32(i + 2)
+		r.Address = netip.AddrFrom4([4]byte{100, 96 + byte(o>>16), byte(o >> 8), byte(o)})
+		r.Chain = chain
+		enc, _ := vpn.EncodeRecord(r)
+		rows = append(rows, []any{"hq", r.Fingerprint, r.PublicKey.String(), r.Address.String(), r.IdentityKey, r.NotAfter, false, 1, enc})
+	}
+	if _, err := db.Pool().CopyFrom(ctx, pgx.Identifier{"vpn_peers"},
+		[]string{"site", "fingerprint", "public_key", "address", "identity_key", "not_after", "suspended", "format", "record"},
+		pgx.CopyFromRows(rows)); err != nil {
+		b.Fatal(err)
+	}
+	st := New(db, Config{Site: "hq"}, nil)
+	b.ResetTimer()
+	for range b.N {
+		recs, bad, err := st.Load()
+		if err != nil || len(bad) != 0 || len(recs) != n {
+			b.Fatalf("%d records, %d bad, %v", len(recs), len(bad), err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
 }
