@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 	"time"
-
 )
 
 // cmdPeers lists the VPN's enrolled peers: who, which rule, which address,
