@@ -15,7 +15,9 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,20 +130,25 @@ func wrap(op string, err error) error {
 }
 
 const upsert = `INSERT INTO vpn_peers
-	(site, fingerprint, public_key, address, address6, identity_key, not_after, suspended, format, record, node, updated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+	(site, fingerprint, public_key, address, address6, identity_key, not_after, suspended, format, record, node, chain, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 	ON CONFLICT (site, fingerprint) DO UPDATE SET
 	public_key = EXCLUDED.public_key, address = EXCLUDED.address, address6 = EXCLUDED.address6,
 	identity_key = EXCLUDED.identity_key, not_after = EXCLUDED.not_after, suspended = EXCLUDED.suspended,
-	format = EXCLUDED.format, record = EXCLUDED.record, node = EXCLUDED.node, quarantine = NULL,
+	format = EXCLUDED.format, record = EXCLUDED.record, chain = EXCLUDED.chain, node = EXCLUDED.node, quarantine = NULL,
 	updated_at = now()`
 
 // Save implements vpn.Store: one transaction upserts the row and notifies.
 func (st *Store) Save(r *vpn.PeerRecord) error {
-	b, err := vpn.EncodeRecord(r)
+	// The chain goes into its own column, binary: in the JSON it would
+	// be base64 and most of the record (and of the load time).
+	c := *r
+	c.Chain = nil
+	b, err := vpn.EncodeRecord(&c)
 	if err != nil {
 		return err
 	}
+	chain := packChain(r.Chain)
 	var a6 any
 	if r.Address6.IsValid() {
 		a6 = r.Address6.String()
@@ -150,7 +157,7 @@ func (st *Store) Save(r *vpn.PeerRecord) error {
 	defer cancel()
 	err = pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, upsert, st.cfg.Site, r.Fingerprint, r.PublicKey.String(), r.Address.String(), a6,
-			r.IdentityKey, r.NotAfter, r.Suspended != nil, vpn.RecordVersion, b, st.cfg.Node); err != nil {
+			r.IdentityKey, r.NotAfter, r.Suspended != nil, vpn.RecordVersion, b, st.cfg.Node, chain); err != nil {
 			return err
 		}
 		return st.notify(ctx, tx, r.Fingerprint)
@@ -207,16 +214,44 @@ func (st *Store) Quarantine(fp, why string) error {
 // Get returns the record of fp, nil if there is none (or it is
 // quarantined).
 func (st *Store) Get(ctx context.Context, fp string) (*vpn.PeerRecord, error) {
-	var b []byte
-	err := st.db.Pool().QueryRow(ctx, "SELECT record FROM vpn_peers WHERE site = $1 AND fingerprint = $2 AND quarantine IS NULL",
-		st.cfg.Site, fp).Scan(&b)
+	var b, chain []byte
+	err := st.db.Pool().QueryRow(ctx, "SELECT record, chain FROM vpn_peers WHERE site = $1 AND fingerprint = $2 AND quarantine IS NULL",
+		st.cfg.Site, fp).Scan(&b, &chain)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, wrap("get peer", err)
 	}
-	return vpn.DecodeRecord(b)
+	return decode(b, chain)
+}
+
+// decode reads a row's record and chain.
+func decode(b, chain []byte) (*vpn.PeerRecord, error) {
+	r, err := vpn.DecodeRecord(b)
+	if err != nil {
+		return nil, err
+	}
+	for len(chain) > 0 {
+		if len(chain) < 4 || int(binary.BigEndian.Uint32(chain)) > len(chain)-4 {
+			return nil, errors.New("pgstore: chain column damaged")
+		}
+		n := int(binary.BigEndian.Uint32(chain))
+		r.Chain = append(r.Chain, chain[4:4+n:4+n])
+		chain = chain[4+n:]
+	}
+	return r, nil
+}
+
+// packChain is the chain column: each certificate as a 4-byte big-endian
+// length and its bytes.
+func packChain(chain [][]byte) []byte {
+	var b []byte
+	for _, c := range chain {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(c)))
+		b = append(b, c...)
+	}
+	return b
 }
 
 // Load implements vpn.Store. Rows that do not decode (a newer node's
@@ -248,57 +283,86 @@ func (st *Store) Load() ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
 	}
 }
 
-// load reads the site's registry, decoding rows in parallel.
+// load reads the site's registry; rows are decoded in parallel while
+// they arrive.
 func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record FROM vpn_peers WHERE site = $1 AND quarantine IS NULL", st.cfg.Site)
+	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL", st.cfg.Site)
 	if err != nil {
 		return nil, nil, wrap("load peers", err)
 	}
-	var fps []string
-	var raws [][]byte
-	for rows.Next() {
-		var fp string
-		var b []byte
-		if err := rows.Scan(&fp, &b); err != nil {
-			rows.Close()
-			return nil, nil, wrap("load peers", err)
-		}
-		fps = append(fps, fp)
-		raws = append(raws, b)
+	defer rows.Close()
+	type row struct {
+		fp      string
+		rec, ch []byte
+		r       *vpn.PeerRecord
+		why     string
 	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, wrap("load peers", err)
-	}
-	out := make([]*vpn.PeerRecord, len(raws))
-	whys := make([]string, len(raws))
+	const batch = 512
+	work := make(chan []row, 4)
+	var mu sync.Mutex
+	var done [][]row
 	workers := max(1, min(runtime.GOMAXPROCS(0), 8))
 	var wg sync.WaitGroup
-	for w := range workers {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(raws); i += workers {
-				r, err := vpn.DecodeRecord(raws[i])
-				switch {
-				case err != nil:
-					whys[i] = err.Error()
-				case r.Fingerprint != fps[i]:
-					whys[i] = "fingerprint does not match the row"
-				default:
-					out[i] = r
+			for b := range work {
+				for i := range b {
+					r, err := decode(b[i].rec, b[i].ch)
+					switch {
+					case err != nil:
+						b[i].why = err.Error()
+					case r.Fingerprint != b[i].fp:
+						b[i].why = "fingerprint does not match the row"
+					default:
+						b[i].r = r
+					}
+					b[i].rec, b[i].ch = nil, nil
 				}
+				mu.Lock()
+				done = append(done, b)
+				mu.Unlock()
 			}
 		}()
 	}
-	wg.Wait()
-	recs := out[:0]
-	var bad []vpn.Quarantined
-	for i, r := range out {
-		if r == nil {
-			bad = append(bad, vpn.Quarantined{Name: "vpn_peers " + st.cfg.Site + " " + fps[i], Why: whys[i]})
-			continue
+	cur := make([]row, 0, batch)
+	var scanErr error
+	for rows.Next() {
+		var x row
+		// The raw values are only valid until Next: copy them.
+		var rec, ch []byte
+		if scanErr = rows.Scan(&x.fp, &rec, &ch); scanErr != nil {
+			break
 		}
-		recs = append(recs, r)
+		x.rec, x.ch = bytes.Clone(rec), bytes.Clone(ch)
+		cur = append(cur, x)
+		if len(cur) == batch {
+			work <- cur
+			cur = make([]row, 0, batch)
+		}
+	}
+	if len(cur) > 0 {
+		work <- cur
+	}
+	close(work)
+	wg.Wait()
+	if scanErr == nil {
+		scanErr = rows.Err()
+	}
+	if scanErr != nil {
+		return nil, nil, wrap("load peers", scanErr)
+	}
+	var recs []*vpn.PeerRecord
+	var bad []vpn.Quarantined
+	for _, b := range done {
+		for _, x := range b {
+			if x.r == nil {
+				bad = append(bad, vpn.Quarantined{Name: "vpn_peers " + st.cfg.Site + " " + x.fp, Why: x.why})
+				continue
+			}
+			recs = append(recs, x.r)
+		}
 	}
 	return recs, bad, nil
 }

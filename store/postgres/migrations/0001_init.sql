@@ -14,7 +14,8 @@ CREATE TABLE vpn_peers (
 	not_after     timestamptz NOT NULL,
 	suspended     boolean     NOT NULL DEFAULT false,
 	format        integer     NOT NULL,
-	record        jsonb       NOT NULL,
+	record        jsonb       NOT NULL,                -- the peer record (vpn.PeerRecord) without its chain
+	chain         bytea       NOT NULL DEFAULT '',     -- the certificate chain, leaf first: per certificate a 4-byte big-endian length and its DER
 	node          text        NOT NULL DEFAULT '', -- the node that wrote it last
 	quarantine    text,                            -- set: kept aside for an operator, not loaded
 	updated_at    timestamptz NOT NULL DEFAULT now(),
