@@ -101,7 +101,7 @@ func BenchmarkLoad100k(b *testing.B) {
 	}
 	c0 := cpu()
 	b.ResetTimer()
-	defer func() { b.ReportMetric((cpu() - c0).Seconds()/float64(b.N), "cpu-s/load") }()
+	defer func() { b.ReportMetric((cpu()-c0).Seconds()/float64(b.N), "cpu-s/load") }()
 	for range b.N {
 		recs, bad, err := st.Load()
 		if err != nil || len(bad) != 0 || len(recs) != n {
