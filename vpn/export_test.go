@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +113,39 @@ func EnrollAt(ca *TestCA, url string, cert tls.Certificate) (string, error) {
 	hc := ca.httpClient(cert)
 	defer hc.CloseIdleConnections() // many clients from one address: stay under the per-IP cap
 	return Enroll(context.Background(), EnrollOptions{Server: url, HTTPClient: hc})
+}
+
+// AllOnDevice is closed once every live stored peer is on the device.
+func (s *Server) AllOnDevice() <-chan struct{} { return s.allOnDevice }
+
+// Handshaken reports whether the client completed a handshake.
+func (c *wgClient) Handshaken() bool {
+	text, _ := c.dev.IpcGet()
+	return strings.Contains(text, "last_handshake_time_sec=") && !strings.Contains(text, "last_handshake_time_sec=0\n")
+}
+
+// StartNodeB starts a server on st for a benchmark without waiting for
+// Ready; it returns the server, its port and a stop function.
+func StartNodeB(b *testing.B, auth *FakeAuth, ca *TestCA, dir, keyFile, pool string, st Store) (*Server, int, func()) {
+	port := freeUDPPort(b)
+	cfg := Config{Enabled: true, ListenPort: port, Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AddressPool: pool,
+		EnrollListen: "127.0.0.1:0", StateDir: dir, UseNetstack: true, PrivateKeyFile: keyFile,
+		RevalidateEvery: policy.Duration{Duration: time.Hour}}
+	srv, err := New(cfg, auth, &tls.Config{Certificates: []tls.Certificate{ca.issue(b, "gh", true)}, ClientAuth: tls.RequireAnyClientCert}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.SetStore(st)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
+	return srv, port, func() { cancel(); <-errc }
+}
+
+// WGClientFor is a wireguard-go client with key priv dialling the server
+// at port, keepalive 1 s (it handshakes at once).
+func WGClientFor(b *testing.B, priv, server Key, port int, addr string) *WGClient {
+	q := &wgQuick{PrivateKey: priv, Address: []netip.Prefix{netip.MustParsePrefix(addr + "/32")}, PeerKey: server,
+		Endpoint: fmt.Sprintf("127.0.0.1:%d", port), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.96.0.1/32")}, Keepalive: 1}
+	return newWGClient(b, q)
 }

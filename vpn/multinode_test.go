@@ -2,6 +2,7 @@ package vpn_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
 	"github.com/gatehouse/gatehouse/vpn/pgstore"
+	"github.com/gatehouse/gatehouse/vpn/vpntest"
 )
 
 // propagation is the bound: a change made on one node is on every
@@ -380,4 +382,90 @@ func TestKillNodeMidEnrollmentBurst(t *testing.T) {
 	}
 	t.Logf("%d acknowledged (%d by A before and around its kill), %d rows", len(acked), ackedA, len(inDB))
 	waitFor(t, propagation, "node B has every peer", func() bool { return b.env.Server().Stats().Peers == len(inDB) })
+}
+
+// BenchmarkRestart100kPostgres restarts a node whose site has 100,000
+// peers in PostgreSQL, 1,000 of which had a handshake with this node in
+// the last hour: "s-up" until the device is up with those, "s-handshake"
+// until a real WireGuard client of one of them completed a handshake,
+// "s-all" until every peer is on the device. -benchtime 1x.
+func BenchmarkRestart100kPostgres(b *testing.B) {
+	const n, recent = 100000, 1000
+	pg := pgtest.Start(b)
+	dsn := pg.CreateDatabase("gh_restart")
+	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	ca := vpn.NewTestCA(b)
+	leaf := ca.Client(b, "alice")
+	clientKey, _ := vpn.GenerateKey()
+	st := pgstore.New(db, pgstore.Config{Site: "hq"}, nil)
+	dir := b.TempDir()
+	var rb strings.Builder
+	now := time.Now()
+	// Insert through Save in parallel (the real row format).
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := vpntest.Record(b, 0, "100.96.0.2")
+			base.Chain = [][]byte{leaf.Certificate[0], leaf.Certificate[0]}
+			base.Identity, base.Access = "alice", &vpn.AccessGrant{Allow: []vpn.GrantDestination{{Prefix: netip.MustParsePrefix("10.10.0.0/16")}}}
+			for i := w; i < n; i += 8 {
+				r := *base
+				r.Fingerprint = vpntest.FP(i)
+				rand.Read(r.PublicKey[:])
+				if i == 0 {
+					r.PublicKey = clientKey.Public()
+				}
+				o := uint32(i + 2)
+				r.Address = netip.AddrFrom4([4]byte{100, 96 + byte(o>>16), byte(o >> 8), byte(o)})
+				if err := st.Save(&r); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range recent {
+		fmt.Fprintf(&rb, "%s %d\n", vpntest.FP(i), now.Add(-5*time.Minute).Unix())
+	}
+	auth := &vpn.FakeAuth{}
+	auth.Allow("alice")
+	keyFile := filepath.Join(dir, "wg.key")
+	var up, hs, all time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		os.WriteFile(filepath.Join(dir, "recent-handshakes"), []byte(rb.String()), 0o600)
+		b.StartTimer()
+		start := time.Now()
+		srv, port, stop := vpn.StartNodeB(b, auth, ca, dir, keyFile, "100.96.0.0/15", pgstore.New(db, pgstore.Config{Site: "hq"}, nil))
+		<-srv.Ready()
+		up += time.Since(start)
+		c := vpn.WGClientFor(b, clientKey, srv.PublicKey(), port, "100.96.0.2")
+		for !c.Handshaken() {
+			if time.Since(start) > 3*time.Minute {
+				b.Fatal("no handshake")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		hs += time.Since(start)
+		<-srv.AllOnDevice()
+		all += time.Since(start)
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(up.Seconds()/float64(b.N), "s-up")
+	b.ReportMetric(hs.Seconds()/float64(b.N), "s-handshake")
+	b.ReportMetric(all.Seconds()/float64(b.N), "s-all")
 }
