@@ -236,6 +236,14 @@ func TestNodeRidesOutDatabaseOutage(t *testing.T) {
 	if err := client.Reach(5 * time.Second); err != nil {
 		t.Fatalf("connected peer cut by the database outage: %v", err)
 	}
+	// A removal that cannot reach the database is refused whole: cut here
+	// only, the peer would come back from the database afterwards.
+	if _, err := n.env.Server().RemovePeers("alice"); err == nil || !errors.Is(err, vpn.ErrUnavailable) {
+		t.Fatalf("removal during the outage: %v", err)
+	}
+	if got := n.env.Server().Stats().Peers; got != 1 {
+		t.Fatalf("after a refused removal: %d peers", got)
+	}
 
 	// Restart the node during the outage, on the same port and state_dir.
 	port := n.env.Port()

@@ -147,18 +147,34 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 }
 
 // removePeer cuts a peer off (device and filter first), then forgets it and
-// frees its lease. It reports whether the peer existed.
-func (s *Server) removePeer(fp, why string) bool {
+// frees its lease. It reports whether the peer existed. A shared store that
+// cannot be reached refuses the removal (ErrUnavailable) and nothing
+// changes: cut here only, the peer would come back from the store.
+func (s *Server) removePeer(fp, why string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.peers[fp]
 	if r == nil {
-		return false
+		return false, nil
+	}
+	if err := s.storeRemoveFirst(fp); err != nil {
+		return true, err
 	}
 	var ops filterOps
 	s.removeLocked(r, why, &ops)
 	s.flushLocked(&ops)
-	return true
+	return true, nil
+}
+
+// storeRemoveFirst deletes fp's stored record before the peer is cut when
+// the store may be unreachable (a shared one); then removeLocked's own
+// delete is a no-op.
+func (s *Server) storeRemoveFirst(fp string) error {
+	if err := s.store.remove(fp); errors.Is(err, ErrUnavailable) {
+		s.log.Error("vpn: remove peer: registry unavailable; nothing removed", "fingerprint", fp, "err", err)
+		return err
+	}
+	return nil
 }
 
 // filterOps collects filter changes so that many apply in one swap.
@@ -426,6 +442,10 @@ func (s *Server) RemovePeers(match string) ([]string, error) {
 	for _, r := range s.peers {
 		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
 			continue
+		}
+		if err := s.storeRemoveFirst(r.Fingerprint); err != nil {
+			s.flushLocked(&ops)
+			return out, fmt.Errorf("vpn: remove peers: the VPN registry is unavailable; %d removed before it failed: %w", len(out), err)
 		}
 		s.removeLocked(r, "removed by an admin", &ops)
 		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
