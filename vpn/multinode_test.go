@@ -82,7 +82,7 @@ func (s *siteEnv) start(t *testing.T, name, dir string, port int, connected bool
 	done := make(chan struct{})
 	env := vpn.StartNode(t, s.auth, s.ca, dir, s.keyFile, port, func(v *vpn.Server) {
 		v.SetStore(st)
-		v.SetLeader(st.Leader)
+		v.SetLeader(st.Revalidates)
 	})
 	go func() { defer close(done); st.Run(ctx, env.Server()) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -476,4 +476,38 @@ func BenchmarkRestart100kPostgres(b *testing.B) {
 	b.ReportMetric(up.Seconds()/float64(b.N), "s-up")
 	b.ReportMetric(hs.Seconds()/float64(b.N), "s-handshake")
 	b.ReportMetric(all.Seconds()/float64(b.N), "s-all")
+}
+
+// A revocation while PostgreSQL is down still cuts: with no lease holder,
+// every node re-validates its own device; when the database is back the
+// lease holder writes the cut, so no node restores the peer for good.
+func TestRevocationDuringDatabaseOutage(t *testing.T) {
+	ca := vpn.NewTestCA(t)
+	auth := &vpn.FakeAuth{}
+	auth.Allow("alice")
+	s := newSite(t, auth, ca)
+	a := s.start(t, "a", t.TempDir(), 0, true)
+	waitFor(t, 10*time.Second, "A holds the lease", a.st.Leader)
+	b := s.start(t, "b", t.TempDir(), 0, true)
+	if _, err := a.env.Enroll(ca.Client(t, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, propagation, "B has the peer", func() bool { return b.env.Server().Stats().Peers == 1 })
+
+	s.pg.Stop()
+	waitFor(t, 10*time.Second, "B sees the outage", func() bool { return b.st.Available() != nil })
+	auth.Revoke("alice")
+	b.env.Server().TriggerRevalidate()
+	waitFor(t, propagation, "B cuts the revoked peer without the database", func() bool { return b.env.Server().Stats().Suspended == 1 })
+
+	s.pg.Restart()
+	db := s.open(t)
+	waitFor(t, 20*time.Second, "the cut is written once the database is back", func() bool {
+		var susp bool
+		err := db.Pool().QueryRow(context.Background(), "SELECT suspended FROM vpn_peers WHERE site = 'hq'").Scan(&susp)
+		return err == nil && susp
+	})
+	for _, n := range []*node{a, b} {
+		waitFor(t, propagation, "every node keeps the peer suspended", func() bool { return n.env.Server().Stats().Suspended == 1 })
+	}
 }

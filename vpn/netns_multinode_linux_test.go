@@ -257,7 +257,7 @@ func TestNetnsNodeHelper(t *testing.T) {
 	}
 	st := pgstore.New(db, pgstore.Config{Site: "hq", Node: hc.Name, Cache: filepath.Join(hc.StateDir, "cache")}, nil)
 	srv.SetStore(st)
-	srv.SetLeader(st.Leader)
+	srv.SetLeader(st.Revalidates)
 	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
 	done := make(chan struct{})
 	go func() { defer close(done); <-srv.Ready(); st.Run(ctx, srv) }()

@@ -60,7 +60,7 @@ func (s *servers) attachVPNStore(l *loaded, logger *slog.Logger) error {
 		ResyncEvery: c.ResyncEvery.Duration,
 	}, logger.With("component", "vpn-store"))
 	s.vpn.SetStore(st)
-	s.vpn.SetLeader(st.Leader)
+	s.vpn.SetLeader(st.Revalidates)
 	s.vpnStore = st
 	return nil
 }

@@ -17,6 +17,9 @@ type Target interface {
 	Apply(p *vpn.PeerRecord, asOf time.Time)
 	Forget(fp string, asOf time.Time)
 	Sync(recs []*vpn.PeerRecord, asOf time.Time) (changed, removed int)
+	// TriggerRevalidate asks for a re-validation soon (this node just
+	// took the lease: the cuts made during an outage are written).
+	TriggerRevalidate()
 }
 
 // leaseKey is the advisory lock key of site's re-validation lease.
@@ -99,6 +102,7 @@ func (st *Store) session(ctx context.Context, t Target) (connected bool, err err
 			if got {
 				st.leader.Store(true)
 				st.log.Info("pgstore: this node now re-validates the site's VPN peers", "site", st.cfg.Site)
+				t.TriggerRevalidate()
 			}
 		}
 		wait := min(time.Until(next), 2*time.Second)

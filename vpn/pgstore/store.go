@@ -88,6 +88,12 @@ func New(db *postgres.DB, cfg Config, log *slog.Logger) *Store {
 // Leader reports whether this node holds its site's re-validation lease.
 func (st *Store) Leader() bool { return st.leader.Load() }
 
+// Revalidates reports whether this node should re-validate its peers now:
+// while it holds the lease, and while the database cannot be reached (then
+// no node holds it, and each node cuts what it must on its own device;
+// the lease holder writes the cuts once the database is back).
+func (st *Store) Revalidates() bool { return st.leader.Load() || !st.available.Load() }
+
 // Available returns nil while the database answers (the listener is
 // connected), else why not.
 func (st *Store) Available() error {
