@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -324,6 +325,10 @@ func TestKillNodeMidEnrollmentBurst(t *testing.T) {
 	var mu sync.Mutex
 	var acked []ack
 	var ackedA int
+	certs := make([]tls.Certificate, burstSize) // issued here: the test CA is not safe for concurrent use
+	for i := range certs {
+		certs[i] = ca.Client(t, fmt.Sprint("burst", i))
+	}
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -331,7 +336,7 @@ func TestKillNodeMidEnrollmentBurst(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				cert := ca.Client(t, fmt.Sprint("burst", i))
+				cert := certs[i]
 				url := b.env.URL()
 				if i%2 == 0 {
 					url = urlA
