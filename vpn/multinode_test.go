@@ -78,7 +78,7 @@ func (s *siteEnv) open(t *testing.T) *postgres.DB {
 // waits for the database connection if connected is set.
 func (s *siteEnv) start(t *testing.T, name, dir string, port int, connected bool) *node {
 	st := pgstore.New(s.open(t), pgstore.Config{Site: "hq", Node: name, Cache: filepath.Join(dir, "vpn-registry.cache"),
-		ResyncEvery: s.resync, OpTimeout: 2 * time.Second}, nil)
+		ResyncEvery: s.resync, CacheEvery: s.resync, OpTimeout: 2 * time.Second}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	env := vpn.StartNode(t, s.auth, s.ca, dir, s.keyFile, port, func(v *vpn.Server) {

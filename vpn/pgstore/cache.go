@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/gatehouse/gatehouse/vpn"
 )
@@ -15,7 +16,8 @@ import (
 // written atomically (temporary file, fsync, rename, fsync of the
 // directory). It is what this node last read from the database: Load falls
 // back to it during an outage, so a restart then still configures every
-// peer. It is rewritten after a resync that saw changes.
+// peer. It is rewritten after a resync that saw changes, at most every
+// CacheEvery, and at shutdown.
 
 const cacheHeader = "gatehouse vpn registry cache 1"
 
@@ -25,14 +27,14 @@ func (st *Store) writeCacheIfChanged(gen int64, recs []*vpn.PeerRecord) {
 	}
 	st.cacheMu.Lock()
 	defer st.cacheMu.Unlock()
-	if st.cacheGen == gen && st.cacheWritten {
+	if st.cacheWritten && (st.cacheGen == gen || time.Since(st.cacheAt) < st.cfg.CacheEvery) {
 		return
 	}
 	if err := writeCache(st.cfg.Cache, st.cfg.Site, recs); err != nil {
 		st.log.Error("pgstore: local registry cache not written", "cache", st.cfg.Cache, "err", err)
 		return
 	}
-	st.cacheGen, st.cacheWritten = gen, true
+	st.cacheGen, st.cacheWritten, st.cacheAt = gen, true, time.Now()
 }
 
 func writeCache(path, site string, recs []*vpn.PeerRecord) error {

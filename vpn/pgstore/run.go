@@ -38,6 +38,7 @@ func leaseKey(site string) int64 {
 func (st *Store) Run(ctx context.Context, t Target) error {
 	backoff := 250 * time.Millisecond
 	down := false
+	defer st.flushCache()
 	for ctx.Err() == nil {
 		connected, err := st.session(ctx, t)
 		st.available.Store(false)
@@ -175,4 +176,28 @@ func (st *Store) resync(ctx context.Context, t Target) error {
 	}
 	st.writeCacheIfChanged(gen, recs)
 	return nil
+}
+
+// flushCache writes the cache at shutdown if it missed changes.
+func (st *Store) flushCache() {
+	if st.cfg.Cache == "" {
+		return
+	}
+	gen := st.changes.Load()
+	st.cacheMu.Lock()
+	current := st.cacheWritten && st.cacheGen == gen
+	st.cacheMu.Unlock()
+	if current {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, _, err := st.load(ctx)
+	if err != nil {
+		return // the database is down: the cache keeps what it had
+	}
+	st.cacheMu.Lock()
+	st.cacheWritten = false // write now, whatever CacheEvery says
+	st.cacheMu.Unlock()
+	st.writeCacheIfChanged(gen, recs)
 }

@@ -49,6 +49,9 @@ type Config struct {
 	Cache string
 	// ResyncEvery is the period of the full resync (default 30s).
 	ResyncEvery time.Duration
+	// CacheEvery bounds how often the cache is rewritten (after a resync
+	// that saw changes; default 5m: a large registry makes a large file).
+	CacheEvery time.Duration
 	// OpTimeout bounds one statement of Load, Save, Remove (default 10s).
 	OpTimeout time.Duration
 }
@@ -66,6 +69,7 @@ type Store struct {
 	cacheMu      sync.Mutex // serializes cache writes; guards the two below
 	cacheGen     int64      // changes when the cache was last written
 	cacheWritten bool
+	cacheAt      time.Time // when it was last written
 }
 
 // New returns the store of cfg.Site on db; it starts nothing.
@@ -75,6 +79,9 @@ func New(db *postgres.DB, cfg Config, log *slog.Logger) *Store {
 	}
 	if cfg.ResyncEvery <= 0 {
 		cfg.ResyncEvery = 30 * time.Second
+	}
+	if cfg.CacheEvery <= 0 {
+		cfg.CacheEvery = 5 * time.Minute
 	}
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 10 * time.Second

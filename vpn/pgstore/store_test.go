@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -109,4 +111,24 @@ func BenchmarkLoad100k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+}
+
+// The local cache round-trips the registry, is private (0600), and is
+// refused for another site.
+func TestCacheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache")
+	recs := []*vpn.PeerRecord{vpntest.Record(t, 1, "100.96.0.2"), vpntest.Record(t, 2, "100.96.0.3")}
+	if err := writeCache(path, "hq", recs); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cache file: %v %v", fi, err)
+	}
+	got, err := New(nil, Config{Site: "hq", Cache: path}, nil).readCache()
+	if err != nil || len(got) != 2 || got[1].PublicKey != recs[1].PublicKey {
+		t.Fatalf("read back: %v, %v", got, err)
+	}
+	if _, err := New(nil, Config{Site: "branch", Cache: path}, nil).readCache(); err == nil {
+		t.Fatal("another site's cache accepted")
+	}
 }
