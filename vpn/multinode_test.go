@@ -516,3 +516,48 @@ func TestRevocationDuringDatabaseOutage(t *testing.T) {
 		waitFor(t, propagation, "every node keeps the peer suspended", func() bool { return n.env.Server().Stats().Suspended == 1 })
 	}
 }
+
+// A node restarted with the registry in PostgreSQL puts the peers that had
+// a handshake with it in the last hour on the device first, then takes in
+// the rest of the registry.
+func TestRestartRecentFirst(t *testing.T) {
+	ca := vpn.NewTestCA(t)
+	auth := &vpn.FakeAuth{}
+	for _, cn := range []string{"alice", "bob", "carol"} {
+		auth.Allow(cn)
+	}
+	s := newSite(t, auth, ca)
+	dir := t.TempDir()
+	n := s.start(t, "a", dir, 0, true)
+	text, err := n.env.Enroll(ca.Client(t, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cn := range []string{"bob", "carol"} {
+		if _, err := n.env.Enroll(ca.Client(t, cn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := vpn.ClientVia(t, text, n.env.Endpoint())
+	if err := client.Reach(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	port := n.env.Port()
+	if err := n.env.Stop(); err != nil { // saves the handshake times
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "recent-handshakes"))
+	if err != nil || strings.Count(string(b), "\n") != 1 {
+		t.Fatalf("handshake times saved: %q, %v", b, err)
+	}
+	n = s.start(t, "a", dir, port, true)
+	select {
+	case <-n.env.Server().AllOnDevice():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rest of the registry never came")
+	}
+	if got := n.env.Server().Stats().Peers; got != 3 {
+		t.Fatalf("after the restart: %d peers", got)
+	}
+	waitFor(t, 40*time.Second, "alice served again", func() bool { return client.Reach(2*time.Second) == nil })
+}

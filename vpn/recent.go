@@ -177,3 +177,113 @@ func (s *Server) saveRecentEvery(ctx context.Context, wg *sync.WaitGroup, period
 		}
 	}()
 }
+
+// PartialLoader is a Store that can read a few records by fingerprint
+// (the shared registry): a node then restores the peers recently active
+// on it before it reads the whole registry.
+type PartialLoader interface {
+	LoadSome(fps []string) ([]*PeerRecord, error)
+}
+
+// restoreRecentFirst, with a PartialLoader and saved handshake times,
+// restores only the recently active peers and returns a function reading
+// the whole registry (nil otherwise: restore as usual).
+func (s *Server) restoreRecentFirst() (rest func() ([]*PeerRecord, error), asOf time.Time) {
+	pl, ok := s.store.Store.(PartialLoader)
+	if !ok {
+		return nil, time.Time{}
+	}
+	cut := time.Now().Add(-recentWindow)
+	var fps []string
+	for fp, t := range s.loadRecent() {
+		if t.After(cut) {
+			fps = append(fps, fp)
+		}
+	}
+	if len(fps) == 0 {
+		return nil, time.Time{}
+	}
+	asOf = time.Now()
+	recs, err := pl.LoadSome(fps)
+	if err != nil {
+		s.log.Warn("vpn: recently active peers not read first; reading the whole registry", "err", err)
+		return nil, time.Time{}
+	}
+	s.mu.Lock()
+	var ops filterOps
+	for _, p := range recs {
+		s.applyLocked(p, asOf, &ops)
+	}
+	s.flushLocked(&ops)
+	s.mu.Unlock()
+	s.log.Info("vpn: recently active peers restored first; the rest of the registry follows", "peers", len(recs))
+	return func() ([]*PeerRecord, error) {
+		recs, bad, err := s.store.Load()
+		for _, q := range bad {
+			s.log.Error("vpn: stored peer unreadable; not loaded", "record", q.Name, "why", q.Why)
+		}
+		return recs, err
+	}, asOf
+}
+
+// restoreRest reads the whole registry in the background and takes it in
+// like a resync, in chunks so that enrollments and handshakes proceed.
+func (s *Server) restoreRest(ctx context.Context, wg *sync.WaitGroup, rest func() ([]*PeerRecord, error), asOf time.Time) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(s.allOnDevice)
+		start := time.Now()
+		recs, err := rest()
+		if err != nil {
+			s.log.Error("vpn: registry not read; the store's resync brings the rest", "err", err)
+			return
+		}
+		for i := 0; i < len(recs) && ctx.Err() == nil; i += restoreChunk {
+			chunk := recs[i:min(i+restoreChunk, len(recs))]
+			s.mu.Lock()
+			var ops filterOps
+			var w uapiWriter
+			for _, p := range chunk {
+				if old := s.peers[p.Fingerprint]; old != nil {
+					s.applyLocked(p, asOf, &ops) // restored first, or changed since
+					continue
+				}
+				if r := s.takeInLocked(p); r != nil && r.Suspended == nil {
+					w.addPeer(r.PublicKey, r.addrs()...)
+					ops.set(r.Access, r.addrs())
+				}
+			}
+			if err := s.apply(&w); err != nil {
+				s.log.Error("vpn: restore peers: device", "err", err)
+			}
+			s.flushLocked(&ops)
+			s.mu.Unlock()
+		}
+		s.log.Info("vpn: every peer on the device", "peers", len(recs), "took", time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+// takeInLocked adds a stored record this node does not hold to the maps
+// and the pool (not the device); nil if its lease conflicts with a newer
+// local one (the store's resync settles it). s.mu must be held.
+func (s *Server) takeInLocked(p *PeerRecord) *record {
+	o, ok := s.pool.offset(p.Address)
+	if !ok || o < s.pool.first() || o > s.pool.last() {
+		s.log.Error("vpn: stored peer's address is outside the pool", "fingerprint", p.Fingerprint, "address", p.Address.String())
+		return nil
+	}
+	if _, taken := s.pool.used[o]; taken {
+		return nil
+	}
+	if s.byKey[p.PublicKey] != nil {
+		return nil
+	}
+	r := recordOf(p)
+	r.offset = o
+	r.Address, r.Address6 = s.pool.addrs(o)
+	s.pool.used[o] = r.Fingerprint
+	s.peers[r.Fingerprint] = r
+	s.byKey[r.PublicKey] = r
+	return r
+}

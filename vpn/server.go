@@ -155,8 +155,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.pubKey = priv.Public()
-	if err := s.restore(); err != nil {
-		return err
+	rest, restAsOf := s.restoreRecentFirst()
+	if rest == nil {
+		if err := s.restore(); err != nil {
+			return err
+		}
 	}
 
 	tdev, err := s.openTUN()
@@ -180,7 +183,11 @@ func (s *Server) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.addLater(ctx, &wg, later)
+	if rest != nil {
+		s.restoreRest(ctx, &wg, rest, restAsOf)
+	} else {
+		s.addLater(ctx, &wg, later)
+	}
 	s.saveRecentEvery(ctx, &wg, time.Minute)
 	defer s.saveRecent()
 

@@ -299,7 +299,21 @@ func (st *Store) Load() ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
 // load reads the site's registry; rows are decoded in parallel while
 // they arrive.
 func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL", st.cfg.Site)
+	return st.loadWhere(ctx, "")
+}
+
+// LoadSome implements vpn.PartialLoader: the records of fps (those that
+// exist), for a restart that restores recently active peers first.
+func (st *Store) LoadSome(fps []string) ([]*vpn.PeerRecord, error) {
+	ctx, cancel := st.ctx()
+	defer cancel()
+	recs, _, err := st.loadWhere(ctx, " AND fingerprint = ANY($2)", fps)
+	return recs, err
+}
+
+func (st *Store) loadWhere(ctx context.Context, and string, args ...any) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
+	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL"+and,
+		append([]any{st.cfg.Site}, args...)...)
 	if err != nil {
 		return nil, nil, wrap("load peers", err)
 	}
