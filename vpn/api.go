@@ -235,7 +235,12 @@ func (s *Server) handleUnenroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := fingerprint(r.TLS.PeerCertificates[0])
-	if !s.removePeer(fp, "unenrolled by its holder") {
+	found, err := s.removePeer(fp, "unenrolled by its holder")
+	switch {
+	case err != nil:
+		writeError(w, &apiError{http.StatusServiceUnavailable, "the VPN registry is unavailable, so this device cannot be unenrolled right now; try again in a minute"})
+		return
+	case !found:
 		writeError(w, &apiError{http.StatusNotFound, "this certificate is not enrolled"})
 		return
 	}

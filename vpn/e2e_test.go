@@ -43,6 +43,12 @@ type testEnv struct {
 
 func startServer(t *testing.T, auth *fakeAuth, ca *testCA, dir string, mutate func(*Config)) *testEnv {
 	t.Helper()
+	return startServerWith(t, auth, ca, dir, mutate, nil)
+}
+
+// startServerWith is startServer with before called on the Server before Run.
+func startServerWith(t *testing.T, auth *fakeAuth, ca *testCA, dir string, mutate func(*Config), before func(*Server)) *testEnv {
+	t.Helper()
 	port := freeUDPPort(t)
 	cfg := Config{
 		Enabled:         true,
@@ -66,6 +72,9 @@ func startServer(t *testing.T, auth *fakeAuth, ca *testCA, dir string, mutate fu
 		t.Fatal(err)
 	}
 	srv.netstackExtra = []netip.Addr{svcOpen, svcSSH, svcDNS, svcForbidden}
+	if before != nil {
+		before(srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()

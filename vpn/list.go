@@ -67,6 +67,16 @@ func ListPeers(ctx context.Context, stateDir, uapiSocket string) (*Listing, erro
 	if q, err := os.ReadDir(filepath.Join(st.Dir, "quarantine")); err == nil {
 		l.Quarantined = len(q)
 	}
+	return listRecords(ctx, l, recs, uapiSocket), nil
+}
+
+// ListRecords is ListPeers over records read from another Store (the
+// shared registry).
+func ListRecords(ctx context.Context, recs []*PeerRecord, bad []Quarantined, uapiSocket string) *Listing {
+	return listRecords(ctx, &Listing{Unreadable: bad}, recs, uapiSocket)
+}
+
+func listRecords(ctx context.Context, l *Listing, recs []*PeerRecord, uapiSocket string) *Listing {
 	for _, r := range recs {
 		l.Peers = append(l.Peers, PeerInfo{Fingerprint: r.Fingerprint, Identity: r.Identity, Rule: r.Rule, PublicKey: r.PublicKey,
 			Address: r.Address, Address6: r.Address6, NotAfter: r.NotAfter, Enrolled: r.Enrolled, Validated: r.Validated,
@@ -75,12 +85,12 @@ func ListPeers(ctx context.Context, stateDir, uapiSocket string) (*Listing, erro
 	sort.Slice(l.Peers, func(i, j int) bool { return l.Peers[i].Identity < l.Peers[j].Identity })
 	if uapiSocket == "" {
 		l.DeviceErr = errors.New("no UAPI socket")
-		return l, nil
+		return l
 	}
 	live, err := uapiPeers(ctx, uapiSocket)
 	if err != nil {
 		l.DeviceErr = err
-		return l, nil
+		return l
 	}
 	l.DeviceUp = true
 	for i := range l.Peers {
@@ -89,7 +99,7 @@ func ListPeers(ctx context.Context, stateDir, uapiSocket string) (*Listing, erro
 			p.Endpoint, p.LastHandshake, p.RxBytes, p.TxBytes = x.Endpoint, x.LastHandshake, x.RxBytes, x.TxBytes
 		}
 	}
-	return l, nil
+	return l
 }
 
 // uapiPeers asks a WireGuard UAPI socket for its peers ("get=1").

@@ -3,6 +3,7 @@ package vpn
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -72,18 +73,42 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	}
 	if old != nil {
 		rec.offset, rec.Enrolled = old.offset, old.Enrolled
-	} else {
-		o, ok := s.pool.allocate(fp)
-		if !ok {
-			s.log.Error("vpn: address pool exhausted", "pool", s.cfg.pool.String())
-			return nil, &apiError{http.StatusServiceUnavailable, "no tunnel address available; try again later or contact IT"}
-		}
-		rec.offset = o
 	}
-	rec.Address, rec.Address6 = s.pool.addrs(rec.offset)
-	if err := s.store.save(rec); err != nil {
+	// A shared store may refuse the address another node leased meanwhile
+	// (the database keeps one lease per address): mark it held and take
+	// the next free one, a bounded number of times.
+	for attempt := 0; ; attempt++ {
+		if old == nil {
+			o, ok := s.pool.allocate(fp)
+			if !ok {
+				s.log.Error("vpn: address pool exhausted", "pool", s.cfg.pool.String())
+				return nil, &apiError{http.StatusServiceUnavailable, "no tunnel address available; try again later or contact IT"}
+			}
+			rec.offset = o
+		}
+		rec.Address, rec.Address6 = s.pool.addrs(rec.offset)
+		err := s.store.save(rec)
+		if err == nil {
+			break
+		}
+		var ce *ConflictError
+		switch {
+		case errors.As(err, &ce) && ce.Field == "address" && old == nil && attempt < 16:
+			s.log.Debug("vpn: enrollment: address leased by another node; taking the next", "address", rec.Address.String())
+			s.pool.used[rec.offset] = heldElsewhere // until the other node's record arrives
+			continue
+		case errors.As(err, &ce) && ce.Field == "public_key":
+			err = nil
+		}
 		if old == nil {
 			s.pool.release(rec.offset)
+		}
+		switch {
+		case ce != nil && ce.Field == "public_key":
+			return nil, &apiError{http.StatusConflict, "this WireGuard key is already enrolled with another certificate; generate a new key"}
+		case errors.Is(err, ErrUnavailable):
+			s.log.Error("vpn: enrollment: peer registry unavailable", "err", err)
+			return nil, &apiError{http.StatusServiceUnavailable, "the VPN registry is unavailable, so no new device can be enrolled right now; connected devices keep working; try again in a minute"}
 		}
 		s.log.Error("vpn: enrollment", "err", err)
 		return nil, &apiError{http.StatusInternalServerError, "internal error; try again later"}
@@ -113,6 +138,7 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 	if old != nil {
 		delete(s.byKey, old.PublicKey)
 	}
+	rec.seen = time.Now()
 	s.peers[fp] = rec
 	s.byKey[key] = rec
 	s.log.Info("vpn: enrolled", "identity", name, "rule", d.Rule, "address", rec.Address.String(),
@@ -121,18 +147,34 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 }
 
 // removePeer cuts a peer off (device and filter first), then forgets it and
-// frees its lease. It reports whether the peer existed.
-func (s *Server) removePeer(fp, why string) bool {
+// frees its lease. It reports whether the peer existed. A shared store that
+// cannot be reached refuses the removal (ErrUnavailable) and nothing
+// changes: cut here only, the peer would come back from the store.
+func (s *Server) removePeer(fp, why string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.peers[fp]
 	if r == nil {
-		return false
+		return false, nil
+	}
+	if err := s.storeRemoveFirst(fp); err != nil {
+		return true, err
 	}
 	var ops filterOps
 	s.removeLocked(r, why, &ops)
 	s.flushLocked(&ops)
-	return true
+	return true, nil
+}
+
+// storeRemoveFirst deletes fp's stored record before the peer is cut when
+// the store may be unreachable (a shared one); then removeLocked's own
+// delete is a no-op.
+func (s *Server) storeRemoveFirst(fp string) error {
+	if err := s.store.remove(fp); errors.Is(err, ErrUnavailable) {
+		s.log.Error("vpn: remove peer: registry unavailable; nothing removed", "fingerprint", fp, "err", err)
+		return err
+	}
+	return nil
 }
 
 // filterOps collects filter changes so that many apply in one swap.
@@ -218,6 +260,13 @@ func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
+	if lead := s.leader.Load(); lead != nil && !(*lead)() {
+		// Another node of the site re-validates (and cuts) its peers;
+		// its changes reach this node through the store.
+		rep := reval.Report{Door: policy.DoorVPN}
+		s.lastReport.Store(&rep)
+		return rep
+	}
 	s.mu.Lock()
 	items := make([]reval.Item[*record], 0, len(s.peers))
 	for _, r := range s.peers {
@@ -245,6 +294,7 @@ func (s *Server) Revalidate(ctx context.Context) reval.Report {
 		}
 		var snap *PeerRecord
 		if s.actLocked(r, &o, now, &ops) {
+			r.seen = time.Now()
 			snap = r.stored()
 		}
 		if len(ops.sets)+len(ops.dels) >= 256 {
@@ -393,6 +443,10 @@ func (s *Server) RemovePeers(match string) ([]string, error) {
 		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
 			continue
 		}
+		if err := s.storeRemoveFirst(r.Fingerprint); err != nil {
+			s.flushLocked(&ops)
+			return out, fmt.Errorf("vpn: remove peers: the VPN registry is unavailable; %d removed before it failed: %w", len(out), err)
+		}
 		s.removeLocked(r, "removed by an admin", &ops)
 		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
 	}
@@ -413,6 +467,30 @@ func matchPeer(match, fp, identity string, a4, a6 netip.Addr) bool {
 	}
 	a, err := netip.ParseAddr(match)
 	return err == nil && (a == a4 || (a6.IsValid() && a == a6))
+}
+
+// RemoveFromStore is RemoveStoredPeers for another Store (the shared
+// registry): the matching records are removed through it.
+func RemoveFromStore(st Store, match string) ([]string, error) {
+	recs, _, err := st.Load()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range recs {
+		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
+			continue
+		}
+		if err := st.Remove(r.Fingerprint); err != nil {
+			return out, err
+		}
+		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("vpn: remove peers: no peer matches %q", match)
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // RemoveStoredPeers is RemovePeers for when no server runs: it deletes the

@@ -36,6 +36,7 @@ type record struct {
 	Suspended   *Suspension // nil: on the device and in the filter
 
 	offset uint32              // lease offset in the pool
+	seen   time.Time           // when this node last took the record in (enroll, change, replication)
 	certs  []*x509.Certificate // parsed Chain, lazily
 }
 

@@ -43,6 +43,9 @@ type Server struct {
 	filter *filter.Filter
 	store  *store
 	ready  chan struct{}
+	// allOnDevice is closed once every live stored peer is on the device
+	// (after ready for a large registry: recent.go).
+	allOnDevice chan struct{}
 
 	// Set by Run before ready is closed; read-only afterwards.
 	tnet       *netstack.Net
@@ -68,6 +71,7 @@ type Server struct {
 	engine        *reval.Engine    // re-validation engine and mass-cut guard; set before Run
 	trigger       chan struct{}    // TriggerRevalidate → Run's loop; capacity 1 (coalescing)
 	lastReport    atomic.Pointer[reval.Report]
+	leader        atomic.Pointer[func() bool] // nil: this node re-validates; else only while it returns true
 
 	mu    sync.Mutex         // guards the device handle and the registry below
 	dev   *device.Device     // nil until Run has made it
@@ -99,18 +103,19 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		pools = append(pools, s.pool6)
 	}
 	return &Server{
-		cfg:     s,
-		auth:    auth,
-		tls:     tlsConf,
-		log:     logger,
-		filter:  filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
-		store:   newStore(NewFileStore(filepath.Join(s.StateDir, "peers")), logger),
-		ready:   make(chan struct{}),
-		engine:  reval.Default(logger),
-		trigger: make(chan struct{}, 1),
-		peers:   make(map[string]*record),
-		byKey:   make(map[Key]*record),
-		pool:    newPool(s.pool, s.pool6),
+		cfg:         s,
+		auth:        auth,
+		tls:         tlsConf,
+		log:         logger,
+		filter:      filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
+		store:       newStore(NewFileStore(filepath.Join(s.StateDir, "peers")), logger),
+		ready:       make(chan struct{}),
+		allOnDevice: make(chan struct{}),
+		engine:      reval.Default(logger),
+		trigger:     make(chan struct{}, 1),
+		peers:       make(map[string]*record),
+		byKey:       make(map[Key]*record),
+		pool:        newPool(s.pool, s.pool6),
 	}, nil
 }
 
@@ -150,8 +155,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.pubKey = priv.Public()
-	if err := s.restore(); err != nil {
-		return err
+	rest, restAsOf := s.restoreRecentFirst()
+	if rest == nil {
+		if err := s.restore(); err != nil {
+			return err
+		}
 	}
 
 	tdev, err := s.openTUN()
@@ -163,7 +171,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.dev = dev
 	s.mu.Unlock()
-	if err := s.configureDevice(priv); err != nil {
+	later, err := s.configureDevice(priv)
+	if err != nil {
 		return err
 	}
 	if err := dev.Up(); err != nil {
@@ -174,6 +183,13 @@ func (s *Server) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if rest != nil {
+		s.restoreRest(ctx, &wg, rest, restAsOf)
+	} else {
+		s.addLater(ctx, &wg, later)
+	}
+	s.saveRecentEvery(ctx, &wg, time.Minute)
+	defer s.saveRecent()
 
 	if !s.cfg.UseNetstack {
 		stop, err := s.serveUAPI(&wg)
@@ -287,24 +303,29 @@ func (s *Server) restore() error {
 	return nil
 }
 
-// configureDevice sets the key and port and adds every stored peer, in one
-// UAPI transaction.
-func (s *Server) configureDevice(priv Key) error {
+// configureDevice sets the key and port and adds the stored peers, in one
+// UAPI transaction: every live peer of a small registry; of a large one
+// the recently active (recent.go), returning the others, which Run adds
+// once the device is up.
+func (s *Server) configureDevice(priv Key) (later []string, err error) {
 	var w uapiWriter
 	w.privateKey(priv)
 	w.listenPort(s.cfg.ListenPort)
 	w.replacePeers()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range s.peers {
-		if r.Suspended == nil {
-			w.addPeer(r.PublicKey, r.addrs()...)
-		}
+	first, later := s.restoreOrder()
+	for _, r := range first {
+		w.addPeer(r.PublicKey, r.addrs()...)
 	}
 	if err := s.apply(&w); err != nil {
-		return fmt.Errorf("vpn: configure device: %w", err)
+		return nil, fmt.Errorf("vpn: configure device: %w", err)
 	}
-	return nil
+	if len(later) > 0 {
+		s.log.Info("vpn: recently active peers on the device first; the others follow in the background",
+			"first", len(first), "later", len(later))
+	}
+	return later, nil
 }
 
 // apply sends w's text to the device; s.mu must be held. Before Run has made the device (a

@@ -179,3 +179,21 @@ func (st *FileStore) read(clean bool) ([]*PeerRecord, []Quarantined, error) {
 	}
 	return recs, bad, nil
 }
+
+// ErrConflict is matched (errors.Is) by the error a shared Store's Save
+// returns when another node holds what the record claims: its address, or
+// its public key. The *ConflictError says which.
+var ErrConflict = errors.New("vpn: store: held by another peer")
+
+// ErrUnavailable is matched by the error a shared Store returns when it
+// cannot reach its database: the change was not made; try again later.
+var ErrUnavailable = errors.New("vpn: store: unavailable")
+
+// ConflictError is a Save refused because another record holds Field
+// ("address" or "public_key") in the store.
+type ConflictError struct{ Field string }
+
+func (e *ConflictError) Error() string { return "vpn: store: " + e.Field + " held by another peer" }
+
+// Is makes errors.Is(err, ErrConflict) hold.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }

@@ -14,7 +14,9 @@ import (
 // each other, store (the shared-state backends) imports only policy, only
 // cmd reads TOML, policy/jsonl (the line appender shared by the audit trail
 // and accounting) imports nothing of ours, and netlimit (the listeners'
-// connection caps, shared by vpn and cmd) is standard library only.
+// connection caps, shared by vpn and cmd) is standard library only. In the
+// VPN door only vpn/pgstore (the PostgreSQL registry) imports store or pgx:
+// vpn itself stays database-free.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	const dnPackage = "policy/dn"
@@ -55,6 +57,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports %s: the line appender is a leaf (standard library only)", pkg, dep)
 			case top == "netlimit" && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				t.Errorf("%s imports %s: netlimit is standard library only", pkg, imp)
+			case top == "vpn" && pkg != "vpn/pgstore" && (depTop == "store" || strings.HasPrefix(imp, "github.com/jackc/")):
+				t.Errorf("%s imports %s: only vpn/pgstore reaches the database", pkg, imp)
 			case !ours || depTop == top:
 			case top == "directory" && dep == dnPackage:
 				// The one DN parser, a stdlib-only leaf: allowed.

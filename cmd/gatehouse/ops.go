@@ -127,6 +127,9 @@ func readiness(s *servers) map[string]error {
 	if s.vpn != nil {
 		r["vpn"] = s.vpn.Serving()
 	}
+	if err, ok := storeReady(s); ok {
+		r["store"] = err
+	}
 	return r
 }
 

@@ -34,7 +34,7 @@ func cmdPeers(ctx context.Context, args []string, stdout io.Writer) error {
 		iface = "gh0"
 	}
 	sock := filepath.Join(uapiDir, iface+".sock")
-	lst, err := vpn.ListPeers(ctx, filepath.Join(l.cfg.Server.StateDir, "vpn"), sock)
+	lst, err := listPeers(ctx, l, sock) // file or shared registry (store_vpn.go)
 	if err != nil {
 		return fmt.Errorf("peers: %w", err)
 	}
@@ -101,7 +101,7 @@ func cmdPeersRemove(ctx context.Context, args []string, stdout io.Writer) error 
 	resp, err := callControl(ctx, dir, controlRequest{Op: "peers-remove", Match: match})
 	switch {
 	case errors.Is(err, errNoServer):
-		lines, err = vpn.RemoveStoredPeers(filepath.Join(dir, "vpn"), match)
+		lines, err = removeStoredPeers(*cfgFile, dir, match) // file or shared registry (store_vpn.go)
 		if err != nil {
 			return fmt.Errorf("peers remove: %w", err)
 		}

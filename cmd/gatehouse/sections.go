@@ -14,7 +14,9 @@ import (
 	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
+	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
+	"github.com/gatehouse/gatehouse/vpn/pgstore"
 )
 
 // sections holds the config sections that belong to the directory, radius
@@ -112,6 +114,9 @@ type servers struct {
 	radius *radius.Server
 	vpn    *vpn.Server // nil when disabled
 	reval  *reval.Engine
+
+	db       *postgres.DB   // [store] backend = "postgres"; nil for file
+	vpnStore *pgstore.Store // the VPN registry on db; nil for file (store_vpn.go)
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
@@ -172,6 +177,9 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 			})...)
 		} else if s.reval != nil {
 			s.vpn.SetRevalidation(s.reval)
+		}
+		if err := s.attachVPNStore(l, logger); err != nil {
+			errs = append(errs, strings.TrimPrefix(err.Error(), l.file+": "))
 		}
 	}
 	if len(errs) > 0 {

@@ -121,6 +121,10 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	// The directory, the revocation checker and the audit writer outlive
 	// the doors: conversations drained at shutdown are still decided and
 	// audited.
+	if s.db != nil {
+		defer s.db.Close()
+		s.migrateAtStart(ctx, logger)
+	}
 	doorsDone := make(chan struct{})
 	var doors sync.WaitGroup
 	doors.Add(2)
@@ -146,6 +150,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 			}
 			return s.vpn.Run(ctx)
 		},
+		"vpn-store": s.runVPNStore,
 		"audit":    afterDoors(o.runAudit),
 		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },

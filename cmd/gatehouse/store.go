@@ -32,6 +32,10 @@ type storeConfig struct {
 	// Site groups the VPN nodes that share one WireGuard key and address
 	// pool; default "default".
 	Site string `toml:"site"`
+	// ResyncEvery is how often a node reads the whole VPN registry again,
+	// the safety net under LISTEN/NOTIFY (a missed notification delays a
+	// change by at most this); default 30s.
+	ResyncEvery policy.Duration `toml:"resync_every"`
 }
 
 // check validates the section; errors name the key.
@@ -51,6 +55,9 @@ func (c *storeConfig) check(file string) []string {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.max_conns: %d: must not be negative", file, c.MaxConns))
+	}
+	if c.ResyncEvery.Duration < 0 {
+		errs = append(errs, fmt.Sprintf("%s: store.resync_every: %v: must be positive", file, c.ResyncEvery.Duration))
 	}
 	if c.ConnectTimeout.Duration < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.connect_timeout: %v: must be positive", file, c.ConnectTimeout.Duration))

@@ -99,6 +99,12 @@ func (s *Server) DSN(database string) string {
 	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", s.User, s.Port, database)
 }
 
+// SocketDSN is DSN over the server's Unix socket, which processes in
+// other network namespaces of this machine reach too.
+func (s *Server) SocketDSN(database string) string {
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", s.sockDir(), s.Port, s.User, database)
+}
+
 // CreateDatabase makes an empty database and returns its DSN.
 func (s *Server) CreateDatabase(name string) string {
 	s.t.Helper()

@@ -14,13 +14,19 @@ CREATE TABLE vpn_peers (
 	not_after     timestamptz NOT NULL,
 	suspended     boolean     NOT NULL DEFAULT false,
 	format        integer     NOT NULL,
-	record        jsonb       NOT NULL,
+	record        jsonb       NOT NULL,                -- the peer record (vpn.PeerRecord) without its chain
+	chain         bytea       NOT NULL DEFAULT '',     -- the certificate chain, leaf first: per certificate a 4-byte big-endian length and its DER
+	node          text        NOT NULL DEFAULT '', -- the node that wrote it last
+	quarantine    text,                            -- set: kept aside for an operator, not loaded
 	updated_at    timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (site, fingerprint),
-	UNIQUE (site, address),
-	UNIQUE (site, address6),
-	UNIQUE (site, public_key)
+	CONSTRAINT vpn_peers_address_key    UNIQUE (site, address),
+	CONSTRAINT vpn_peers_address6_key   UNIQUE (site, address6),
+	CONSTRAINT vpn_peers_public_key_key UNIQUE (site, public_key)
 );
+-- Every change to vpn_peers is announced, in its transaction, with
+-- pg_notify('gatehouse_vpn', site || ' ' || fingerprint): every node
+-- LISTENs and applies it to its WireGuard device and filter.
 CREATE INDEX vpn_peers_identity ON vpn_peers (site, identity_key);
 
 -- Wi-Fi sessions: the Class token an Access-Accept carried, linked by
