@@ -55,10 +55,14 @@ type Server struct {
 	draining     atomic.Bool // Run's context is done: no new conversations
 	drainTimeout time.Duration
 
-	live     *liveTable  // accepted Wi-Fi sessions (wifisessions.go)
-	dynStats dynCounters // Disconnect/CoA outcomes (coa.go)
-	revalMu  sync.Mutex  // serializes Revalidate
-	reval    revalState  // re-validation engine and trigger (revalidate.go)
+	live *liveTable // accepted Wi-Fi sessions (wifisessions.go)
+
+	shared      Shared     // nil: one node (shared.go); set before Run
+	sharedRun   *sharedRun // its goroutines, set by Run before any worker starts
+	sharedStats sharedCounters
+	dynStats    dynCounters // Disconnect/CoA outcomes (coa.go)
+	revalMu     sync.Mutex  // serializes Revalidate
+	reval       revalState  // re-validation engine and trigger (revalidate.go)
 
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
@@ -194,15 +198,27 @@ func (s *Server) Run(ctx context.Context) error {
 		close(s.ready)
 		return err
 	}
-	if s.set.acctFile != "" {
-		if s.acct, err = openAcctLog(s.set.acctFile, s.log); err != nil {
-			authConn.Close()
-			if acctConn != nil {
-				acctConn.Close()
-			}
-			close(s.ready)
-			return err
+	if s.set.acctMode != AccountingFile && s.shared == nil {
+		err = fmt.Errorf("radius: accounting = %q needs a shared store ([store] backend = \"postgres\")", s.set.acctMode)
+	}
+	var acctShared Shared
+	acctFile := s.set.acctFile
+	switch s.set.acctMode {
+	case AccountingStore:
+		acctShared, acctFile = s.shared, ""
+	case AccountingBoth:
+		acctShared = s.shared
+	}
+	if err == nil && (acctFile != "" || acctShared != nil) {
+		s.acct, err = openAcctLog(acctFile, acctShared, s.log)
+	}
+	if err != nil {
+		authConn.Close()
+		if acctConn != nil {
+			acctConn.Close()
 		}
+		close(s.ready)
+		return err
 	}
 	s.mu.Lock()
 	s.authAddr = authConn.LocalAddr()
@@ -212,6 +228,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.ready)
 	s.log.Info("radius: listening", "auth", s.authAddr, "acct", s.acctAddr, "clients", len(s.nas))
+	stopShared := s.startShared()
 
 	// Fixed pool of datagram buffers: a reader with no free buffer drops.
 	workers := s.set.workers
@@ -280,6 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("radius: accounting file", "err", err)
 		}
 	}
+	stopShared() // after the committer: its last records link sessions
 	s.log.Info("radius: stopped")
 	return nil
 }
