@@ -85,3 +85,10 @@ type Store interface {
 	// all), oldest first.
 	Accounting(ctx context.Context, acctSession string) ([]AcctRow, error)
 }
+
+// Node is what a RADIUS server of a node needs from the shared state
+// (radius.Shared): its spool's Append, and the store's LookupSession.
+type Node struct {
+	*spool.Spool
+	Store
+}
