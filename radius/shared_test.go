@@ -1,12 +1,18 @@
 package radius
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
@@ -34,7 +40,12 @@ type sharedNode struct {
 // the store.
 func startSharedNode(t *testing.T, name string, store wifi.Store, mod func(*Config)) *sharedNode {
 	t.Helper()
-	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: name, RetryMax: 200 * time.Millisecond}, nil)
+	return startSharedNodeIn(t, t.TempDir(), name, store, mod)
+}
+
+func startSharedNodeIn(t *testing.T, dir, name string, store wifi.Store, mod func(*Config)) *sharedNode {
+	t.Helper()
+	sp, err := spool.Open(spool.Config{Dir: dir, Node: name, RetryMax: 200 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,4 +321,112 @@ func statusType(s string) rfc2866.AcctStatusType {
 		return rfc2866.AcctStatusType_Value_Stop
 	}
 	return 0
+}
+
+// TestSharedKill: a node is killed (SIGKILL) with records in its spool
+// that PostgreSQL, down, has not taken; at restart the node replays them:
+// every acknowledged record is in radius_accounting exactly once.
+func TestSharedKill(t *testing.T) {
+	if os.Getenv("GATEHOUSE_SPOOL_KILL_HELPER") != "" {
+		return
+	}
+	pg, store := pgStore(t)
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSharedKillHelper$")
+	cmd.Env = append(os.Environ(), "GATEHOUSE_SPOOL_KILL_HELPER="+dir+"|"+pg.DSN("gh_radius"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	var addr string
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "acct "); ok {
+			addr = a
+			break
+		}
+	}
+	if addr == "" {
+		t.Fatal("the helper did not start")
+	}
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	acked := map[string]bool{}
+	send := func(sid string) {
+		req := acctRequest(t, rfc2866.AcctStatusType_Value_Start, sid)
+		for range 5 {
+			if r := rawExchange(t, conn, req, time.Second); r != nil {
+				acked[sid] = true
+				return
+			}
+		}
+		t.Fatalf("accounting %s not acknowledged", sid)
+	}
+	for i := range 30 {
+		send(fmt.Sprint("up-", i))
+	}
+	pg.Stop()
+	for i := range 30 {
+		send(fmt.Sprint("down-", i))
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	pg.Restart()
+
+	sp, err := spool.Open(spool.Config{Dir: dir, Node: "node-k"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if st := sp.Stats(); st.Records == 0 {
+		t.Fatal("the killed node's spool is empty: the test did not test a replay")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sp.Run(ctx, store); close(done) }()
+	waitUntil(t, "the replay after the restart", 20*time.Second, func() bool { return sp.Stats().Records == 0 })
+	cancel()
+	<-done
+	rows, err := store.Accounting(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range rows {
+		got[r.Acct.SessionID]++
+	}
+	for sid := range acked {
+		if got[sid] != 1 {
+			t.Errorf("acknowledged record %s stored %d times, want once", sid, got[sid])
+		}
+	}
+	for sid, n := range got {
+		if n != 1 {
+			t.Errorf("record %s stored %d times", sid, n)
+		}
+	}
+}
+
+// TestSharedKillHelper is the node TestSharedKill kills.
+func TestSharedKillHelper(t *testing.T) {
+	env := os.Getenv("GATEHOUSE_SPOOL_KILL_HELPER")
+	if env == "" {
+		t.Skip("helper process for TestSharedKill")
+	}
+	dir, dsn, _ := strings.Cut(env, "|")
+	db, err := postgres.Open(postgres.Config{DSN: dsn, ConnectTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startSharedNodeIn(t, dir, "node-k", db.WiFi(), nil)
+	fmt.Printf("acct %s\n", n.AcctAddr())
+	select {}
 }
