@@ -12,7 +12,9 @@ import (
 // directory import no package of ours, radius and vpn never import each
 // other, store (the shared-state backends) imports only policy, only cmd
 // reads TOML, policy/jsonl (the line appender shared by the audit trail and
-// accounting) imports nothing of ours, and netlimit (the listeners'
+// accounting) imports nothing of ours, only store and cmd import the
+// PostgreSQL driver (radius and vpn declare the interfaces they need and
+// never wait on it), and netlimit (the listeners'
 // connection caps, shared by vpn and cmd) is standard library only.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
@@ -40,6 +42,8 @@ func TestImportRules(t *testing.T) {
 			dep := strings.TrimPrefix(imp, mod)
 			depTop, _, _ := strings.Cut(dep, "/")
 			switch {
+			case strings.HasPrefix(imp, "github.com/jackc/") && top != "store" && top != "cmd":
+				t.Errorf("%s imports %s: only store (and cmd) speak to PostgreSQL; radius reaches it through radius.Shared", pkg, imp)
 			case imp == "github.com/BurntSushi/toml" && top != "cmd":
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
 			case ours && pkg == "policy/jsonl":

@@ -93,6 +93,9 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 	if o.audit != nil {
 		o.reg.MustRegister(newAuditCollector(o.audit.Stats))
 	}
+	if s.wifi != nil {
+		o.reg.MustRegister(newWiFiStoreCollector(s.wifi, s.radius))
+	}
 	return o, nil
 }
 
@@ -123,6 +126,9 @@ func readiness(s *servers) map[string]error {
 	}
 	if s.vpn != nil {
 		r["vpn"] = s.vpn.Serving()
+	}
+	if s.wifi != nil {
+		r["spool"] = s.wifi.Ready()
 	}
 	return r
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
 	"github.com/gatehouse/gatehouse/radius"
+	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
 )
 
@@ -98,6 +99,8 @@ type servers struct {
 	radius *radius.Server
 	vpn    *vpn.Server // nil when disabled
 	reval  *reval.Engine
+	db     *postgres.DB // [store] backend = "postgres", else nil (store_wifi.go)
+	wifi   *wifiShared  // the Wi-Fi spool to PostgreSQL, else nil
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
@@ -133,10 +136,14 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
 	}
+	rc.Accounting = accountingMode(c)
 	if s.radius, err = radius.New(rc, s.auth, s.auth.ServerTLS(0), logger.With("component", "radius")); err != nil {
 		return nil, &configError{fmt.Sprintf("%s: %v", l.file, err)}
 	}
 	s.radius.SetRevalidation(s.reval)
+	if err := buildWiFiShared(l, s, logger); err != nil {
+		return nil, err
+	}
 	if c.VPN.Enabled {
 		vc := c.VPN
 		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")

@@ -67,6 +67,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	afterDoors := func(run func(context.Context) error) func(context.Context) error {
 		return func(ctx context.Context) error { return run(outlive(ctx, doorsDone)) }
 	}
+	if s.db != nil {
+		defer s.db.Close() // after every component has returned
+	}
 	return runAll(ctx, logger, map[string]func(context.Context) error{
 		"directory":  afterDoors(s.dir.Run),
 		"revocation": afterDoors(s.rev.Run),
@@ -85,7 +88,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return s.vpn.Run(ctx)
 		},
-		"audit":    afterDoors(o.runAudit),
+		"audit": afterDoors(o.runAudit),
+		// The spool outlives the doors: the last accounting records of a
+		// drain are spooled, and replayed now or at the next start.
+		"wifistore": afterDoors(func(ctx context.Context) error {
+			if s.wifi == nil {
+				return nil
+			}
+			return s.wifi.Run(ctx)
+		}),
 		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
 	})

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	layeh "layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
+	"github.com/gatehouse/gatehouse/store/pgtest"
+	"github.com/gatehouse/gatehouse/store/postgres"
+)
+
+// TestServeWiFiStore: gatehouse serve with [store] backend = "postgres":
+// a real supplicant's login writes its session to wifi_sessions and an
+// Accounting-Request lands in radius_accounting (accounting defaults to
+// "store"), through the node's spool; the spool's readiness line is ok.
+func TestServeWiFiStore(t *testing.T) {
+	bin := policytest.RequireTool(t, "eapol_test")
+	pg := pgtest.Start(t)
+	dsn := pg.CreateDatabase("gh_serve")
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, acct := freeUDPPort(t), freeUDPPort(t)
+	f := writeConfig(t, func(s string) string {
+		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
+		s = replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
+		return withStore(fmt.Sprintf("backend = \"postgres\"\ndsn_file = %q\nnode = \"node-a\"", dsnFile))(s)
+	})
+	srv := startServe(t, f, nil)
+	if out, err := eapolTest(t, bin, auth, "alice", true); err != nil {
+		t.Fatalf("login: %v\n%s", err, tail(out))
+	}
+
+	secret, _ := os.ReadFile("../../testdata/secrets/radius-localhost")
+	p := layeh.New(layeh.CodeAccountingRequest, []byte(strings.TrimSpace(string(secret))))
+	rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType_Value_Start)
+	rfc2866.AcctSessionID_SetString(p, "serve-1")
+	rfc2865.UserName_SetString(p, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := layeh.Exchange(ctx, p, net.JoinHostPort("127.0.0.1", fmt.Sprint(acct))); err != nil {
+		t.Fatalf("accounting: %v", err)
+	}
+
+	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	waitFor(t, "the accounting record in PostgreSQL", func() bool {
+		rows, err := db.WiFi().Accounting(ctx, "serve-1")
+		return err == nil && len(rows) == 1 && rows[0].Node == "node-a"
+	})
+	waitFor(t, "the session in wifi_sessions", func() bool {
+		var n int
+		err := db.Pool().QueryRow(ctx, "SELECT count(*) FROM wifi_sessions WHERE node = 'node-a' AND NOT ended").Scan(&n)
+		return err == nil && n == 1
+	})
+	l, err := loadConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(l.cfg.Server.StateDir, "accounting.jsonl")); err == nil {
+		t.Error("accounting = store (the postgres default) also wrote accounting.jsonl")
+	}
+	db.Close()
+	srv.stopClean(t)
+}
