@@ -163,6 +163,9 @@ type spoolOp struct {
 }
 
 const (
+	// sessionLinger gathers session records into one spool append (one
+	// fsync); nothing waits for them.
+	sessionLinger     = 50 * time.Millisecond
 	sessionSpoolQueue = 8192
 	adoptQueue        = 1024
 	adoptWorkers      = 2
@@ -251,6 +254,7 @@ func (r *sharedRun) writer() {
 		}
 		kind = op.kind
 		batch = append(batch, op.data)
+		linger := time.NewTimer(sessionLinger)
 	more:
 		for len(batch) < cap(batch) {
 			select {
@@ -260,10 +264,13 @@ func (r *sharedRun) writer() {
 					kind = op.kind
 				}
 				batch = append(batch, op.data)
-			default:
+			case <-linger.C:
 				break more
+			case <-r.stop:
+				break more // the stop case above drains the rest
 			}
 		}
+		linger.Stop()
 		flush()
 	}
 }

@@ -79,7 +79,7 @@ func (n *sharedNode) drained(t *testing.T) {
 }
 
 // pgStore starts PostgreSQL and returns a migrated database's Wi-Fi store.
-func pgStore(t *testing.T) (*pgtest.Server, *postgres.WiFi) {
+func pgStore(t testing.TB) (*pgtest.Server, *postgres.WiFi) {
 	t.Helper()
 	pg := pgtest.Start(t)
 	db, err := postgres.Open(postgres.Config{DSN: pg.CreateDatabase("gh_radius"), ConnectTimeout: time.Second}, nil)
@@ -95,7 +95,7 @@ func pgStore(t *testing.T) (*pgtest.Server, *postgres.WiFi) {
 	return pg, db.WiFi()
 }
 
-func fileStore(t *testing.T) wifi.Store {
+func fileStore(t testing.TB) wifi.Store {
 	s, err := wifi.OpenFile(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -77,6 +77,9 @@ func (s *Spool) Run(ctx context.Context, t Target) error {
 		s.failing, s.lastErr = false, ""
 		s.done, s.replayed = last, s.replayed+uint64(len(batch))
 		s.mu.Unlock()
+		if len(batch) < s.cfg.BatchMax && s.cfg.Linger > 0 && !sleep(ctx, s.cfg.Linger) {
+			break
+		}
 	}
 	return nil
 }

@@ -238,3 +238,15 @@ func TestOpenValidates(t *testing.T) {
 		t.Error("no node: no error")
 	}
 }
+
+// A record is one line of JSON: one with a newline would split the entry.
+func TestAppendRejectsMultiline(t *testing.T) {
+	s := open(t, t.TempDir(), Config{})
+	defer s.Close()
+	if err := s.Append("acct", []byte("{\"a\":\n1}")); err == nil {
+		t.Fatal("a record with a newline was spooled")
+	}
+	if st := s.Stats(); st.Records != 0 {
+		t.Fatalf("stats after a refused append: %+v", st)
+	}
+}
