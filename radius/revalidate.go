@@ -250,7 +250,7 @@ func (s *Server) rememberAccept(n *nas, src netip.AddrPort, p packet, userName s
 	}
 	if s.sharedRun != nil {
 		if info, ok := s.live.info(tok); ok {
-			s.spoolSession(kindSession, encodeSession(&tok, &info, now))
+			s.spoolSession(spoolOp{kind: kindSession, sess: &info, tok: tok, at: now})
 		}
 	}
 	return cls, tok
@@ -267,7 +267,7 @@ func (s *Server) trackAccounting(n *nas, src netip.AddrPort, p packet) {
 		return
 	}
 	if l.changed {
-		s.spoolSession(kindSession, encodeSession(&l.tok, &l.info, now))
+		s.spoolSession(spoolOp{kind: kindSession, sess: &l.info, tok: l.tok, at: now})
 		return
 	}
 	if l.by == "" {

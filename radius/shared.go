@@ -156,10 +156,21 @@ func (s *Server) SharedStats() SharedStats {
 		Adopted: c.adopted.Load(), AdoptMisses: c.adoptMisses.Load()}
 }
 
-// spoolOp is a session record on its way to the spool.
+// spoolOp is a session record on its way to the spool: data, or a
+// session to encode (by the writer, off the login path).
 type spoolOp struct {
 	kind string
 	data []byte
+	sess *sessionInfo
+	tok  [16]byte
+	at   time.Time
+}
+
+func (op *spoolOp) bytes() []byte {
+	if op.sess != nil {
+		return encodeSession(&op.tok, op.sess, op.at)
+	}
+	return op.data
 }
 
 const (
@@ -195,13 +206,13 @@ type sharedRun struct {
 }
 
 // spoolSession queues a session record without waiting.
-func (s *Server) spoolSession(kind string, data []byte) {
+func (s *Server) spoolSession(op spoolOp) {
 	r := s.sharedRun
 	if r == nil {
 		return
 	}
 	select {
-	case r.ops <- spoolOp{kind, data}:
+	case r.ops <- op:
 	default:
 		s.sharedStats.sessionsLost.Add(1)
 		r.warn("radius: shared store: session record queue full; record not spooled (this node still has the session)")
@@ -245,7 +256,7 @@ func (r *sharedRun) writer() {
 						flush()
 						kind = op.kind
 					}
-					batch = append(batch, op.data)
+					batch = append(batch, op.bytes())
 				default:
 					flush()
 					return
@@ -253,7 +264,7 @@ func (r *sharedRun) writer() {
 			}
 		}
 		kind = op.kind
-		batch = append(batch, op.data)
+		batch = append(batch, op.bytes())
 		linger := time.NewTimer(sessionLinger)
 	more:
 		for len(batch) < cap(batch) {
@@ -263,7 +274,7 @@ func (r *sharedRun) writer() {
 					flush()
 					kind = op.kind
 				}
-				batch = append(batch, op.data)
+				batch = append(batch, op.bytes())
 			case <-linger.C:
 				break more
 			case <-r.stop:
@@ -371,7 +382,7 @@ const (
 // endSession queues the end of a session (called under liveTable.mu).
 func (s *Server) endSession(tok [16]byte) {
 	b, _ := json.Marshal(sharedEnd{Token: hex.EncodeToString(tok[:]), Updated: time.Now().UTC()})
-	s.spoolSession(kindSessionEnd, b)
+	s.spoolSession(spoolOp{kind: kindSessionEnd, data: b})
 }
 
 // startShared starts the spool writer and the adopters; the returned

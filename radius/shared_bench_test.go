@@ -1,8 +1,13 @@
 package radius
 
 import (
+	"crypto/x509"
+	"encoding/json"
+	"net/netip"
+
 	"context"
 	"fmt"
+	"github.com/gatehouse/gatehouse/policy"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -107,6 +112,45 @@ func BenchmarkEAPTLSAuthShared(b *testing.B) {
 				if st := ip.s.SharedStats(); st.SessionsLost != 0 {
 					b.Fatalf("shared stats %+v", st)
 				}
+			}
+		})
+	}
+}
+
+// discardShared takes records and forgets them: the spool writer's cost
+// is left out, to isolate what an Accept itself does.
+type discardShared struct{}
+
+func (discardShared) Append(string, ...[]byte) error { return nil }
+func (discardShared) LookupSession(context.Context, string) (json.RawMessage, bool, error) {
+	return nil, false, nil
+}
+
+// BenchmarkRememberAccept is what the login path does for the session
+// table on each Accept, with one node (file) and with a shared store
+// (postgres: also encoding the session record and handing it to the
+// spool writer, never waiting for it).
+func BenchmarkRememberAccept(b *testing.B) {
+	p := getPKI(b)
+	leaf, _ := x509.ParseCertificate(p.alice.Certificate[0])
+	d := &policy.Decision{Allowed: true, Rule: "engineering", Chain: []*x509.Certificate{leaf}, WiFi: policy.WiFi{Permitted: true, VLAN: "10"}}
+	req := acctPacket(b, 1, "s", "alice", testStation)
+	src := netip.MustParseAddrPort("127.0.0.1:4000")
+	for _, backend := range []string{"file", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			ip := newInproc(b, nil)
+			if backend == "postgres" {
+				ip.s.SetShared(discardShared{})
+				b.Cleanup(ip.s.startShared())
+			}
+			n := ip.s.nas.lookup(src.Addr())
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				_, tok := ip.s.rememberAccept(n, src, req, "alice", d)
+				ip.s.live.mu.Lock()
+				ip.s.live.removeLocked(ip.s.live.byToken[tok])
+				ip.s.live.mu.Unlock()
 			}
 		})
 	}
