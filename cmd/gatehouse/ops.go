@@ -68,6 +68,7 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 	if o.audit != nil {
 		next = o.audit
 	}
+	next = s.wifi.auditor(next, s.auditStore)
 	o.decisions = newDecisionCounter(next)
 	s.radius.SetAuditor(o.decisions)
 	if s.vpn != nil {

@@ -101,6 +101,8 @@ type servers struct {
 	reval  *reval.Engine
 	db     *postgres.DB // [store] backend = "postgres", else nil (store_wifi.go)
 	wifi   *wifiShared  // the Wi-Fi spool to PostgreSQL, else nil
+	// auditStore: [store] audit = true.
+	auditStore bool
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {

@@ -72,6 +72,7 @@ func TestWiFiStoreConfigErrors(t *testing.T) {
 	}{
 		{replace(`[radius]`, "[radius]\naccounting = \"store\""), `radius.accounting: "store" needs [store] backend = "postgres"`},
 		{replace(`[radius]`, "[radius]\naccounting = \"db\""), `radius.accounting: "db": must be file, store or both`},
+		{withStore("audit = true"), `store.audit: only for backend = "postgres"`},
 	} {
 		_, err := loadConfig(writeConfig(t, tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

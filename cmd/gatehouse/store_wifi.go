@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/store/spool"
@@ -26,7 +27,18 @@ type wifiShared struct {
 	db    *postgres.DB
 	spool *spool.Spool
 	store wifi.Store
+	audit *storeAuditor // [store] audit = true, else nil; set by newOps
 	log   *slog.Logger
+}
+
+// auditor returns the auditor that also spools events for audit_events
+// ([store] audit = true), or next.
+func (w *wifiShared) auditor(next policy.Auditor, enabled bool) policy.Auditor {
+	if w == nil || !enabled {
+		return next
+	}
+	w.audit = newStoreAuditor(next, w.spool, w.log)
+	return w.audit
 }
 
 // storeDB opens the shared database of a postgres configuration (nil for
@@ -67,13 +79,13 @@ func buildWiFiShared(l *loaded, s *servers, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sp, err := spool.Open(spool.Config{Dir: filepath.Join(c.Server.StateDir, "spool", "wifi"), Node: c.Store.Node}, log)
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(c.Server.StateDir, "spool", "store"), Node: c.Store.Node}, log)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: log}
 	s.radius.SetShared(wifi.Node{Spool: sp, Store: w.store})
-	s.wifi = w
+	s.wifi, s.auditStore = w, c.Store.Audit
 	return nil
 }
 
@@ -87,7 +99,15 @@ func (w *wifiShared) Run(ctx context.Context) error {
 		w.log.Warn("store: schema not checked (the spool keeps the records until the database answers)", "err", err)
 	}
 	cancel()
+	var auditDone chan struct{}
+	if w.audit != nil {
+		auditDone = make(chan struct{})
+		go func() { defer close(auditDone); w.audit.run(ctx) }()
+	}
 	err := w.spool.Run(ctx, w.store)
+	if auditDone != nil {
+		<-auditDone
+	}
 	if cerr := w.spool.Close(); err == nil {
 		err = cerr
 	}
@@ -117,25 +137,29 @@ type wifiStoreCollector struct {
 	shared                              func() radius.SharedStats
 	records, oldest, replayed, failing  *prometheus.Desc
 	spooled, lost, adopted, adoptMisses *prometheus.Desc
+	auditDropped                        *prometheus.Desc
+	audit                               *storeAuditor
 }
 
 func newWiFiStoreCollector(w *wifiShared, r *radius.Server) *wifiStoreCollector {
 	return &wifiStoreCollector{
-		spool:       w.spool.Stats,
-		shared:      r.SharedStats,
-		records:     desc("store_spool_records", "Records in the local spool not yet committed to PostgreSQL."),
-		oldest:      desc("store_spool_oldest_seconds", "Age of the oldest record in the local spool; 0 when empty."),
-		replayed:    desc("store_spool_replayed_total", "Records committed to PostgreSQL from the local spool."),
-		failing:     desc("store_spool_failing", "1 while PostgreSQL does not take the spooled records."),
-		spooled:     desc("radius_shared_sessions_spooled_total", "Wi-Fi session records written to the spool."),
-		lost:        desc("radius_shared_sessions_lost_total", "Wi-Fi session records that could not be spooled (the node keeps the session)."),
-		adopted:     desc("radius_shared_sessions_adopted_total", "Wi-Fi sessions of other nodes adopted from accounting received here."),
-		adoptMisses: desc("radius_shared_adopt_misses_total", "Accounting for another node's session whose record was not found (or PostgreSQL unreachable)."),
+		spool:        w.spool.Stats,
+		shared:       r.SharedStats,
+		records:      desc("store_spool_records", "Records in the local spool not yet committed to PostgreSQL."),
+		oldest:       desc("store_spool_oldest_seconds", "Age of the oldest record in the local spool; 0 when empty."),
+		replayed:     desc("store_spool_replayed_total", "Records committed to PostgreSQL from the local spool."),
+		failing:      desc("store_spool_failing", "1 while PostgreSQL does not take the spooled records."),
+		spooled:      desc("radius_shared_sessions_spooled_total", "Wi-Fi session records written to the spool."),
+		lost:         desc("radius_shared_sessions_lost_total", "Wi-Fi session records that could not be spooled (the node keeps the session)."),
+		adopted:      desc("radius_shared_sessions_adopted_total", "Wi-Fi sessions of other nodes adopted from accounting received here."),
+		adoptMisses:  desc("radius_shared_adopt_misses_total", "Accounting for another node's session whose record was not found (or PostgreSQL unreachable)."),
+		auditDropped: desc("store_audit_dropped_total", "Audit events not spooled for audit_events (queue full or spool failing)."),
+		audit:        w.audit,
 	}
 }
 
 func (c *wifiStoreCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.records, c.oldest, c.replayed, c.failing, c.spooled, c.lost, c.adopted, c.adoptMisses)
+	describeAll(ch, c.records, c.oldest, c.replayed, c.failing, c.spooled, c.lost, c.adopted, c.adoptMisses, c.auditDropped)
 }
 
 func (c *wifiStoreCollector) Collect(ch chan<- prometheus.Metric) {
@@ -157,11 +181,17 @@ func (c *wifiStoreCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, c.lost, sh.SessionsLost)
 	counter(ch, c.adopted, sh.Adopted)
 	counter(ch, c.adoptMisses, sh.AdoptMisses)
+	if c.audit != nil {
+		counter(ch, c.auditDropped, c.audit.dropped.Load())
+	}
 }
 
-// checkWiFiStore validates [radius] accounting against [store]; errors
-// name the key and the file.
+// checkWiFiStore validates [radius] accounting and [store] audit against
+// [store] backend; errors name the key and the file.
 func checkWiFiStore(c *fileConfig, file string) []string {
+	if c.Store.Audit && c.Store.Backend != "postgres" {
+		return []string{fmt.Sprintf("%s: store.audit: only for backend = \"postgres\" (the file backend has the audit trail)", file)}
+	}
 	switch c.Radius.Accounting {
 	case "", radius.AccountingFile:
 	case radius.AccountingStore, radius.AccountingBoth:

@@ -19,10 +19,11 @@ import (
 	"github.com/gatehouse/gatehouse/store/postgres"
 )
 
-// TestServeWiFiStore: gatehouse serve with [store] backend = "postgres":
-// a real supplicant's login writes its session to wifi_sessions and an
+// TestServeWiFiStore: gatehouse serve with [store] backend = "postgres"
+// and audit = true: a real supplicant's login writes its session to
+// wifi_sessions and its audit event to audit_events, and an
 // Accounting-Request lands in radius_accounting (accounting defaults to
-// "store"), through the node's spool; the spool's readiness line is ok.
+// "store"), all through the node's spool.
 func TestServeWiFiStore(t *testing.T) {
 	bin := policytest.RequireTool(t, "eapol_test")
 	pg := pgtest.Start(t)
@@ -35,7 +36,7 @@ func TestServeWiFiStore(t *testing.T) {
 	f := writeConfig(t, func(s string) string {
 		s = replace(`listen = "127.0.0.1:1812"`, fmt.Sprintf(`listen = "127.0.0.1:%d"`, auth))(s)
 		s = replace(`accounting_listen = "127.0.0.1:1813"`, fmt.Sprintf(`accounting_listen = "127.0.0.1:%d"`, acct))(s)
-		return withStore(fmt.Sprintf("backend = \"postgres\"\ndsn_file = %q\nnode = \"node-a\"", dsnFile))(s)
+		return withStore(fmt.Sprintf("backend = \"postgres\"\ndsn_file = %q\nnode = \"node-a\"\naudit = true", dsnFile))(s)
 	})
 	srv := startServe(t, f, nil)
 	if out, err := eapolTest(t, bin, auth, "alice", true); err != nil {
@@ -65,6 +66,12 @@ func TestServeWiFiStore(t *testing.T) {
 	waitFor(t, "the session in wifi_sessions", func() bool {
 		var n int
 		err := db.Pool().QueryRow(ctx, "SELECT count(*) FROM wifi_sessions WHERE node = 'node-a' AND NOT ended").Scan(&n)
+		return err == nil && n == 1
+	})
+	waitFor(t, "the login's audit event in audit_events", func() bool {
+		var n int
+		err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE node = 'node-a' AND door = 'wifi'
+			AND event = 'authenticate' AND outcome = 'allow' AND identity IS NOT NULL AND event_json->>'tls_version' = '1.3'`).Scan(&n)
 		return err == nil && n == 1
 	})
 	l, err := loadConfig(f)

@@ -34,6 +34,12 @@ FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $
 	AS x(k, t, n, na, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec)
 ON CONFLICT (idem_key) DO NOTHING`
 
+const insertAudit = `INSERT INTO audit_events (idem_key, node, at, door, event, outcome, code, rule, identity, event_json)
+SELECT k, $1, t, d, e, o, c, NULLIF(r, ''), NULLIF(i, ''), j::jsonb
+FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+	AS x(k, t, d, e, o, c, r, i, j)
+ON CONFLICT (idem_key) DO NOTHING`
+
 const upsertSession = `INSERT INTO wifi_sessions (class_token, node, nas, nas_addr, acct_session,
 	station, framed_ip, ended, record, started_at, updated_at)
 VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), NULLIF($7, '')::inet, false, $8::jsonb, $9, $10)
@@ -74,9 +80,23 @@ func (w *WiFi) Apply(ctx context.Context, node string, es []spool.Entry) error {
 		stime, io, oo                                    []*int64
 		tc                                               []*int32
 	)
+	var au struct {
+		keys, door, event, outcome, code, rule, name, rec []string
+		at                                                []any
+	}
 	b := &pgx.Batch{}
 	for _, e := range es {
 		switch e.Kind {
+		case wifi.KindAudit:
+			var a wifi.Audit
+			if err := json.Unmarshal(e.Data, &a); err != nil {
+				w.db.warn("postgres: audit event skipped: not JSON", "key", spool.Key(node, e.Seq))
+				continue
+			}
+			au.keys, au.at = append(au.keys, spool.Key(node, e.Seq)), append(au.at, a.Time)
+			au.door, au.event, au.outcome = append(au.door, a.Door), append(au.event, a.Event), append(au.outcome, a.Outcome)
+			au.code, au.rule, au.name = append(au.code, a.Code), append(au.rule, a.Rule), append(au.name, a.Name)
+			au.rec = append(au.rec, string(e.Data))
 		case wifi.KindAcct:
 			var a wifi.Acct
 			if err := json.Unmarshal(e.Data, &a); err != nil {
@@ -115,6 +135,11 @@ func (w *WiFi) Apply(ctx context.Context, node string, es []spool.Entry) error {
 	err := pgx.BeginFunc(ctx, w.db.pool, func(tx pgx.Tx) error {
 		if len(keys) > 0 {
 			if _, err := tx.Exec(ctx, insertAcct, node, keys, at, nas, naddr, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec); err != nil {
+				return err
+			}
+		}
+		if len(au.keys) > 0 {
+			if _, err := tx.Exec(ctx, insertAudit, node, au.keys, au.at, au.door, au.event, au.outcome, au.code, au.rule, au.name, au.rec); err != nil {
 				return err
 			}
 		}

@@ -22,7 +22,22 @@ const (
 	KindAcct       = "acct"        // Data: an Acct
 	KindSession    = "session"     // Data: a Session (created or updated)
 	KindSessionEnd = "session_end" // Data: a SessionEnd
+	// KindAudit is an audit event (an audit.jsonl line, package
+	// policy/audit), for the audit_events table. The file store ignores
+	// it: one node has its audit.jsonl.
+	KindAudit = "audit"
 )
+
+// Audit is the part of an audit event that the stores put in columns.
+type Audit struct {
+	Time    time.Time `json:"time"`
+	Door    string    `json:"door"`
+	Event   string    `json:"event"`
+	Outcome string    `json:"outcome"`
+	Code    string    `json:"code"`
+	Rule    string    `json:"rule,omitempty"`
+	Name    string    `json:"name,omitempty"`
+}
 
 // Acct is the part of an accounting record (radius.AcctRecord, one line
 // of accounting.jsonl) that the stores put in columns; the whole record is
