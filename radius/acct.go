@@ -253,8 +253,10 @@ type acctLog struct {
 	done   chan struct{} // closed when the committer has exited
 	log    *slog.Logger
 
-	mu  sync.Mutex // guards app
-	app *jsonl.Appender
+	mu          sync.Mutex // guards app, fileErrs, lastFileLog
+	app         *jsonl.Appender
+	fileErrs    uint64 // "both": file writes that failed after the spool took the record
+	lastFileLog time.Time
 
 	seen acctSeen
 
@@ -346,10 +348,21 @@ func (a *acctLog) commit(lines []byte) error {
 	if a.app == nil {
 		return nil
 	}
-	if err := a.app.Append(lines); err != nil {
-		return fmt.Errorf("radius: accounting file: %w", err)
+	err := a.app.Append(lines)
+	if err == nil {
+		err = a.app.Sync()
 	}
-	if err := a.app.Sync(); err != nil {
+	if err != nil && a.shared != nil {
+		// "both": the store is the record of truth and has it; not
+		// acknowledging would make the retransmission a second row.
+		a.fileErrs++
+		if now := time.Now(); now.Sub(a.lastFileLog) >= acctLogEvery {
+			a.log.Error("radius: accounting file: record not written (it is in the shared store's spool)", "err", err, "failures", a.fileErrs)
+			a.lastFileLog = now
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("radius: accounting file: %w", err)
 	}
 	return nil

@@ -26,9 +26,10 @@ type Config struct {
 	// Accounting says where accounting records go: "file" (default:
 	// AccountingFile), "store" (the shared store of several nodes, through
 	// the node's durable spool; needs [store] backend = "postgres") or
-	// "both" (the store, then the file). A record is acknowledged once it
-	// is durable in each. gatehouse serve defaults it to "store" when the
-	// store backend is postgres.
+	// "both" (the store's spool, then the file). A record is acknowledged
+	// once it is durable in the spool; with "both", a record the file
+	// cannot take is logged, not refused (the store has it). gatehouse
+	// serve defaults it to "store" when the store backend is postgres.
 	Accounting string `toml:"accounting"`
 	// FragmentSize is the largest EAP packet sent to a peer; default 1024,
 	// allowed 256..3000. A smaller Framed-MTU in the request (minus 4 bytes

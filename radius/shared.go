@@ -200,8 +200,10 @@ type sharedRun struct {
 	ops     chan spoolOp
 	adopt   chan adoptReq
 	stop    chan struct{}
-	mu      sync.Mutex // guards inFlight
+	mu      sync.Mutex // guards inFlght, timers and stopped
 	inFlght map[[16]byte]bool
+	timers  map[*time.Timer]bool // retries waiting
+	stopped bool
 	lastLog atomic.Int64
 }
 
@@ -339,7 +341,17 @@ func (r *sharedRun) adoptOne(a adoptReq) {
 		if a.tries < len(adoptTries) {
 			wait := adoptTries[a.tries]
 			a.tries++
-			time.AfterFunc(wait, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.stopped {
+				delete(r.inFlght, a.tok)
+				return
+			}
+			var tm *time.Timer
+			tm = time.AfterFunc(wait, func() {
+				r.mu.Lock()
+				delete(r.timers, tm)
+				r.mu.Unlock()
 				select {
 				case <-r.stop:
 					r.done(a.tok)
@@ -347,6 +359,7 @@ func (r *sharedRun) adoptOne(a adoptReq) {
 					r.submit(a)
 				}
 			})
+			r.timers[tm] = true
 			return
 		}
 		r.done(a.tok)
@@ -392,7 +405,7 @@ func (s *Server) startShared() (stop func()) {
 		return func() {}
 	}
 	r := &sharedRun{s: s, ops: make(chan spoolOp, sessionSpoolQueue), adopt: make(chan adoptReq, adoptQueue),
-		stop: make(chan struct{}), inFlght: map[[16]byte]bool{}}
+		stop: make(chan struct{}), inFlght: map[[16]byte]bool{}, timers: map[*time.Timer]bool{}}
 	s.sharedRun = r
 	s.live.mu.Lock()
 	s.live.onEnd = s.endSession
@@ -404,6 +417,12 @@ func (s *Server) startShared() (stop func()) {
 		go func() { defer wg.Done(); r.adopter() }()
 	}
 	return func() {
+		r.mu.Lock()
+		r.stopped = true
+		for tm := range r.timers {
+			tm.Stop()
+		}
+		r.mu.Unlock()
 		close(r.stop)
 		wg.Wait()
 	}

@@ -11,9 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"layeh.com/radius/rfc2866"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/store/pgtest"
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/store/spool"
@@ -429,4 +431,35 @@ func TestSharedKillHelper(t *testing.T) {
 	n := startSharedNodeIn(t, dir, "node-k", db.WiFi(), nil)
 	fmt.Printf("acct %s\n", n.AcctAddr())
 	select {}
+}
+
+// accounting = "both" with the file's disk full: the record is in the
+// spool, so it is acknowledged (once) and reaches the store; the file
+// failure is logged, and a retransmission does not make a second row.
+func TestAccountingBothFileFull(t *testing.T) {
+	dir := policytest.SmallFS(t, 64<<10)
+	file := filepath.Join(dir, "accounting.jsonl")
+	store := fileStore(t)
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: "a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sp.Run(ctx, store); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; sp.Close() })
+	s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
+		c.AccountingFile, c.Accounting = file, AccountingBoth
+	})
+	policytest.Fill(t, dir, "filler")
+	conn := dial(t, s.AcctAddr())
+	req := acctRequest(t, rfc2866.AcctStatusType_Value_Start, "full-disk")
+	if rawExchange(t, conn, req, time.Second) == nil {
+		t.Fatal("not acknowledged although the spool has the record")
+	}
+	waitUntil(t, "the record in the store", 10*time.Second, func() bool { return sp.Stats().Records == 0 })
+	rows, err := store.Accounting(context.Background(), "full-disk")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("store rows %d, %v; want 1", len(rows), err)
+	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
+
 	"context"
 	"fmt"
+	"github.com/gatehouse/gatehouse/store/spool"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,4 +86,35 @@ func TestServeWiFiStore(t *testing.T) {
 	}
 	db.Close()
 	srv.stopClean(t)
+}
+
+type failingTarget struct{}
+
+func (failingTarget) Apply(context.Context, string, []spool.Entry) error {
+	return errors.New("connection refused")
+}
+
+// While PostgreSQL does not take the spooled records, /readyz says
+// "degraded" (the node stays ready: logins and accounting go on).
+func TestSpoolReadiness(t *testing.T) {
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: "n", RetryMax: 50 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w := &wifiShared{spool: sp}
+	if err := w.Ready(); err != nil {
+		t.Fatalf("empty spool: %v", err)
+	}
+	sp.Append("acct", []byte(`{}`))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sp.Run(ctx, failingTarget{}); close(done) }()
+	waitFor(t, "the replayer to fail", func() bool { return sp.Stats().Failing })
+	cancel()
+	<-done
+	err = w.Ready()
+	if !isDegraded(err) || !strings.Contains(err.Error(), "1 Wi-Fi/accounting records spooled locally") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Ready = %v; want degraded with the depth and the error", err)
+	}
 }
