@@ -463,3 +463,21 @@ func TestAccountingBothFileFull(t *testing.T) {
 		t.Fatalf("store rows %d, %v; want 1", len(rows), err)
 	}
 }
+
+// FuzzDecodeSession: a session record from the store (written by another
+// node, or damaged) never panics; what decodes has a token and a chain.
+func FuzzDecodeSession(f *testing.F) {
+	p := getPKI(f)
+	leaf, _ := x509.ParseCertificate(p.alice.Certificate[0])
+	tok := [16]byte{9}
+	f.Add(encodeSession(&tok, &sessionInfo{nas: &nas{name: "ap"}, chain: []*x509.Certificate{leaf}}, time.Unix(0, 0)))
+	f.Add([]byte(`{"token":"00112233445566778899aabbccddeeff","chain":["AAAA"]}`))
+	f.Add([]byte(`{"token":"zz","nas_ip":"x","framed_ip":"::1"}`))
+	n := &nas{name: "ap"}
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		e, err := decodeSession(rec, n, netip.MustParseAddr("127.0.0.1"))
+		if err == nil && (len(e.info.chain) == 0 || e.info.nas != n) {
+			t.Fatalf("decoded without a chain or NAS: %+v", e.info)
+		}
+	})
+}
