@@ -226,24 +226,27 @@ func acctAnswered(t *testing.T, s *Server, status rfc2866.AcctStatusType, sessio
 	return false
 }
 
-// TestSharedOutage: PostgreSQL stops during a login load and accounting.
+// TestSharedOutage: two nodes, one PostgreSQL, which stops during a login
+// load and accounting on both.
 // Every login is accepted and every Accounting-Request acknowledged while
 // it is down (the spool grows); after it restarts the spool is replayed
 // and radius_accounting holds every record exactly once.
 func TestSharedOutage(t *testing.T) {
 	pg, store := pgStore(t)
-	n := startSharedNode(t, "node-a", store, nil)
+	nodes := []*sharedNode{startSharedNode(t, "node-a", store, nil), startSharedNode(t, "node-b", store, nil)}
 
-	const perPhase = 20
+	const perPhase = 10
 	want := map[string]bool{}
 	send := func(phase string) {
-		for i := range perPhase {
-			for _, st := range []rfc2866.AcctStatusType{rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_Stop} {
-				sid := fmt.Sprintf("%s-%d", phase, i)
-				if !acctAnswered(t, n.Server, st, sid, time.Second) {
-					t.Fatalf("%s: accounting %s %v not acknowledged", phase, sid, st)
+		for k, n := range nodes {
+			for i := range perPhase {
+				for _, st := range []rfc2866.AcctStatusType{rfc2866.AcctStatusType_Value_Start, rfc2866.AcctStatusType_Value_Stop} {
+					sid := fmt.Sprintf("%s-%d-%d", phase, k, i)
+					if !acctAnswered(t, n.Server, st, sid, time.Second) {
+						t.Fatalf("%s: accounting %s %v not acknowledged", phase, sid, st)
+					}
+					want[sid+"/"+st.String()] = true
 				}
-				want[sid+"/"+st.String()] = true
 			}
 		}
 	}
@@ -251,7 +254,8 @@ func TestSharedOutage(t *testing.T) {
 	var mu sync.Mutex
 	logins := func(k int) {
 		var wg sync.WaitGroup
-		for range k {
+		for i := range k {
+			n := nodes[i%len(nodes)]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -268,9 +272,14 @@ func TestSharedOutage(t *testing.T) {
 		}
 		wg.Wait()
 	}
+	drained := func() {
+		for _, n := range nodes {
+			n.drained(t)
+		}
+	}
 	send("before")
 	logins(4)
-	n.drained(t)
+	drained()
 
 	pg.Stop()
 	down := time.Now()
@@ -279,16 +288,18 @@ func TestSharedOutage(t *testing.T) {
 	go func() { defer wg.Done(); logins(16) }() // the login load during the outage
 	send("during")
 	wg.Wait()
-	st := n.spool.Stats()
-	if st.Records < 2*perPhase || st.Oldest.IsZero() {
-		t.Fatalf("spool during the outage: %+v; want the records kept", st)
+	for _, n := range nodes {
+		if st := n.spool.Stats(); st.Records < 2*perPhase || st.Oldest.IsZero() {
+			t.Fatalf("spool during the outage: %+v; want the records kept", st)
+		}
+		waitUntil(t, "the replayer to notice the outage", 10*time.Second, func() bool { return n.spool.Stats().Failing })
 	}
-	waitUntil(t, "the replayer to notice the outage", 10*time.Second, func() bool { return n.spool.Stats().Failing })
-	t.Logf("outage: %d logins accepted, %d failed, %d records spooled in %v", ok, failed, n.spool.Stats().Records, time.Since(down))
+	t.Logf("outage: %d logins accepted, %d failed, %d+%d records spooled in %v", ok, failed,
+		nodes[0].spool.Stats().Records, nodes[1].spool.Stats().Records, time.Since(down))
 
 	pg.Restart()
 	send("after")
-	n.drained(t)
+	drained()
 	if failed != 0 {
 		t.Fatalf("%d logins failed", failed)
 	}
