@@ -1,7 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"errors"
+	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/radius"
 
 	"context"
 	"fmt"
@@ -117,4 +125,58 @@ func TestSpoolReadiness(t *testing.T) {
 	if !isDegraded(err) || !strings.Contains(err.Error(), "1 Wi-Fi/accounting records spooled locally") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Ready = %v; want degraded with the depth and the error", err)
 	}
+}
+
+// The spool's depth and age are exported, and the metrics lint clean.
+func TestWiFiStoreMetrics(t *testing.T) {
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: "n"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	sp.Append("acct", []byte(`{}`), []byte(`{}`))
+	rs, err := radius.New(radius.Config{Clients: []radius.ClientConfig{{Name: "lo", Network: "127.0.0.1", Secret: "s"}}},
+		allowNone{}, &tls.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newWiFiStoreCollector(&wifiShared{spool: sp}, rs))
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+	if v := testutil.ToFloat64(onlyMetric(t, reg, "gatehouse_store_spool_records")); v != 2 {
+		t.Errorf("gatehouse_store_spool_records = %v, want 2", v)
+	}
+	if v := testutil.ToFloat64(onlyMetric(t, reg, "gatehouse_store_spool_oldest_seconds")); v < 0 || v > 60 {
+		t.Errorf("gatehouse_store_spool_oldest_seconds = %v", v)
+	}
+}
+
+type allowNone struct{}
+
+func (allowNone) Authorize(context.Context, []*x509.Certificate) policy.Decision {
+	return policy.Decision{}
+}
+
+// onlyMetric is a collector of the one metric name of reg.
+func onlyMetric(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return gaugeOf(mf.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+func gaugeOf(v float64) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+	g.Set(v)
+	return g
 }
