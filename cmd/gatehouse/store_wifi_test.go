@@ -1,19 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"errors"
-	"github.com/gatehouse/gatehouse/policy"
-	"github.com/gatehouse/gatehouse/radius"
-
-	"context"
 	"fmt"
-	"github.com/gatehouse/gatehouse/store/spool"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,13 +13,18 @@ import (
 	"testing"
 	"time"
 
-	layeh "layeh.com/radius"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
+	layeh "layeh.com/radius"
 
+	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/policytest"
+	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/store/pgtest"
 	"github.com/gatehouse/gatehouse/store/postgres"
+	"github.com/gatehouse/gatehouse/store/spool"
 )
 
 // TestServeWiFiStore: gatehouse serve with [store] backend = "postgres"
