@@ -2,6 +2,7 @@ package radius
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,8 @@ import (
 // AcctRecord is one accounting line.
 type AcctRecord struct {
 	Time           time.Time `json:"time"`
-	Status         string    `json:"status"` // start, stop, interim, accounting-on, accounting-off, or the number
+	Status         string    `json:"status"`                // start, stop, interim, accounting-on, accounting-off, or the number
+	ClassToken     string    `json:"class_token,omitempty"` // gatehouse's Class token (32 hex digits), linking the session to its Accept
 	SessionID      string    `json:"session_id,omitempty"`
 	UserName       string    `json:"user_name,omitempty"`
 	NAS            string    `json:"nas"`                      // configured client name
@@ -62,6 +64,9 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 		if rec.Status == "" {
 			rec.Status = fmt.Sprint(st)
 		}
+	}
+	if tok, ok := findToken(p); ok {
+		rec.ClassToken = hex.EncodeToString(tok[:])
 	}
 	rec.SessionID = str(attrAcctSessionID)
 	rec.UserName = str(attrUserName)
@@ -236,15 +241,20 @@ const (
 	acctLogEvery = 10 * time.Second
 )
 
-// acctLog is the append-only accounting file and its committer.
+// acctLog is the append-only accounting file and its committer. With a
+// shared store, records go to its spool (first) as well, or instead
+// (path "").
 type acctLog struct {
-	path string
-	in   chan *acctReq
-	done chan struct{} // closed when the committer has exited
-	log  *slog.Logger
+	path   string
+	shared Shared // nil: the file only
+	in     chan *acctReq
+	done   chan struct{} // closed when the committer has exited
+	log    *slog.Logger
 
-	mu  sync.Mutex // guards app
-	app *jsonl.Appender
+	mu          sync.Mutex // guards app, fileErrs, lastFileLog
+	app         *jsonl.Appender
+	fileErrs    uint64 // "both": file writes that failed after the spool took the record
+	lastFileLog time.Time
 
 	seen acctSeen
 
@@ -256,18 +266,23 @@ type acctLog struct {
 
 // openAcctLog opens the accounting file (repairing a partial last line
 // left by a crash) and starts its committer; close stops it.
-func openAcctLog(path string, log *slog.Logger) (*acctLog, error) {
+func openAcctLog(path string, shared Shared, log *slog.Logger) (*acctLog, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if path == "" {
+		a := &acctLog{shared: shared, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
+		go a.commitLoop()
+		return a, nil
+	}
 	app, err := jsonl.Open(path, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("radius: accounting file: %w", err)
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if n := app.Cut(); n > 0 {
 		log.Warn("radius: accounting file ended in a partial line (crash during a write); cut it, copy kept", "file", path, "bytes", n, "copy", path+".partial", "copy_error", app.QuarantineErr())
 	}
-	a := &acctLog{path: path, app: app, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
+	a := &acctLog{path: path, shared: shared, app: app, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
 	go a.commitLoop()
 	return a, nil
 }
@@ -316,12 +331,36 @@ func (a *acctLog) commitLoop() {
 
 // commit appends lines and syncs; on error the file is as before.
 func (a *acctLog) commit(lines []byte) error {
+	if a.shared != nil {
+		recs := bytes.SplitAfter(lines, []byte{'\n'})
+		recs = recs[:len(recs)-1] // after the last newline
+		for i, r := range recs {
+			recs[i] = r[:len(r)-1]
+		}
+		if err := a.shared.Append(kindAcct, recs...); err != nil {
+			return fmt.Errorf("radius: accounting spool: %w", err)
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.app.Append(lines); err != nil {
-		return fmt.Errorf("radius: accounting file: %w", err)
+	if a.app == nil {
+		return nil
 	}
-	if err := a.app.Sync(); err != nil {
+	err := a.app.Append(lines)
+	if err == nil {
+		err = a.app.Sync()
+	}
+	if err != nil && a.shared != nil {
+		// "both": the store is the record of truth and has it; not
+		// acknowledging would make the retransmission a second row.
+		a.fileErrs++
+		if now := time.Now(); now.Sub(a.lastFileLog) >= acctLogEvery {
+			a.log.Error("radius: accounting file: record not written (it is in the shared store's spool)", "err", err, "failures", a.fileErrs)
+			a.lastFileLog = now
+		}
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("radius: accounting file: %w", err)
 	}
 	return nil
@@ -350,6 +389,9 @@ func (a *acctLog) write(rec *AcctRecord) error {
 // log rotator that renamed it (logrotate, then `systemctl reload`) gets a
 // fresh file. On failure the old file stays in use.
 func (a *acctLog) reopen() error {
+	if a.path == "" {
+		return nil
+	}
 	app, err := jsonl.Open(a.path, 0o640)
 	if err != nil {
 		return fmt.Errorf("radius: accounting file: reopen: %w", err)
@@ -369,6 +411,9 @@ func (a *acctLog) reopen() error {
 func (a *acctLog) sync() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.app == nil {
+		return nil
+	}
 	return a.app.Sync()
 }
 
@@ -379,6 +424,9 @@ func (a *acctLog) close() error {
 	<-a.done
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.app == nil {
+		return nil
+	}
 	return a.app.Close()
 }
 

@@ -148,7 +148,7 @@ func TestAccountingCrash(t *testing.T) {
 				f.WriteString(`{"time":"2026-12-01T00:00:00Z","status":"sto`)
 				f.Close()
 			}
-			a, err := openAcctLog(file, nil)
+			a, err := openAcctLog(file, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +180,7 @@ func TestAccountingCrashHelper(t *testing.T) {
 	if file == "" {
 		t.Skip("helper process for TestAccountingCrash")
 	}
-	a, err := openAcctLog(file, nil)
+	a, err := openAcctLog(file, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func TestRadclientInterop(t *testing.T) {
 // ReopenAccounting is called, new records go to a fresh file at the path.
 func TestAccountingReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "acct.jsonl")
-	a, err := openAcctLog(path, nil)
+	a, err := openAcctLog(path, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,12 @@ type dynServer struct {
 // authorization port at a fake NAS.
 func startDynServer(t *testing.T, mod func(*Config)) *dynServer {
 	t.Helper()
+	return startDynServerWith(t, nil, mod)
+}
+
+// startDynServerWith is startDynServer with a hook on the server before Run.
+func startDynServerWith(t *testing.T, hook func(*Server), mod func(*Config)) *dynServer {
+	t.Helper()
 	p := getPKI(t)
 	nas := newFakeNAS(t, testSecret)
 	port := nas.port()
@@ -51,6 +57,9 @@ func startDynServer(t *testing.T, mod func(*Config)) *dynServer {
 	s, err := New(cfg, auth, p.serverTLS(), slog.New(slog.NewJSONHandler(lb, nil)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if hook != nil {
+		hook(s)
 	}
 	runServer(t, s)
 	return &dynServer{Server: s, auth: auth, nas: nas, log: lb, pki: p}

@@ -23,6 +23,14 @@ type Config struct {
 	// AccountingFile receives one JSON line per Accounting-Request; empty
 	// means accounting requests are acknowledged but not recorded.
 	AccountingFile string `toml:"accounting_file"`
+	// Accounting says where accounting records go: "file" (default:
+	// AccountingFile), "store" (the shared store of several nodes, through
+	// the node's durable spool; needs [store] backend = "postgres") or
+	// "both" (the store's spool, then the file). A record is acknowledged
+	// once it is durable in the spool; with "both", a record the file
+	// cannot take is logged, not refused (the store has it). gatehouse
+	// serve defaults it to "store" when the store backend is postgres.
+	Accounting string `toml:"accounting"`
 	// FragmentSize is the largest EAP packet sent to a peer; default 1024,
 	// allowed 256..3000. A smaller Framed-MTU in the request (minus 4 bytes
 	// of EAPOL header) lowers it for that conversation.
@@ -151,6 +159,7 @@ const (
 type settings struct {
 	listen, acctListen string
 	acctFile           string
+	acctMode           string
 	fragSize           int
 	tlsMax             uint16
 	maxSessions        int
@@ -188,6 +197,11 @@ func (cfg *Config) settings() (*settings, error) {
 		maxDecisions:    cfg.MaxPendingDecisions,
 		rcvBuf:          cfg.ReceiveBuffer,
 		replyMessage:    cfg.ReplyMessage,
+	}
+	switch s.acctMode = or(cfg.Accounting, AccountingFile); s.acctMode {
+	case AccountingFile, AccountingStore, AccountingBoth:
+	default:
+		return nil, fmt.Errorf("radius: accounting %q: want \"file\", \"store\" or \"both\"", cfg.Accounting)
 	}
 	if s.fragSize == 0 {
 		s.fragSize = DefaultFragmentSize

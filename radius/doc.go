@@ -89,6 +89,10 @@
 // that cannot be written is rolled back to the last whole line (package
 // policy/jsonl) and not acknowledged (drop reason accounting_write_failed),
 // so the NAS retransmits; writing resumes by itself when space returns.
+// With a shared store (SetShared, Config.Accounting "store" or "both") the
+// record is acknowledged once it is in the node's durable spool instead,
+// and Wi-Fi sessions are shared so that another node can adopt them from
+// accounting (shared.go); the server never waits on the database.
 //
 // Revocation reaches live sessions (RFC 5176 dynamic authorization): each
 // Access-Accept to a client with a coa_port carries, besides the rule's

@@ -243,17 +243,39 @@ func (s *Server) rememberAccept(n *nas, src netip.AddrPort, p packet, userName s
 	if n.dyn.port == 0 || len(d.Chain) == 0 || !src.IsValid() {
 		return "", [16]byte{}
 	}
-	cls, tok, ok := s.live.accept(n, src.Addr(), p, userName, d, time.Now())
+	now := time.Now()
+	cls, tok, ok := s.live.accept(n, src.Addr(), p, userName, d, now)
 	if !ok {
 		return "", tok
+	}
+	if s.sharedRun != nil {
+		if info, ok := s.live.info(tok); ok {
+			s.spoolSession(spoolOp{kind: kindSession, sess: &info, tok: tok, at: now})
+		}
 	}
 	return cls, tok
 }
 
 // trackAccounting links an Accounting-Request to its session.
 func (s *Server) trackAccounting(n *nas, src netip.AddrPort, p packet) {
-	if by := s.live.account(n, src.Addr(), p, time.Now()); by != "" {
-		s.log.Debug("radius: accounting linked to a Wi-Fi session", "nas", n.name, "linked_by", by)
+	now := time.Now()
+	l := s.live.accountLink(n, src.Addr(), p, now)
+	if l.by != "" {
+		s.log.Debug("radius: accounting linked to a Wi-Fi session", "nas", n.name, "linked_by", l.by)
+	}
+	if s.sharedRun == nil {
+		return
+	}
+	if l.changed {
+		s.spoolSession(spoolOp{kind: kindSession, sess: &l.info, tok: l.tok, at: now})
+		return
+	}
+	if l.by == "" {
+		if st, _ := p.uint32Attr(attrAcctStatusType); st == 1 || st == 3 {
+			if tok, ok := findToken(p); ok {
+				s.requestAdopt(n, src, p, tok)
+			}
+		}
 	}
 }
 

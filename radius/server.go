@@ -66,6 +66,10 @@ type Server struct {
 	revalMu  sync.Mutex  // serializes Revalidate
 	reval    revalState  // re-validation engine and trigger (revalidate.go)
 
+	shared      Shared     // nil: one node (shared.go); set before Run
+	sharedRun   *sharedRun // its goroutines, set by Run before any worker starts
+	sharedStats sharedCounters
+
 	rs *radsecServer // RadSec listener (radsec.go); nil when off
 
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
@@ -222,15 +226,27 @@ func (s *Server) Run(ctx context.Context) error {
 		close(s.ready)
 		return err
 	}
-	if s.set.acctFile != "" {
-		if s.acct, err = openAcctLog(s.set.acctFile, s.log); err != nil {
-			authConn.Close()
-			if acctConn != nil {
-				acctConn.Close()
-			}
-			close(s.ready)
-			return err
+	if s.set.acctMode != AccountingFile && s.shared == nil {
+		err = fmt.Errorf("radius: accounting = %q needs a shared store ([store] backend = \"postgres\")", s.set.acctMode)
+	}
+	var acctShared Shared
+	acctFile := s.set.acctFile
+	switch s.set.acctMode {
+	case AccountingStore:
+		acctShared, acctFile = s.shared, ""
+	case AccountingBoth:
+		acctShared = s.shared
+	}
+	if err == nil && (acctFile != "" || acctShared != nil) {
+		s.acct, err = openAcctLog(acctFile, acctShared, s.log)
+	}
+	if err != nil {
+		authConn.Close()
+		if acctConn != nil {
+			acctConn.Close()
 		}
+		close(s.ready)
+		return err
 	}
 	var radsecAddr net.Addr
 	if s.rs != nil {
@@ -266,6 +282,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.tickClock(time.Now())
 	close(s.ready)
 	s.log.Info("radius: listening", "auth", addrString(s.authAddr), "acct", addrString(s.acctAddr), "radsec", addrString(radsecAddr), "clients", len(s.nas), "radsec_clients", s.rs.numClients())
+	stopShared := s.startShared()
 
 	// Fixed pool of datagram buffers: a reader without a free buffer
 	// leaves datagrams in the socket's receive buffer (fq.go).
@@ -346,6 +363,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("radius: accounting file", "err", err)
 		}
 	}
+	stopShared() // after the committer: its last records link sessions
 	if s.rs != nil {
 		s.rs.closeAll() // after the last replies were queued
 	}

@@ -73,6 +73,11 @@ type sessionKey struct {
 // liveTable holds the live sessions.
 type liveTable struct {
 	max int
+	// onEnd, when set (a shared store), is told of each session that
+	// ended (Accounting-Stop, the NAS's Accounting-On/Off, a disconnect,
+	// staleness after accounting, an Accept not sent), under mu: it must
+	// not block.
+	onEnd func(tok [16]byte)
 
 	mu        sync.Mutex // guards the fields below and every liveSession
 	byToken   map[[16]byte]*liveSession
@@ -168,36 +173,99 @@ func (t *liveTable) forget(tok [16]byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e := t.byToken[tok]; e != nil {
-		t.removeLocked(e)
+		t.endLocked(e)
 	}
+}
+
+// endLocked removes e and reports its end.
+func (t *liveTable) endLocked(e *liveSession) {
+	if t.byToken[e.token] != e {
+		return
+	}
+	t.removeLocked(e)
+	if t.onEnd != nil {
+		t.onEnd(e.token)
+	}
+}
+
+// adopt inserts a session accepted by another node (its accounting came
+// here); false if the token is known already.
+func (t *liveTable) adopt(e *liveSession, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byToken[e.token] != nil {
+		return false
+	}
+	for len(t.byToken) >= t.max {
+		victim := t.pending.Back()
+		if victim == nil {
+			victim = t.live.Back()
+		}
+		t.removeLocked(victim.Value.(*liveSession))
+	}
+	e.lastSeen = now
+	t.byToken[e.token] = e
+	e.elem = t.pending.PushFront(e)
+	if e.info.station != "" {
+		e.stationKey = sessionKey{e.info.nas, e.info.station}
+		t.byStation[e.stationKey] = e
+	}
+	return true
+}
+
+// info returns a copy of the session of tok.
+func (t *liveTable) info(tok [16]byte) (sessionInfo, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.byToken[tok]; e != nil {
+		return e.info, true
+	}
+	return sessionInfo{}, false
 }
 
 // account applies an Accounting-Request from client n at src. It returns
 // how the request was linked to a session: "class", "session", "station",
 // or "" when it was not.
 func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) (linkedBy string) {
+	return t.accountLink(n, src, p, now).by
+}
+
+// acctLink is how an Accounting-Request was linked to a session.
+type acctLink struct {
+	by      string // "class", "session", "station", or "" when not linked
+	changed bool   // a Start, or the session's NAS address, Acct-Session-Id or Framed-IP changed
+	tok     [16]byte
+	info    sessionInfo // after the update, when changed
+}
+
+func (t *liveTable) accountLink(n *nas, src netip.Addr, p packet, now time.Time) acctLink {
 	status, ok := p.uint32Attr(attrAcctStatusType)
 	if !ok {
-		return ""
+		return acctLink{}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if status == 7 || status == 8 { // Accounting-On/Off: the NAS (re)started, its sessions are gone
 		t.removeNASLocked(n)
-		return ""
+		return acctLink{}
 	}
 	if status != 1 && status != 2 && status != 3 {
-		return ""
+		return acctLink{}
 	}
 	e, by := t.matchLocked(n, p)
 	if e == nil {
-		return ""
+		return acctLink{}
 	}
 	if status == 2 {
-		t.removeLocked(e)
-		return by
+		t.endLocked(e)
+		return acctLink{by: by}
 	}
 	i := &e.info
+	before := struct {
+		addr, framed netip.Addr
+		sid          string
+		n            *nas
+	}{i.nasAddr, i.framedIP, i.sessionID, i.nas}
 	i.nas, i.nasAddr = n, src.Unmap()
 	if v, ok := p.attr(attrUserName); ok && len(v) > 0 {
 		i.userName = string(v)
@@ -229,6 +297,11 @@ func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) (li
 			t.bySession[k] = e
 		}
 	}
+	l := acctLink{by: by, tok: e.token, changed: status == 1 || !e.acct || before.addr != i.nasAddr ||
+		before.framed != i.framedIP || before.sid != i.sessionID || before.n != i.nas}
+	if l.changed {
+		l.info = *i
+	}
 	if e.acct {
 		e.interval = now.Sub(e.lastSeen)
 		t.live.MoveToFront(e.elem)
@@ -238,7 +311,7 @@ func (t *liveTable) account(n *nas, src netip.Addr, p packet, now time.Time) (li
 		e.elem = t.live.PushFront(e)
 	}
 	e.lastSeen = now
-	return by
+	return l
 }
 
 // matchLocked finds the session an Accounting-Request belongs to.
@@ -289,7 +362,7 @@ func (t *liveTable) removeLocked(e *liveSession) {
 func (t *liveTable) removeNASLocked(n *nas) {
 	for _, e := range t.byToken {
 		if e.info.nas == n {
-			t.removeLocked(e)
+			t.endLocked(e)
 		}
 	}
 }
@@ -298,7 +371,7 @@ func (t *liveTable) removeNASLocked(n *nas) {
 func (t *liveTable) remove(e *liveSession) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.removeLocked(e)
+	t.endLocked(e)
 }
 
 // update records a new rule and Wi-Fi attributes for e.
@@ -325,7 +398,7 @@ func (t *liveTable) expire(now time.Time) int {
 		e := el.Value.(*liveSession)
 		el = el.Prev()
 		if now.Sub(e.lastSeen) > e.staleAfter() {
-			t.removeLocked(e)
+			t.endLocked(e)
 			n++
 		}
 	}

@@ -203,6 +203,7 @@ func (l *loaded) compile() error {
 	rel(dir, &c.Store.DSNFile)
 	errs = append(errs, c.Store.check(file)...)
 	c.Store.defaults()
+	errs = append(errs, checkWiFiStore(c, file)...)
 	if err := c.sections.prepare(dir); err != nil {
 		errs = append(errs, prefixLines(file, err)...)
 		causes = append(causes, err)

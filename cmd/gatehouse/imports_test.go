@@ -14,9 +14,10 @@ import (
 // each other, store (the shared-state backends) imports only policy, only
 // cmd reads TOML, policy/jsonl (the line appender shared by the audit trail
 // and accounting) imports nothing of ours, and netlimit (the listeners'
-// connection caps, shared by vpn and cmd) is standard library only. In the
-// VPN door only vpn/pgstore (the PostgreSQL registry) imports store or pgx:
-// vpn itself stays database-free.
+// connection caps, shared by vpn and cmd) is standard library only. Only
+// store, vpn/pgstore and cmd import the PostgreSQL driver: radius and vpn
+// declare the interfaces they need and never wait on it (in the VPN door
+// only vpn/pgstore, the PostgreSQL registry, imports store or pgx).
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/gatehouse/gatehouse/"
 	const dnPackage = "policy/dn"
@@ -51,6 +52,8 @@ func TestImportRules(t *testing.T) {
 			dep := strings.TrimPrefix(imp, mod)
 			depTop, _, _ := strings.Cut(dep, "/")
 			switch {
+			case strings.HasPrefix(imp, "github.com/jackc/") && top != "store" && top != "cmd" && pkg != "vpn/pgstore":
+				t.Errorf("%s imports %s: only store, vpn/pgstore (and cmd) speak to PostgreSQL; radius reaches it through radius.Shared", pkg, imp)
 			case imp == "github.com/BurntSushi/toml" && top != "cmd":
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
 			case ours && pkg == "policy/jsonl":

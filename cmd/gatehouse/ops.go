@@ -68,6 +68,7 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 	if o.audit != nil {
 		next = o.audit
 	}
+	next = s.wifi.auditor(next, s.auditStore)
 	o.decisions = newDecisionCounter(next)
 	s.radius.SetAuditor(o.decisions)
 	if s.vpn != nil {
@@ -95,6 +96,9 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 	}
 	if o.audit != nil {
 		o.reg.MustRegister(newAuditCollector(o.audit.Stats))
+	}
+	if s.wifi != nil {
+		o.reg.MustRegister(newWiFiStoreCollector(s.wifi, s.radius))
 	}
 	return o, nil
 }
@@ -129,6 +133,9 @@ func readiness(s *servers) map[string]error {
 	}
 	if err, ok := storeReady(s); ok {
 		r["store"] = err
+	}
+	if s.wifi != nil {
+		r["spool"] = s.wifi.Ready()
 	}
 	return r
 }

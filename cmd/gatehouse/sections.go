@@ -117,6 +117,9 @@ type servers struct {
 
 	db       *postgres.DB   // [store] backend = "postgres"; nil for file
 	vpnStore *pgstore.Store // the VPN registry on db; nil for file (store_vpn.go)
+	wifi     *wifiShared    // the Wi-Fi spool to PostgreSQL, else nil (store_wifi.go)
+	// auditStore: [store] audit = true.
+	auditStore bool
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
@@ -159,13 +162,19 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 	if rc.AccountingFile == "" {
 		rc.AccountingFile = filepath.Join(c.Server.StateDir, "accounting.jsonl")
 	}
+	rc.Accounting = accountingMode(c)
 	if s.radius, err = radius.New(rc, auth, tlsConf, logger.With("component", "radius")); err != nil {
 		errs = append(errs, allSectionErrors("radius", err, &rc, func() error {
 			_, err := radius.New(rc, auth, tlsConf, slog.New(slog.DiscardHandler))
 			return err
 		})...)
-	} else if s.reval != nil {
-		s.radius.SetRevalidation(s.reval)
+	} else {
+		if s.reval != nil {
+			s.radius.SetRevalidation(s.reval)
+		}
+		if err := buildWiFiShared(l, s, logger); err != nil {
+			errs = append(errs, strings.TrimPrefix(err.Error(), l.file+": "))
+		}
 	}
 	if c.VPN.Enabled {
 		vc := c.VPN

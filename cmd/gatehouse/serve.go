@@ -122,7 +122,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	// the doors: conversations drained at shutdown are still decided and
 	// audited.
 	if s.db != nil {
-		defer s.db.Close()
+		defer s.db.Close() // after every component has returned
 		s.migrateAtStart(ctx, logger)
 	}
 	doorsDone := make(chan struct{})
@@ -151,7 +151,15 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 			return s.vpn.Run(ctx)
 		},
 		"vpn-store": s.runVPNStore,
-		"audit":    afterDoors(o.runAudit),
+		"audit":     afterDoors(o.runAudit),
+		// The spool outlives the doors: the last accounting records of a
+		// drain are spooled, and replayed now or at the next start.
+		"wifistore": afterDoors(func(ctx context.Context) error {
+			if s.wifi == nil {
+				return nil
+			}
+			return s.wifi.Run(ctx)
+		}),
 		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
 		"systemd":  func(ctx context.Context) error { return notifyUp(ctx, sd, s, logger) },

@@ -29,6 +29,10 @@ type storeConfig struct {
 	ConnectTimeout policy.Duration `toml:"connect_timeout"`
 	// Node names this node in the records it writes; default the host name.
 	Node string `toml:"node"`
+	// Audit also puts every audit event into the audit_events table
+	// (through the node's spool, as accounting); postgres only. The
+	// audit trail ([server] audit) is written as before.
+	Audit bool `toml:"audit"`
 	// Site groups the VPN nodes that share one WireGuard key and address
 	// pool; default "default".
 	Site string `toml:"site"`

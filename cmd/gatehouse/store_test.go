@@ -64,3 +64,19 @@ func TestStoreCommand(t *testing.T) {
 		t.Fatalf("bad dsn: exit %d, %q", code, errb.String())
 	}
 }
+
+func TestWiFiStoreConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(string) string
+		want string
+	}{
+		{replace(`[radius]`, "[radius]\naccounting = \"store\""), `radius.accounting: "store" needs [store] backend = "postgres"`},
+		{replace(`[radius]`, "[radius]\naccounting = \"db\""), `radius.accounting: "db": must be file, store or both`},
+		{withStore("audit = true"), `store.audit: only for backend = "postgres"`},
+	} {
+		_, err := loadConfig(writeConfig(t, tc.edit))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("err = %v, want %q", err, tc.want)
+		}
+	}
+}

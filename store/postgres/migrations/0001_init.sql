@@ -30,23 +30,30 @@ CREATE TABLE vpn_peers (
 CREATE INDEX vpn_peers_identity ON vpn_peers (site, identity_key);
 
 -- Wi-Fi sessions: the Class token an Access-Accept carried, linked by
--- accounting to the NAS's session, for Disconnect/CoA from any node.
+-- accounting to the NAS's session, for Disconnect/CoA from any node. The
+-- record holds the whole session, certificate chain (DER) included. An
+-- ended session keeps its row (ended = true) so that a late replay of an
+-- older update from another node cannot bring it back; updated_at orders
+-- the updates.
 CREATE TABLE wifi_sessions (
-	class_token   bytea       PRIMARY KEY,
+	class_token   text        PRIMARY KEY CHECK (class_token ~ '^[0-9a-f]{32}$'),
 	node          text        NOT NULL,
 	nas           text        NOT NULL,
 	nas_addr      text        NOT NULL,
 	acct_session  text,
 	station       text,
 	framed_ip     inet,
-	record        jsonb       NOT NULL,
+	ended         boolean     NOT NULL DEFAULT false,
+	record        jsonb,
 	started_at    timestamptz NOT NULL,
-	updated_at    timestamptz NOT NULL DEFAULT now()
+	updated_at    timestamptz NOT NULL
 );
 CREATE INDEX wifi_sessions_acct ON wifi_sessions (nas, acct_session);
+CREATE INDEX wifi_sessions_updated ON wifi_sessions (updated_at);
 
--- Accounting, radacct-like. A record has an idempotency key made by the
--- node that received it, so a replayed spool never makes duplicates.
+-- Accounting, radacct-like: one row per Accounting-Request. The node that
+-- received it makes the idempotency key (node:sequence of its spool), so a
+-- replayed spool never makes duplicates.
 CREATE TABLE radius_accounting (
 	id            bigserial   PRIMARY KEY,
 	idem_key      text        NOT NULL UNIQUE,
@@ -62,11 +69,12 @@ CREATE TABLE radius_accounting (
 	session_time  bigint,
 	input_octets  numeric,
 	output_octets numeric,
-	terminate_cause text,
-	class_token   bytea,
+	terminate_cause integer,
+	class_token   text,
 	record        jsonb       NOT NULL
 );
 CREATE INDEX radius_accounting_session ON radius_accounting (nas, acct_session);
+CREATE INDEX radius_accounting_user ON radius_accounting (user_name, received_at);
 CREATE INDEX radius_accounting_time ON radius_accounting (received_at);
 
 -- Audit events, when [store] audit = true.
