@@ -476,21 +476,7 @@ func RemoveFromStore(st Store, match string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, r := range recs {
-		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
-			continue
-		}
-		if err := st.Remove(r.Fingerprint); err != nil {
-			return out, err
-		}
-		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("vpn: remove peers: no peer matches %q", match)
-	}
-	sort.Strings(out)
-	return out, nil
+	return removeMatching(recs, st.Remove, match)
 }
 
 // RemoveStoredPeers is RemovePeers for when no server runs: it deletes the
@@ -502,12 +488,18 @@ func RemoveStoredPeers(stateDir, match string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return removeMatching(recs, st.Remove, match)
+}
+
+// removeMatching removes the records that match (fingerprint, identity or
+// address) with remove, and says what it removed.
+func removeMatching(recs []*PeerRecord, remove func(fp string) error, match string) ([]string, error) {
 	var out []string
 	for _, r := range recs {
 		if !matchPeer(match, r.Fingerprint, r.Identity, r.Address, r.Address6) {
 			continue
 		}
-		if err := st.Remove(r.Fingerprint); err != nil {
+		if err := remove(r.Fingerprint); err != nil {
 			return out, err
 		}
 		out = append(out, fmt.Sprintf("removed %s (%s, %s)", r.Identity, r.Address, r.Fingerprint))
