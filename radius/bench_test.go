@@ -69,12 +69,7 @@ func accessRequest(tb testing.TB, id byte, msg, state []byte) []byte {
 	req := layeh.New(layeh.CodeAccessRequest, []byte(testSecret))
 	req.Identifier = id
 	rfc2865.UserName_SetString(req, "bench")
-	for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
-		req.Add(79, m[:min(len(m), 253)])
-	}
-	if state != nil {
-		rfc2865.State_Set(req, state)
-	}
+	radbench.AddEAP(req, msg, state)
 	b, err := radbench.EncodeRequest(req)
 	if err != nil {
 		tb.Fatal(err)

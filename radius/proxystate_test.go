@@ -107,12 +107,7 @@ func TestProxyStateEchoed(t *testing.T) {
 	for id := byte(0); ; id++ {
 		r := layeh.New(layeh.CodeAccessRequest, []byte(testSecret))
 		r.Identifier = id
-		for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
-			r.Add(79, m[:min(len(m), 253)])
-		}
-		if state != nil {
-			rfc2865.State_Set(r, state)
-		}
+		radbench.AddEAP(r, msg, state)
 		req := withProxyState(t, r)
 		rp := checkProxyState(t, "EAP round", req, ip.do(req))
 		if rp.Code == layeh.CodeAccessAccept {

@@ -269,12 +269,7 @@ func radsecAccess(tb testing.TB, id byte, msg, state []byte) []byte {
 	rfc2865.UserName_SetString(req, "anonymous")
 	rfc2865.CallingStationID_SetString(req, testStation)
 	rfc2865.NASIdentifier_SetString(req, "ap-1")
-	for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
-		req.Add(79, m[:min(len(m), 253)])
-	}
-	if state != nil {
-		rfc2865.State_Set(req, state)
-	}
+	radbench.AddEAP(req, msg, state)
 	b, err := radbench.EncodeRequest(req)
 	if err != nil {
 		tb.Fatal(err)

@@ -24,15 +24,7 @@ import (
 // startBenchSpool opens a spool replaying into store until the benchmark
 // ends.
 func startBenchSpool(b *testing.B, store wifi.Store) *spool.Spool {
-	sp, err := spool.Open(spool.Config{Dir: b.TempDir(), Node: "bench"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sp.Run(ctx, store); close(done) }()
-	b.Cleanup(func() { cancel(); <-done; sp.Close() })
-	return sp
+	return startSpool(b, spool.Config{Dir: b.TempDir(), Node: "bench"}, store)
 }
 
 // BenchmarkAccountingToPostgres: Interim-Updates over UDP from 16

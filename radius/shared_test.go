@@ -38,6 +38,21 @@ type sharedNode struct {
 	store wifi.Store
 }
 
+// startSpool opens a spool with cfg, replaying into store until the test
+// ends.
+func startSpool(tb testing.TB, cfg spool.Config, store wifi.Store) *spool.Spool {
+	tb.Helper()
+	sp, err := spool.Open(cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sp.Run(ctx, store); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done; sp.Close() })
+	return sp
+}
+
 // startSharedNode starts a node named name on store; accounting goes to
 // the store.
 func startSharedNode(t *testing.T, name string, store wifi.Store, mod func(*Config)) *sharedNode {
@@ -47,14 +62,7 @@ func startSharedNode(t *testing.T, name string, store wifi.Store, mod func(*Conf
 
 func startSharedNodeIn(t *testing.T, dir, name string, store wifi.Store, mod func(*Config)) *sharedNode {
 	t.Helper()
-	sp, err := spool.Open(spool.Config{Dir: dir, Node: name, RetryMax: 200 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sp.Run(ctx, store); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; sp.Close() })
+	sp := startSpool(t, spool.Config{Dir: dir, Node: name, RetryMax: 200 * time.Millisecond}, store)
 	ds := startDynServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
 		c.Accounting = AccountingStore
 		if mod != nil {
@@ -451,14 +459,7 @@ func TestAccountingBothFileFull(t *testing.T) {
 	dir := policytest.SmallFS(t, 64<<10)
 	file := filepath.Join(dir, "accounting.jsonl")
 	store := fileStore(t)
-	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: "a"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sp.Run(ctx, store); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; sp.Close() })
+	sp := startSpool(t, spool.Config{Dir: t.TempDir(), Node: "a"}, store)
 	s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
 		c.AccountingFile, c.Accounting = file, AccountingBoth
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/atomicfile"
 )
 
 // EnrollOptions configure Enroll (the `gatehouse enroll` command).
@@ -81,7 +82,7 @@ func Enroll(ctx context.Context, opts EnrollOptions) (string, error) {
 		return "", err
 	}
 	if opts.Output != "" {
-		if err := writeFileAtomic(opts.Output, []byte(conf), 0o600); err != nil {
+		if err := atomicfile.Write(opts.Output, []byte(conf), 0o600); err != nil {
 			return "", fmt.Errorf("vpn: enroll: write config: %w", err)
 		}
 	}

@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/x509"
 	"net"
+	"os"
 	"testing"
+	"time"
 )
 
 // Namespace helpers for package vpn_test (netns_multinode_linux_test.go).
@@ -38,17 +40,35 @@ func CheckNetnsTools(t *testing.T) { checkNetnsTools(t) }
 
 func Run(t *testing.T, name string, args ...string) string { return run(t, name, args...) }
 
-// Quick is the part of a wg-quick text a namespace client needs.
-func Quick(t *testing.T, text string) (priv, peer Key, addrs, allowed []string) {
+// ClientInNetns runs a wireguard-go client as interface ifc in namespace
+// ns from the wg-quick text, towards endpoint with the given keepalive; it
+// returns the client's public key.
+func ClientInNetns(t *testing.T, ns, ifc, dir, text, endpoint string, keepalive int) Key {
 	q := parseWGQuick(t, text)
-	for _, a := range q.Address {
-		addrs = append(addrs, a.String())
-	}
-	for _, p := range q.AllowedIPs {
-		allowed = append(allowed, p.String())
-	}
-	return q.PrivateKey, q.PeerKey, addrs, allowed
+	q.Endpoint, q.Keepalive = endpoint, keepalive
+	startWGClient(t, ns, ifc, "wireguard-go", dir, q)
+	return q.PrivateKey.Public()
 }
+
+// ReachFrom dials addr from namespace ns and checks a TCP echo.
+func ReachFrom(ns, addr string, timeout time.Duration) error {
+	return reachVia(DialInNetns(ns), addr, timeout)
+}
+
+// HelperProc is a test helper process in a namespace.
+type HelperProc = helperProc
+
+// StartHelperProc runs the test helperTest in namespace ns with cfg (JSON)
+// in the environment variable env and waits for its READY line.
+func StartHelperProc(t *testing.T, ns, helperTest, env string, cfg any, wait time.Duration) *HelperProc {
+	return startHelperProc(t, ns, helperTest, env, cfg, wait)
+}
+
+// WaitLine waits for the helper's next line starting with prefix.
+func (h *helperProc) WaitLine(t *testing.T, prefix string) string { return h.waitLine(t, prefix) }
+
+// Signal sends sig to the helper process.
+func (h *helperProc) Signal(sig os.Signal) error { return h.cmd.Process.Signal(sig) }
 
 // Pool is the CA as a trust pool.
 func (ca *testCA) Pool() *x509.CertPool { return ca.pool }

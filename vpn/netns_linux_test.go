@@ -98,9 +98,14 @@ func (l *lab) dialC(ctx context.Context, network, addr string) (net.Conn, error)
 
 // reach dials addr from C and checks an echo.
 func (l *lab) reach(addr string, timeout time.Duration) error {
+	return reachVia(l.dialC, addr, timeout)
+}
+
+// reachVia dials addr with dial and checks a TCP echo within timeout.
+func reachVia(dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := l.dialC(ctx, "tcp", addr)
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -114,28 +119,24 @@ func (l *lab) reach(addr string, timeout time.Duration) error {
 	return err
 }
 
-// helperProc is gatehouse running in S.
+// helperProc is a test binary re-run as a helper process (one Test…Helper)
+// inside a namespace, its stdout read line by line.
 type helperProc struct {
 	cmd   *exec.Cmd
+	name  string        // the helper test, for failure messages
+	wait  time.Duration // how long waitLine waits
 	lines chan string
 }
 
-func (l *lab) startServer(allow []string, noFilter bool) *helperProc {
-	t := l.t
-	hc := helperConfig{
-		Config: Config{
-			Enabled: true, Interface: l.ifS, ListenPort: 51820, Endpoint: "192.0.2.1:51820",
-			AddressPool: "100.96.0.0/24", AddressPool6: "fd7a:6761::/64", EnrollListen: "192.0.2.1:8443",
-		},
-		StateDir:   filepath.Join(l.dir, "state"),
-		Allow:      allow,
-		AllowedCNs: []string{"alice"},
-		NoFilter:   noFilter,
-	}
-	hc.CertPEM, hc.KeyPEM = serverCertFor(t, l.ca, "192.0.2.1")
-	cfgJSON, _ := json.Marshal(hc)
-	cmd := exec.Command("ip", "netns", "exec", l.nsS, os.Args[0], "-test.run=^TestNetnsServerHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfgJSON))
+// startHelperProc runs this test binary's test helperTest inside namespace
+// ns with cfg, JSON, in the environment variable env, stops it (stdin
+// closed, then killed after 10s) when the test ends, and waits up to wait
+// for its READY line.
+func startHelperProc(t *testing.T, ns, helperTest, env string, cfg any, wait time.Duration) *helperProc {
+	t.Helper()
+	cfgJSON, _ := json.Marshal(cfg)
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^"+helperTest+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+string(cfgJSON))
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -153,7 +154,7 @@ func (l *lab) startServer(allow []string, noFilter bool) *helperProc {
 			<-done
 		}
 	})
-	h := &helperProc{cmd: cmd, lines: make(chan string, 16)}
+	h := &helperProc{cmd: cmd, name: helperTest, wait: wait, lines: make(chan string, 16)}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -168,20 +169,37 @@ func (l *lab) startServer(allow []string, noFilter bool) *helperProc {
 	return h
 }
 
+// startServer runs gatehouse (TestNetnsServerHelper) in S.
+func (l *lab) startServer(allow []string, noFilter bool) *helperProc {
+	t := l.t
+	hc := helperConfig{
+		Config: Config{
+			Enabled: true, Interface: l.ifS, ListenPort: 51820, Endpoint: "192.0.2.1:51820",
+			AddressPool: "100.96.0.0/24", AddressPool6: "fd7a:6761::/64", EnrollListen: "192.0.2.1:8443",
+		},
+		StateDir:   filepath.Join(l.dir, "state"),
+		Allow:      allow,
+		AllowedCNs: []string{"alice"},
+		NoFilter:   noFilter,
+	}
+	hc.CertPEM, hc.KeyPEM = serverCertFor(t, l.ca, "192.0.2.1")
+	return startHelperProc(t, l.nsS, "TestNetnsServerHelper", helperEnv, hc, 20*time.Second)
+}
+
 func (h *helperProc) waitLine(t *testing.T, prefix string) string {
 	t.Helper()
-	timeout := time.After(20 * time.Second)
+	timeout := time.After(h.wait)
 	for {
 		select {
 		case l, ok := <-h.lines:
 			if !ok {
-				t.Fatalf("helper exited before %q", prefix)
+				t.Fatalf("%s exited before %q", h.name, prefix)
 			}
 			if strings.HasPrefix(l, prefix) {
 				return l
 			}
 		case <-timeout:
-			t.Fatalf("helper: no %q", prefix)
+			t.Fatalf("%s: no %q", h.name, prefix)
 		}
 	}
 }
@@ -208,14 +226,21 @@ func (l *lab) enroll(cn string) *wgQuick {
 // startClient runs a userspace WireGuard client (wgGo: a wireguard-go
 // binary) in C, configured with wg setconf from q, plus ip addr and routes.
 func (l *lab) startClient(q *wgQuick, wgGo string) {
-	t := l.t
-	cmd := exec.Command("ip", "netns", "exec", l.nsC, wgGo, "-f", l.ifC)
+	startWGClient(l.t, l.nsC, l.ifC, wgGo, l.dir, q)
+}
+
+// startWGClient runs a userspace WireGuard client (wgGo: a wireguard-go
+// binary) as interface ifc in namespace ns, configured with wg setconf from
+// q (the file written in dir), plus q's addresses and routes.
+func startWGClient(t *testing.T, ns, ifc, wgGo, dir string, q *wgQuick) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, wgGo, "-f", ifc)
 	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	sock := "/var/run/wireguard/" + l.ifC + ".sock"
+	sock := "/var/run/wireguard/" + ifc + ".sock"
 	for i := 0; ; i++ {
 		if _, err := os.Stat(sock); err == nil {
 			break
@@ -225,20 +250,20 @@ func (l *lab) startClient(q *wgQuick, wgGo string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	setconf := filepath.Join(l.dir, "setconf.conf")
+	setconf := filepath.Join(dir, "setconf-"+ifc+".conf")
 	var allowed []string
 	for _, p := range q.AllowedIPs {
 		allowed = append(allowed, p.String())
 	}
 	os.WriteFile(setconf, []byte(fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nEndpoint = %s\nAllowedIPs = %s\nPersistentKeepalive = %d\n",
 		q.PrivateKey, q.PeerKey, q.Endpoint, strings.Join(allowed, ", "), q.Keepalive)), 0o600)
-	run(t, "ip", "netns", "exec", l.nsC, "wg", "setconf", l.ifC, setconf)
+	run(t, "ip", "netns", "exec", ns, "wg", "setconf", ifc, setconf)
 	for _, a := range q.Address {
-		run(t, "ip", "-n", l.nsC, "addr", "add", a.String(), "dev", l.ifC)
+		run(t, "ip", "-n", ns, "addr", "add", a.String(), "dev", ifc)
 	}
-	run(t, "ip", "-n", l.nsC, "link", "set", l.ifC, "up")
+	run(t, "ip", "-n", ns, "link", "set", ifc, "up")
 	for _, p := range q.AllowedIPs {
-		run(t, "ip", "-n", l.nsC, "route", "add", p.String(), "dev", l.ifC)
+		run(t, "ip", "-n", ns, "route", "add", p.String(), "dev", ifc)
 	}
 }
 

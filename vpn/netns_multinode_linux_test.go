@@ -3,7 +3,6 @@
 package vpn_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -90,7 +89,7 @@ func TestNetnsTwoNodesMasquerade(t *testing.T) {
 	ca := vpn.NewTestCA(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "site-wg.key")
-	start := func(name, nsName, ip, iface string) *nodeProc {
+	start := func(name, nsName, ip, iface string) *vpn.HelperProc {
 		hc := nodeHelperConfig{
 			Config: vpn.Config{Enabled: true, Interface: iface, ListenPort: 51820, Endpoint: ip + ":51820",
 				AddressPool: "100.96.0.0/24", EnrollListen: ip + ":8443", PrivateKeyFile: keyFile,
@@ -98,7 +97,7 @@ func TestNetnsTwoNodesMasquerade(t *testing.T) {
 			StateDir: filepath.Join(dir, name), DSN: dsn, Name: name,
 		}
 		hc.CertPEM, hc.KeyPEM = ca.ServerPEM(t, ip)
-		return startNodeProc(t, nsName, hc)
+		return vpn.StartHelperProc(t, nsName, "TestNetnsNodeHelper", nodeHelperEnv, hc, 30*time.Second)
 	}
 	a := start("a", ns["s1"], "192.0.2.1", fmt.Sprintf("gha%d", pid))
 	b := start("b", ns["s2"], "192.0.3.1", fmt.Sprintf("ghb%d", pid))
@@ -112,115 +111,22 @@ func TestNetnsTwoNodesMasquerade(t *testing.T) {
 		t.Fatal(err)
 	}
 	// …and connect through B.
-	priv, peer, addrs, allowed := vpn.Quick(t, text)
-	ifC := fmt.Sprintf("ghc%dm", pid)
-	cmd := exec.Command("ip", "netns", "exec", ns["c"], "wireguard-go", "-f", ifC)
-	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	waitFor(t, 5*time.Second, "wireguard-go up", func() bool {
-		_, err := os.Stat("/var/run/wireguard/" + ifC + ".sock")
-		return err == nil
-	})
-	conf := filepath.Join(dir, "client.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("[Interface]\nPrivateKey = %s\n\n[Peer]\nPublicKey = %s\nEndpoint = 192.0.3.1:51820\nAllowedIPs = %s\nPersistentKeepalive = 1\n",
-		priv, peer, strings.Join(allowed, ", "))), 0o600)
-	vpn.Run(t, "ip", "netns", "exec", ns["c"], "wg", "setconf", ifC, conf)
-	for _, a := range addrs {
-		vpn.Run(t, "ip", "-n", ns["c"], "addr", "add", a, "dev", ifC)
-	}
-	vpn.Run(t, "ip", "-n", ns["c"], "link", "set", ifC, "up")
-	for _, p := range allowed {
-		vpn.Run(t, "ip", "-n", ns["c"], "route", "add", p, "dev", ifC)
-	}
-	reach := func(timeout time.Duration) error {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		c, err := vpn.DialInNetns(ns["c"])(ctx, "tcp", "10.10.0.2:22")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(timeout))
-		c.Write([]byte("ping"))
-		_, err = io.ReadFull(c, make([]byte, 4))
-		return err
-	}
+	pub := vpn.ClientInNetns(t, ns["c"], fmt.Sprintf("ghc%dm", pid), dir, text, "192.0.3.1:51820", 1)
+	reach := func(timeout time.Duration) error { return vpn.ReachFrom(ns["c"], "10.10.0.2:22", timeout) }
 	if err := reach(10 * time.Second); err != nil {
 		t.Fatalf("client enrolled on A cannot reach the service through B: %v", err)
 	}
-	if out := vpn.Run(t, "ip", "netns", "exec", ns["s2"], "wg", "show", fmt.Sprintf("ghb%d", pid), "latest-handshakes"); !strings.Contains(out, priv.Public().String()) {
+	if out := vpn.Run(t, "ip", "netns", "exec", ns["s2"], "wg", "show", fmt.Sprintf("ghb%d", pid), "latest-handshakes"); !strings.Contains(out, pub.String()) {
 		t.Errorf("B has no handshake with the client:\n%s", out)
 	}
 
 	// Revoke on A (A holds the re-validation lease: it started first).
-	a.cmd.Process.Signal(syscall.SIGUSR1)
-	a.waitLine(t, "REVALIDATED")
+	a.Signal(syscall.SIGUSR1)
+	a.WaitLine(t, "REVALIDATED")
 	revoked := time.Now()
 	waitFor(t, 2*time.Second, "B cuts the client revoked on A", func() bool { return reach(300*time.Millisecond) != nil })
 	t.Logf("revocation on A: the client's traffic through B stopped after %v", time.Since(revoked).Round(time.Millisecond))
 	_ = b
-}
-
-type nodeProc struct {
-	cmd   *exec.Cmd
-	lines chan string
-}
-
-func startNodeProc(t *testing.T, nsName string, hc nodeHelperConfig) *nodeProc {
-	b, _ := json.Marshal(hc)
-	cmd := exec.Command("ip", "netns", "exec", nsName, os.Args[0], "-test.run=^TestNetnsNodeHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), nodeHelperEnv+"="+string(b))
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	p := &nodeProc{cmd: cmd, lines: make(chan string, 16)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case p.lines <- sc.Text():
-			default:
-			}
-		}
-		close(p.lines)
-	}()
-	p.waitLine(t, "READY")
-	return p
-}
-
-func (p *nodeProc) waitLine(t *testing.T, prefix string) string {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("node exited before %q", prefix)
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-timeout:
-			t.Fatalf("node: no %q", prefix)
-		}
-	}
 }
 
 // TestNetnsNodeHelper is one node of TestNetnsTwoNodesMasquerade.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy/atomicfile"
 )
 
 // Restoring a large registry: wireguard-go precomputes a Diffie-Hellman
@@ -98,7 +100,7 @@ func (s *Server) saveRecent() {
 		}
 	}
 	s.mu.Unlock()
-	if err := writeFileAtomic(s.recentPath(), b.Bytes(), 0o600); err != nil {
+	if err := atomicfile.Write(s.recentPath(), b.Bytes(), 0o600); err != nil {
 		s.log.Warn("vpn: handshake times not saved", "err", err)
 	}
 }

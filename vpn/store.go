@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy/atomicfile"
 )
 
 // Store persists the peer registry: one record per enrolled certificate,
@@ -52,7 +54,7 @@ func (st *FileStore) Save(r *PeerRecord) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(st.path(r.Fingerprint), b, 0o600); err != nil {
+	if err := atomicfile.Write(st.path(r.Fingerprint), b, 0o600); err != nil {
 		return fmt.Errorf("vpn: save peer: %w", err)
 	}
 	return nil
@@ -63,7 +65,7 @@ func (st *FileStore) Remove(fp string) error {
 	if err := os.Remove(st.path(fp)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("vpn: remove peer: %w", err)
 	}
-	if err := syncDir(st.Dir); err != nil {
+	if err := atomicfile.SyncDir(st.Dir); err != nil {
 		return fmt.Errorf("vpn: remove peer: %w", err)
 	}
 	return nil
@@ -83,10 +85,10 @@ func (st *FileStore) quarantineFile(name string) error {
 	if err := os.Rename(filepath.Join(st.Dir, name), to); err != nil {
 		return fmt.Errorf("vpn: quarantine %s: %w", name, err)
 	}
-	if err := syncDir(qdir); err != nil {
+	if err := atomicfile.SyncDir(qdir); err != nil {
 		return fmt.Errorf("vpn: quarantine %s: %w", name, err)
 	}
-	if err := syncDir(st.Dir); err != nil {
+	if err := atomicfile.SyncDir(st.Dir); err != nil {
 		return fmt.Errorf("vpn: quarantine %s: %w", name, err)
 	}
 	return nil

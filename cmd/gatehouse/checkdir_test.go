@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -83,17 +81,7 @@ func TestCheckDirectoryGroupModeMismatch(t *testing.T) {
 // be reached is reported in the object (ok false, the error) with exit 1,
 // as without --json.
 func TestCheckDirectoryJSONUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "ldap://" + ln.Addr().String()
-	ln.Close()
-	cfg := writeConfig(t, func(s string) string {
-		s = replace(`backend = "file"                          # file (LDIF) | ldap`, `backend = "ldap"`+"\n"+`base_dn = "dc=example,dc=com"`)(s)
-		s = regexp.MustCompile(`(?m)^file = ".*example\.ldif"$`).ReplaceAllString(s, "")
-		return strings.Replace(s, "timeout = \"5s\"\n", "timeout = \"5s\"\n[directory.ldap]\nurls = [\""+url+"\"]\ninsecure_plaintext = true\n", 1)
-	})
+	cfg, url := unreachableLDAPConfig(t)
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"check", "--directory", "--json", "--config", cfg}, &out, &errb)
 	var rep checkReport

@@ -7,23 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
-// examplePKI maps the files config.example.toml names to test PKI files
-// that stand in for them.
-var examplePKI = map[string]string{
-	"pki/example-corp-root-ca-2024.pem":           "employee-root.pem",
-	"pki/example-corp-device-ca-2024.pem":         "device-ca.pem",
-	"pki/example-corp-employee-issuing-ca-g2.pem": "employee-int.pem",
-	"pki/example-corp-root-ca-2024.crl":           "employee-root.crl",
-	"pki/example-corp-employee-issuing-ca-g2.crl": "employee-int.crl",
-	"pki/example-corp-device-ca-2024.crl":         "device-ca.crl",
-	"pki/radius.example.com.pem":                  "server.pem",
-	"pki/radius.example.com.key":                  "server.key",
-	"secrets/ldap-bind-password":                  "",
-	"secrets/radius-access-points-hq":             "",
-	"secrets/radius-wlc-branches":                 "",
-}
+// examplePKI maps the files config.example.toml names (under
+// /etc/gatehouse) to test PKI files standing in for them; "" is a secret.
+var examplePKI = policytest.ExamplePKI()
 
 // TestExampleConfigChecks: the production example passes `check` once the
 // files it names exist (test PKI at its paths, /etc/gatehouse and

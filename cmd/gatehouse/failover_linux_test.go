@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,15 +52,7 @@ func TestHostapdFailover(t *testing.T) {
 	dsnFile := filepath.Join(t.TempDir(), "dsn")
 	os.WriteFile(dsnFile, []byte(pg.CreateDatabase("gh_failover")), 0o600)
 
-	a, b, ns := fmt.Sprintf("gh-%d-fa", os.Getpid()), fmt.Sprintf("gh-%d-fb", os.Getpid()), fmt.Sprintf("gh-%d-fns", os.Getpid())
-	ipCmd(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd(t, "link", "add", a, "type", "veth", "peer", "name", b)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", a).Run() })
-	ipCmd(t, "link", "set", b, "netns", ns)
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+a+"/disable_ipv6", []byte("1"), 0o644)
-	ipCmd(t, "link", "set", a, "up")
-	ipCmd(t, "-n", ns, "link", "set", b, "up")
+	a, b, ns := wiredVeth(t, "f")
 
 	das := freeUDPPort(t)
 	type node struct {
@@ -87,66 +78,11 @@ func TestHostapdFailover(t *testing.T) {
 	B.srv = startServe(t, B.file, nil)
 
 	dir := t.TempDir()
-	pki, _ := filepath.Abs("../../testdata/pki")
-	hconf := filepath.Join(dir, "hostapd.conf")
-	os.WriteFile(hconf, []byte(fmt.Sprintf(`interface=%s
-driver=wired
-logger_stdout=-1
-logger_stdout_level=1
-ieee8021x=1
-eap_reauth_period=0
-use_pae_group_addr=1
-own_ip_addr=127.0.0.1
-nas_identifier=gh-test-ap
-auth_server_addr=127.0.0.1
-auth_server_port=%d
-auth_server_shared_secret=testing123
-auth_server_addr=127.0.0.1
-auth_server_port=%d
-auth_server_shared_secret=testing123
-acct_server_addr=127.0.0.1
-acct_server_port=%d
-acct_server_shared_secret=testing123
-acct_server_addr=127.0.0.1
-acct_server_port=%d
-acct_server_shared_secret=testing123
-radius_das_port=%d
-radius_das_client=127.0.0.1 testing123
-radius_das_require_event_timestamp=1
-radius_das_require_message_authenticator=1
-`, a, A.auth, B.auth, B.acct, A.acct, das)), 0o600)
+	hconf := writeHostapdConf(dir, a, []int{A.auth, B.auth}, []int{B.acct, A.acct}, das)
 	ctrl := filepath.Join(dir, "wpa-ctrl")
-	sconf := filepath.Join(dir, "supplicant.conf")
-	os.WriteFile(sconf, []byte(fmt.Sprintf(`ctrl_interface=%[2]s
-ap_scan=0
-network={
-	key_mgmt=IEEE8021X
-	eap=TLS
-	identity="anonymous"
-	ca_cert="%[1]s/server-ca.pem"
-	client_cert="%[1]s/alice.pem"
-	private_key="%[1]s/alice.key"
-	eapol_flags=0
-}
-`, pki, ctrl)), 0o600)
-
-	pctx, pcancel := context.WithCancel(context.Background())
-	var hlog, wlog syncBuffer
-	h := exec.CommandContext(pctx, hostapd, "-t", hconf)
-	h.Stdout, h.Stderr = &hlog, &hlog
-	s := exec.CommandContext(pctx, "ip", "netns", "exec", ns, "wpa_supplicant", "-D", "wired", "-i", b, "-c", sconf)
-	s.Stdout, s.Stderr = &wlog, &wlog
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pcancel(); h.Wait() }()
-	waitFor(t, "hostapd to start", func() bool {
-		return strings.Contains(hlog.String(), "AP-ENABLED") || strings.Contains(hlog.String(), "RADIUS")
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pcancel(); s.Wait() }()
+	sconf := writeSupplicantConf(dir, ctrl)
+	w := startWired(t, hostapd, []string{"-t"}, hconf, ns, b, sconf)
+	hlog, wlog := &w.hlog, &w.wlog
 	cli := func(args ...string) string {
 		out, _ := exec.Command("ip", append([]string{"netns", "exec", ns, wpaCli, "-p", ctrl, "-i", b}, args...)...).CombinedOutput()
 		return string(out)
@@ -197,17 +133,17 @@ network={
 	})
 	cli("SET", "EAPOL::heldPeriod", "2")
 	cli("SET", "EAPOL::authPeriod", "120") // wait for hostapd's failover, not restart the conversation
-	successes := count(&wlog, "CTRL-EVENT-EAP-SUCCESS")
+	successes := count(wlog, "CTRL-EVENT-EAP-SUCCESS")
 	acceptsA := count(A.srv.logs, "radius: accept")
 	cli("reauthenticate")
 	waitLong(t, "the station accepted through node A again", 30*time.Second, func() bool {
-		return count(&wlog, "CTRL-EVENT-EAP-SUCCESS") > successes && count(A.srv.logs, "radius: accept") > acceptsA
+		return count(wlog, "CTRL-EVENT-EAP-SUCCESS") > successes && count(A.srv.logs, "radius: accept") > acceptsA
 	})
 	if code := A.srv.stop(); code != exitOK {
 		t.Fatalf("node A exited %d", code)
 	}
 	stopped := time.Now()
-	successes = count(&wlog, "CTRL-EVENT-EAP-SUCCESS")
+	successes = count(wlog, "CTRL-EVENT-EAP-SUCCESS")
 	defer func() {
 		if t.Failed() {
 			t.Logf("hostapd:\n%s\nwpa_supplicant:\n%s\nnode B:\n%s", tailN(hlog.String(), 6000), tailN(wlog.String(), 3000), tailN(B.srv.logs.String(), 3000))
@@ -218,7 +154,7 @@ network={
 	// unanswered attempts, re-sending the pending request there.
 	cli("reauthenticate")
 	waitLong(t, "the station accepted through node B", 100*time.Second, func() bool {
-		return count(&wlog, "CTRL-EVENT-EAP-SUCCESS") > successes && strings.Contains(B.srv.logs.String(), "radius: accept")
+		return count(wlog, "CTRL-EVENT-EAP-SUCCESS") > successes && strings.Contains(B.srv.logs.String(), "radius: accept")
 	})
 	t.Logf("node A stopped to the station accepted through node B: %v (hostapd's RADIUS failover)", time.Since(stopped))
 	if p := os.Getenv("GATEHOUSE_FAILOVER_LOG"); p != "" {
@@ -232,14 +168,12 @@ network={
 	waitLong(t, "node B to link the new session's accounting", 30*time.Second, func() bool {
 		return count(B.srv.logs, "linked_by=class") >= 1
 	})
-	drops := count(&hlog, "AP-STA-DISCONNECTED")
+	drops := count(hlog, "AP-STA-DISCONNECTED")
 	edit(B, `groups = ["cn=engineering,ou=groups,dc=example,dc=com"]`, `groups = ["cn=nobody,ou=groups,dc=example,dc=com"]`)
 	waitLong(t, "hostapd to drop the station again", 30*time.Second, func() bool {
-		return count(&hlog, "AP-STA-DISCONNECTED") > drops
+		return count(hlog, "AP-STA-DISCONNECTED") > drops
 	})
-	pcancel()
-	h.Wait()
-	s.Wait()
+	w.stop()
 	B.srv.stopClean(t)
 }
 

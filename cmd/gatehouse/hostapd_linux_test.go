@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,15 +38,7 @@ func TestHostapdDisconnect(t *testing.T) {
 
 	// A veth pair: the access point's port in this namespace (no IP; only
 	// EAPOL crosses it), the supplicant's in its own namespace.
-	a, b, ns := fmt.Sprintf("gh-%d-a", os.Getpid()), fmt.Sprintf("gh-%d-b", os.Getpid()), fmt.Sprintf("gh-%d-ns", os.Getpid())
-	ipCmd(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd(t, "link", "add", a, "type", "veth", "peer", "name", b)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", a).Run() })
-	ipCmd(t, "link", "set", b, "netns", ns)
-	os.WriteFile("/proc/sys/net/ipv6/conf/"+a+"/disable_ipv6", []byte("1"), 0o644)
-	ipCmd(t, "link", "set", a, "up")
-	ipCmd(t, "-n", ns, "link", "set", b, "up")
+	a, b, ns := wiredVeth(t, "")
 
 	auth, acct, das := freeUDPPort(t), freeUDPPort(t), freeUDPPort(t)
 	f := writeConfig(t, func(s string) string {
@@ -67,58 +58,10 @@ func TestHostapdDisconnect(t *testing.T) {
 	logs := srv.logs
 
 	dir := t.TempDir()
-	pki, _ := filepath.Abs("../../testdata/pki")
-	hconf := filepath.Join(dir, "hostapd.conf")
-	os.WriteFile(hconf, []byte(fmt.Sprintf(`interface=%s
-driver=wired
-logger_stdout=-1
-logger_stdout_level=1
-ieee8021x=1
-eap_reauth_period=0
-use_pae_group_addr=1
-own_ip_addr=127.0.0.1
-nas_identifier=gh-test-ap
-auth_server_addr=127.0.0.1
-auth_server_port=%d
-auth_server_shared_secret=testing123
-acct_server_addr=127.0.0.1
-acct_server_port=%d
-acct_server_shared_secret=testing123
-radius_das_port=%d
-radius_das_client=127.0.0.1 testing123
-radius_das_require_event_timestamp=1
-radius_das_require_message_authenticator=1
-`, a, auth, acct, das)), 0o600)
-	sconf := filepath.Join(dir, "supplicant.conf")
-	os.WriteFile(sconf, []byte(fmt.Sprintf(`ap_scan=0
-network={
-	key_mgmt=IEEE8021X
-	eap=TLS
-	identity="anonymous"
-	ca_cert="%[1]s/server-ca.pem"
-	client_cert="%[1]s/alice.pem"
-	private_key="%[1]s/alice.key"
-	eapol_flags=0
-}
-`, pki)), 0o600)
-
-	pctx, pcancel := context.WithCancel(context.Background())
-	var hlog, wlog syncBuffer
-	h := exec.CommandContext(pctx, hostapd, hconf)
-	h.Stdout, h.Stderr = &hlog, &hlog
-	s := exec.CommandContext(pctx, "ip", "netns", "exec", ns, "wpa_supplicant", "-D", "wired", "-i", b, "-c", sconf)
-	s.Stdout, s.Stderr = &wlog, &wlog
-	if err := h.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pcancel(); h.Wait() }()
-	waitFor(t, "hostapd to start", func() bool {
-		return strings.Contains(hlog.String(), "AP-ENABLED") || strings.Contains(hlog.String(), "RADIUS")
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { pcancel(); s.Wait() }()
+	hconf := writeHostapdConf(dir, a, []int{auth}, []int{acct}, das)
+	sconf := writeSupplicantConf(dir, "")
+	w := startWired(t, hostapd, nil, hconf, ns, b, sconf)
+	hlog, wlog := &w.hlog, &w.wlog
 
 	acctFile := filepath.Join(state, "accounting.jsonl")
 	acctHas := func(status string) bool {
@@ -146,8 +89,6 @@ network={
 	if !strings.Contains(logs.String(), "user=alice@corp.example.com") {
 		t.Errorf("disconnect log without the user:\n%s", tail(logs.String()))
 	}
-	pcancel()
-	h.Wait()
-	s.Wait()
+	w.stop()
 	srv.stopClean(t)
 }

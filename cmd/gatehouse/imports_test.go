@@ -13,7 +13,8 @@ import (
 // policy/dn (a leaf importing nothing of ours), radius and vpn never import
 // each other, store (the shared-state backends) imports only policy, only
 // cmd reads TOML, policy/jsonl (the line appender shared by the audit trail
-// and accounting) imports nothing of ours, and netlimit (the listeners'
+// and accounting) and policy/atomicfile (the atomic file writer of every
+// part's state) import nothing of ours, and netlimit (the listeners'
 // connection caps, shared by vpn and cmd) is standard library only. Only
 // store, vpn/pgstore and cmd import the PostgreSQL driver: radius and vpn
 // declare the interfaces they need and never wait on it (in the VPN door
@@ -58,6 +59,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports toml: only cmd reads TOML", pkg)
 			case ours && pkg == "policy/jsonl":
 				t.Errorf("%s imports %s: the line appender is a leaf (standard library only)", pkg, dep)
+			case ours && pkg == "policy/atomicfile":
+				t.Errorf("%s imports %s: the atomic file writer is a leaf (standard library only)", pkg, dep)
 			case top == "netlimit" && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				t.Errorf("%s imports %s: netlimit is standard library only", pkg, imp)
 			case top == "vpn" && pkg != "vpn/pgstore" && (depTop == "store" || strings.HasPrefix(imp, "github.com/jackc/")):

@@ -53,9 +53,21 @@ func (s *syncBuffer) String() string {
 func eapolTest(t *testing.T, bin string, port int, cert string, tls13 bool) (string, error) {
 	t.Helper()
 	pki, _ := filepath.Abs("../../testdata/pki")
+	return eapolRun(t, bin, port, pki, filepath.Join(pki, cert+".pem"), filepath.Join(pki, strings.TrimSuffix(cert, "-chain")+".key"), tls13, "")
+}
+
+// eapolRun runs eapol_test (bin) against gatehouse's RADIUS port with
+// EAP-TLS: the server CA from the directory pki, the client certificate
+// certFile and key keyFile, TLS 1.3 on or off, and extra (one more line,
+// if not empty) in the network block; it returns eapol_test's output.
+func eapolRun(t *testing.T, bin string, port int, pki, certFile, keyFile string, tls13 bool, extra string) (string, error) {
+	t.Helper()
 	phase1 := "tls_disable_tlsv1_3=1"
 	if tls13 {
 		phase1 = "tls_disable_tlsv1_3=0"
+	}
+	if extra != "" {
+		extra = "\n\t" + extra
 	}
 	conf := fmt.Sprintf(`network={
 	key_mgmt=WPA-EAP
@@ -63,12 +75,12 @@ func eapolTest(t *testing.T, bin string, port int, cert string, tls13 bool) (str
 	identity="anonymous"
 	ca_cert="%[1]s/server-ca.pem"
 	domain_suffix_match="gatehouse.test"
-	client_cert="%[1]s/%[2]s.pem"
-	private_key="%[1]s/%[4]s.key"
-	phase1="%[3]s"
+	client_cert="%[2]s"
+	private_key="%[3]s"
+	phase1="%[4]s"%[5]s
 	eapol_flags=0
 }
-`, pki, cert, phase1, strings.TrimSuffix(cert, "-chain"))
+`, pki, certFile, keyFile, phase1, extra)
 	cf := filepath.Join(t.TempDir(), "eapol.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

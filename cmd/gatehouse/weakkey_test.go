@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatehouse/gatehouse/policy/policytest"
 )
@@ -65,29 +62,5 @@ func TestServeWeakKeyRejected(t *testing.T) {
 // a weak key rather than refusing it itself.
 func eapolTestWith(t *testing.T, bin string, port int, pki, dir, name string, tls13 bool) (string, error) {
 	t.Helper()
-	phase1 := "tls_disable_tlsv1_3=1"
-	if tls13 {
-		phase1 = "tls_disable_tlsv1_3=0"
-	}
-	conf := fmt.Sprintf(`network={
-	key_mgmt=WPA-EAP
-	eap=TLS
-	identity="anonymous"
-	ca_cert="%[1]s/server-ca.pem"
-	domain_suffix_match="gatehouse.test"
-	client_cert="%[2]s/%[3]s.pem"
-	private_key="%[2]s/%[3]s.key"
-	phase1="%[4]s"
-	openssl_ciphers="DEFAULT@SECLEVEL=0"
-	eapol_flags=0
-}
-`, pki, dir, name, phase1)
-	cf := filepath.Join(t.TempDir(), "eapol.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-c", cf, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-s", "testing123", "-t", "10", "-r", "0").CombinedOutput()
-	return string(out), err
+	return eapolRun(t, bin, port, pki, filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"), tls13, `openssl_ciphers="DEFAULT@SECLEVEL=0"`)
 }

@@ -116,14 +116,7 @@ func (c *Client) Authenticate(ctx context.Context, identity string, conf *tls.Co
 		if c.FramedMTU > 0 {
 			rfc2865.FramedMTU_Set(req, rfc2865.FramedMTU(c.FramedMTU))
 		}
-		for m := msg; len(m) > 0; {
-			n := min(len(m), 253)
-			req.Add(rfc2869.EAPMessage_Type, layeh.Attribute(m[:n]))
-			m = m[n:]
-		}
-		if state != nil {
-			rfc2865.State_Set(req, state)
-		}
+		AddEAP(req, msg, state)
 		wire, err := EncodeRequest(req)
 		if err != nil {
 			return res, err
@@ -242,6 +235,17 @@ func (c *Client) exchange(ctx context.Context, conn net.Conn, wire, buf []byte, 
 		}
 	}
 	return nil, nil, ErrNoAnswer
+}
+
+// AddEAP adds msg to p as EAP-Message attributes (RFC 3579 section 3.1:
+// split into 253-byte pieces, in order) and, unless state is nil, a State.
+func AddEAP(p *layeh.Packet, msg, state []byte) {
+	for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
+		p.Add(rfc2869.EAPMessage_Type, m[:min(len(m), 253)])
+	}
+	if state != nil {
+		rfc2865.State_Set(p, state)
+	}
 }
 
 // EncodeRequest encodes an Access-Request (or Status-Server) with a

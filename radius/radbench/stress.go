@@ -276,12 +276,7 @@ func FragmentFlood(ctx context.Context, addr string, secret []byte, n, size, con
 					id++
 					req.Identifier = id
 					rfc2865.UserName_SetString(req, "frag")
-					for m := msg; len(m) > 0; m = m[min(len(m), 253):] {
-						req.Add(rfc2869.EAPMessage_Type, m[:min(len(m), 253)])
-					}
-					if state != nil {
-						rfc2865.State_Set(req, state)
-					}
+					AddEAP(req, msg, state)
 					wire, err := EncodeRequest(req)
 					if err != nil {
 						errs <- err

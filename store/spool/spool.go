@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/atomicfile"
 	"github.com/gatehouse/gatehouse/policy/jsonl"
 )
 
@@ -246,37 +247,10 @@ func (s *Spool) readCursor() (cursor, error) {
 func (s *Spool) writeCursor(c cursor) error {
 	b, _ := json.Marshal(c)
 	path := filepath.Join(s.cfg.Dir, "cursor.json")
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool: cursor: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(s.cfg.Dir)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("spool: cursor: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Append adds one entry of kind per element of data (each a JSON value),
@@ -339,7 +313,7 @@ func (s *Spool) rotateLocked() {
 	path := filepath.Join(s.cfg.Dir, segName(s.seg+1))
 	app, err := jsonl.Open(path, 0o600)
 	if err == nil {
-		err = syncDir(s.cfg.Dir)
+		err = atomicfile.SyncDir(s.cfg.Dir)
 	}
 	if err != nil {
 		if app != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gatehouse/gatehouse/policy/atomicfile"
 	"github.com/gatehouse/gatehouse/policy/jsonl"
 	"github.com/gatehouse/gatehouse/store/spool"
 )
@@ -152,23 +153,8 @@ func (f *FileStore) Apply(ctx context.Context, node string, es []spool.Entry) er
 
 func writeAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("wifi: %w", err)
-	}
-	tmp := path + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("wifi: %w", err)
-	}
-	_, err = fh.Write(b)
 	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
+		err = atomicfile.Write(path, b, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("wifi: %w", err)

@@ -13,19 +13,7 @@ import (
 
 // examplePKI maps the files config.example.toml names (under
 // /etc/gatehouse) to test PKI files standing in for them; "" is a secret.
-var examplePKI = map[string]string{
-	"pki/example-corp-root-ca-2024.pem":           "employee-root.pem",
-	"pki/example-corp-device-ca-2024.pem":         "device-ca.pem",
-	"pki/example-corp-employee-issuing-ca-g2.pem": "employee-int.pem",
-	"pki/example-corp-root-ca-2024.crl":           "employee-root.crl",
-	"pki/example-corp-employee-issuing-ca-g2.crl": "employee-int.crl",
-	"pki/example-corp-device-ca-2024.crl":         "device-ca.crl",
-	"pki/radius.example.com.pem":                  "server.pem",
-	"pki/radius.example.com.key":                  "server.key",
-	"secrets/ldap-bind-password":                  "",
-	"secrets/radius-access-points-hq":             "",
-	"secrets/radius-wlc-branches":                 "",
-}
+var examplePKI = policytest.ExamplePKI()
 
 // notForTheService are files an admin may leave in /etc/gatehouse that the
 // service must not read: a CA's private key, a backup made with umask 077.
