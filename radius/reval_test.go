@@ -105,7 +105,7 @@ func TestTriggeredRunServedByExplicitRun(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	rep := s.revalidateLocked(context.Background()) // gatehouse reload's own run
+	rep := s.revalidateLocked(context.Background())    // gatehouse reload's own run
 	if _, err := s.rv().engine.Confirm(); err != nil { // gatehouse reload --confirm-cut
 		s.revalMu.Unlock()
 		t.Fatal(err)
