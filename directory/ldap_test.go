@@ -323,7 +323,16 @@ func TestFirstURLDead(t *testing.T) {
 func TestConcurrentLookups(t *testing.T) {
 	s := startSlapd(t)
 	before := runtime.NumGoroutine()
-	d, err := New(func() Config { c := s.config(""); c.UserFilter = suiteUserFilter; c.LDAP.PoolSize = 4; return c }(), nil)
+	// 1000 lookups start at once and queue for 4 connections; the test is
+	// about their answers, not their speed (a loaded machine under -race
+	// serves fewer than 1000 queries a second), so the timeout is generous.
+	d, err := New(func() Config {
+		c := s.config("")
+		c.UserFilter = suiteUserFilter
+		c.LDAP.PoolSize = 4
+		c.Timeout = Duration{2 * time.Minute}
+		return c
+	}(), nil)
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

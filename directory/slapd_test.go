@@ -178,8 +178,44 @@ func (s *slapd) kill() {
 	s.cmd = nil
 }
 
-func (s *slapd) pause()  { s.cmd.Process.Signal(syscall.SIGSTOP) }
+// pause stops slapd (SIGSTOP, as a hung server) and waits until every one
+// of its threads is stopped: kill(2) returns before they are, and a busy
+// machine may let slapd answer a request sent just after it.
+func (s *slapd) pause() {
+	s.t.Helper()
+	must(s.t, s.cmd.Process.Signal(syscall.SIGSTOP))
+	pid := s.cmd.Process.Pid
+	deadline := time.Now().Add(30 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("slapd (pid %d) not stopped 30s after SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (s *slapd) resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// allStopped reports whether every thread of process pid is in state T
+// (stopped), per /proc/pid/task/*/stat.
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces or parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // admin opens a rootdn connection over plain ldap:// (test setup only).
 func (s *slapd) admin() *ldap.Conn {

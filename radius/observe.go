@@ -74,10 +74,11 @@ func (s *Server) drain() {
 	s.draining.Store(true)
 	// A datagram read but not yet processed may be the next round of a
 	// conversation (or start its decision): wait for those too.
+	start := time.Now()
 	busy := func() bool {
-		return s.sessions.active() > 0 || s.pendingDecisions() > 0 || s.inFlight.Load() > 0
+		return s.sessions.active(start) > 0 || s.pendingDecisions() > 0 || s.inFlight.Load() > 0
 	}
-	n, nd := s.sessions.active(), s.pendingDecisions()
+	n, nd := s.sessions.active(start), s.pendingDecisions()
 	if !busy() {
 		return
 	}
@@ -86,7 +87,7 @@ func (s *Server) drain() {
 	for busy() && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n, nd := s.sessions.active(), s.pendingDecisions(); n > 0 || nd > 0 {
+	if n, nd := s.sessions.active(start), s.pendingDecisions(); n > 0 || nd > 0 {
 		s.log.Warn("radius: shutting down: conversations cut off", "conversations", n, "decisions", nd)
 	}
 }
@@ -97,14 +98,21 @@ func (s *Server) drain() {
 const abandonedAfter = 3 * time.Second
 
 // active counts the conversations whose TLS handshake has begun and that
-// were heard from in the last abandonedAfter.
-func (t *sessionTable) active() int {
-	now := time.Now()
+// are not abandoned, for a drain that began at start: heard from in the
+// abandonedAfter before start or since, and silent for less than
+// abandonedAfter counted from the later of their last datagram and start.
+// A conversation heard from just before shutdown thus gets a whole
+// abandonedAfter for its next round, however long it had waited already.
+func (t *sessionTable) active(start time.Time) int {
+	cutoff := time.Now().Add(-abandonedAfter)
+	if startCut := start.Add(-abandonedAfter); !cutoff.After(start) {
+		cutoff = startCut
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	// Most recently active first.
-	for ss := t.lists[listActive].head; ss != nil && now.Sub(ss.last) < abandonedAfter; ss = ss.next {
+	for ss := t.lists[listActive].head; ss != nil && ss.last.After(cutoff); ss = ss.next {
 		n++
 	}
 	return n

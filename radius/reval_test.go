@@ -74,6 +74,60 @@ func TestMassCutGuardKeepsSessions(t *testing.T) {
 	}
 }
 
+// TestTriggeredRunServedByExplicitRun: a policy reload triggers a run on
+// the server's loop; `gatehouse reload` then runs one itself, which serves
+// that trigger. The loop must not run again for it later — say after the
+// operator confirmed the held cut — or it would cut the sessions behind
+// the back of the confirmation's own run, which would then report none
+// (TestServeReloadConfirmCut failed so under load: "0 live").
+func TestTriggeredRunServedByExplicitRun(t *testing.T) {
+	s := startDynServer(t, nil)
+	n := s.Server.nas.lookup(netip.MustParseAddr("127.0.0.1"))
+	src := netip.MustParseAddr("127.0.0.1")
+	const sessions = 24
+	for i := range sessions {
+		d := &policy.Decision{Allowed: true, Rule: "r", Chain: []*x509.Certificate{{}}}
+		st := fmt.Sprintf("st-%02d", i)
+		cls, _, _ := s.live.accept(n, src, acctPacket(t, 1, "", "u", st), "u", d, time.Now())
+		s.live.account(n, src, acctPacket(t, 1, "S"+st, "u", st, cls), time.Now())
+	}
+	s.auth.forced.Store(&policy.Decision{Code: policy.CodeNoRule, Reason: "no rule matched"})
+
+	// The loop is slow to get to its trigger: it takes it, then waits for
+	// the run lock the explicit run holds.
+	s.revalMu.Lock()
+	s.TriggerRevalidate() // the reload's swap
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.rv().trigger.C()) > 0 {
+		if time.Now().After(deadline) {
+			s.revalMu.Unlock()
+			t.Fatal("the loop did not take its trigger")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rep := s.revalidateLocked(context.Background())    // gatehouse reload's own run
+	if _, err := s.rv().engine.Confirm(); err != nil { // gatehouse reload --confirm-cut
+		s.revalMu.Unlock()
+		t.Fatal(err)
+	}
+	s.revalMu.Unlock()
+	if rep.Held != sessions {
+		t.Fatalf("reload's run: %v", rep)
+	}
+	// The loop now gets the lock; its trigger was served: nothing is sent
+	// until the confirmation's own run.
+	time.Sleep(300 * time.Millisecond)
+	s.nas.none(t)
+	rep = s.Revalidate(context.Background())
+	if rep.Live != sessions || rep.CutPolicy != sessions || rep.Held != 0 {
+		t.Fatalf("confirmation's run: %v, want %d live, %d cut", rep, sessions, sessions)
+	}
+	for range sessions {
+		s.nas.next(t, 5*time.Second)
+	}
+	s.nas.none(t)
+}
+
 // TestMassRevocationNotHeld: certificate cuts are never held.
 func TestMassRevocationNotHeld(t *testing.T) {
 	leakCheck(t)

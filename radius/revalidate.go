@@ -56,8 +56,8 @@ const revalidateConcurrency = reval.DefaultConcurrency
 // revalState is the Server's re-validation state, made on first use.
 type revalState struct {
 	once    sync.Once
-	engine  *reval.Engine // shared with the VPN door when cmd sets it
-	trigger chan struct{} // TriggerRevalidate → liveLoop; capacity 1 (coalescing)
+	engine  *reval.Engine  // shared with the VPN door when cmd sets it
+	trigger *reval.Trigger // TriggerRevalidate → liveLoop (coalescing; served by any later run)
 	last    atomic.Pointer[reval.Report]
 }
 
@@ -66,7 +66,7 @@ func (s *Server) rv() *revalState {
 		if s.reval.engine == nil {
 			s.reval.engine = reval.Default(s.log)
 		}
-		s.reval.trigger = make(chan struct{}, 1)
+		s.reval.trigger = reval.NewTrigger()
 	})
 	return &s.reval
 }
@@ -81,12 +81,11 @@ func (s *Server) SetRevalidation(e *reval.Engine) {
 }
 
 // TriggerRevalidate asks the server's loop for a re-validation soon and
-// returns at once; triggers arriving while one is pending coalesce.
+// returns at once; triggers arriving while one is pending coalesce, and a
+// trigger is served by any run that starts after it (Revalidate called by
+// `gatehouse reload` included), so none is run twice.
 func (s *Server) TriggerRevalidate() {
-	select {
-	case s.rv().trigger <- struct{}{}:
-	default:
-	}
+	s.rv().trigger.Fire()
 }
 
 // LastRevalidation returns the report of the latest run (zero before the first).
@@ -108,6 +107,22 @@ func sameWiFi(a, b *policy.WiFi) bool {
 func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
+	return s.revalidateLocked(ctx)
+}
+
+// revalidateTriggered runs unless every trigger so far was served by a run
+// that started after it.
+func (s *Server) revalidateTriggered(ctx context.Context) {
+	s.revalMu.Lock()
+	defer s.revalMu.Unlock()
+	if s.rv().trigger.Pending() {
+		s.revalidateLocked(ctx)
+	}
+}
+
+// revalidateLocked is Revalidate with revalMu held.
+func (s *Server) revalidateLocked(ctx context.Context) reval.Report {
+	s.rv().trigger.Start()
 	refs := s.live.snapshot()
 	run := &revalRun{down: make(map[netip.AddrPort]int)}
 	items := make([]reval.Item[*liveRef], 0, len(refs))
@@ -221,7 +236,7 @@ func (s *Server) liveLoop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	trigger := s.rv().trigger
+	trigger := s.rv().trigger.C()
 	for {
 		select {
 		case <-ctx.Done():
@@ -231,7 +246,7 @@ func (s *Server) liveLoop(ctx context.Context) {
 		case <-tick:
 			s.Revalidate(ctx)
 		case <-trigger:
-			s.Revalidate(ctx)
+			s.revalidateTriggered(ctx)
 		}
 	}
 }

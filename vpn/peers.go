@@ -260,6 +260,12 @@ func (s *Server) removeLocked(r *record, why string, ops *filterOps) {
 func (s *Server) Revalidate(ctx context.Context) reval.Report {
 	s.revalMu.Lock()
 	defer s.revalMu.Unlock()
+	return s.revalidateLocked(ctx)
+}
+
+// revalidateLocked is Revalidate with revalMu held.
+func (s *Server) revalidateLocked(ctx context.Context) reval.Report {
+	s.trigger.Start()
 	if lead := s.leader.Load(); lead != nil && !(*lead)() {
 		// Another node of the site re-validates (and cuts) its peers;
 		// its changes reach this node through the store.
@@ -414,11 +420,20 @@ func (s *Server) suspendLocked(r *record, again bool, ops *filterOps) {
 }
 
 // TriggerRevalidate asks Run's loop for a re-validation soon and returns at
-// once; triggers that arrive while one is pending coalesce into it.
+// once; triggers that arrive while one is pending coalesce into it, and a
+// trigger is served by any run that starts after it (Revalidate called by
+// `gatehouse reload` included), so none is run twice.
 func (s *Server) TriggerRevalidate() {
-	select {
-	case s.trigger <- struct{}{}:
-	default:
+	s.trigger.Fire()
+}
+
+// revalidateTriggered runs unless every trigger so far was served by a run
+// that started after it.
+func (s *Server) revalidateTriggered(ctx context.Context) {
+	s.revalMu.Lock()
+	defer s.revalMu.Unlock()
+	if s.trigger.Pending() {
+		s.revalidateLocked(ctx)
 	}
 }
 

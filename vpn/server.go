@@ -69,7 +69,7 @@ type Server struct {
 	enrolls       [3]atomic.Uint64 // by enroll* outcome
 	revalMu       sync.Mutex       // serializes re-validation runs
 	engine        *reval.Engine    // re-validation engine and mass-cut guard; set before Run
-	trigger       chan struct{}    // TriggerRevalidate → Run's loop; capacity 1 (coalescing)
+	trigger       *reval.Trigger   // TriggerRevalidate → Run's loop (coalescing; served by any later run)
 	lastReport    atomic.Pointer[reval.Report]
 	leader        atomic.Pointer[func() bool] // nil: this node re-validates; else only while it returns true
 
@@ -112,7 +112,7 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 		ready:       make(chan struct{}),
 		allOnDevice: make(chan struct{}),
 		engine:      reval.Default(logger),
-		trigger:     make(chan struct{}, 1),
+		trigger:     reval.NewTrigger(),
 		peers:       make(map[string]*record),
 		byKey:       make(map[Key]*record),
 		pool:        newPool(s.pool, s.pool6),
@@ -241,8 +241,8 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				s.Revalidate(ctx)
-			case <-s.trigger:
-				s.Revalidate(ctx)
+			case <-s.trigger.C():
+				s.revalidateTriggered(ctx)
 			}
 		}
 	}()

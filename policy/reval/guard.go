@@ -28,10 +28,10 @@ func (e *Engine) policyID() any {
 	return e.cfg.PolicyID()
 }
 
-// hold decides whether the run's policy cuts are held, and records the
-// door's held state. It logs ERROR when a hold begins or its count changes.
-func (e *Engine) hold(door policy.Door, rep *Report) bool {
-	pid := e.policyID()
+// hold decides whether the run's policy cuts, judged under policy pid,
+// are held, and records the door's held state. It logs ERROR when a hold
+// begins or its count changes.
+func (e *Engine) hold(door policy.Door, rep *Report, pid any) bool {
 	mass := rep.Live >= e.cfg.MinPopulation && float64(rep.CutPolicy) > e.cfg.MaxCutFraction*float64(rep.Live)
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -34,6 +34,10 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 )
 
+// maxJudgeAttempts bounds how often a run judges again because the policy
+// changed while it judged.
+const maxJudgeAttempts = 3
+
 // Defaults of Config.
 const (
 	DefaultConcurrency    = 16
@@ -226,21 +230,46 @@ func Run[T any](ctx context.Context, e *Engine, door policy.Door, items []Item[T
 	rep := Report{Door: door}
 	outs := make([]Outcome, len(items))
 	judged := make([]bool, len(items))
-	forEach(ctx, e.cfg.Concurrency, len(items), func(i int) {
-		actx, cancel := context.WithTimeout(ctx, e.cfg.AuthTimeout)
-		d := judge(actx, items[i].V).At(door)
-		c := Classify(&d)
-		if c != Allow && c != CutCertificate && actx.Err() != nil {
-			// A judge that ran out of time could not decide.
-			c = Transient
+	// Every item of a run is judged under one policy: judged across a
+	// swap, a run would see a mass cut as a few cuts (the items judged
+	// before the swap were allowed) and make them, leaving too few live
+	// items for the guard to hold the rest at the next run. A run whose
+	// policy changed while it judged judges again under the new one.
+	var pid any
+	for attempt := 1; ; attempt++ {
+		pid = e.policyID()
+		clear(judged)
+		forEach(ctx, e.cfg.Concurrency, len(items), func(i int) {
+			actx, cancel := context.WithTimeout(ctx, e.cfg.AuthTimeout)
+			d := judge(actx, items[i].V).At(door)
+			c := Classify(&d)
+			if c != Allow && c != CutCertificate && actx.Err() != nil {
+				// A judge that ran out of time could not decide.
+				c = Transient
+			}
+			cancel()
+			outs[i] = Outcome{Decision: d, Class: c}
+			judged[i] = true
+		})
+		if ctx.Err() != nil {
+			rep.Took = time.Since(start)
+			return rep
 		}
-		cancel()
-		outs[i] = Outcome{Decision: d, Class: c}
-		judged[i] = true
-	})
-	if ctx.Err() != nil {
-		rep.Took = time.Since(start)
-		return rep
+		if e.policyID() == pid {
+			break
+		}
+		if attempt == maxJudgeAttempts {
+			// The policy keeps changing: decide nothing now; the run
+			// its latest change triggers decides.
+			e.log.Warn("re-validation: the policy changed during every attempt; nothing decided", "door", door.String(), "attempts", attempt)
+			for i := range outs {
+				if outs[i].Class != Allow && outs[i].Class != CutCertificate {
+					outs[i].Class = Transient
+				}
+			}
+			break
+		}
+		e.log.Info("re-validation: the policy changed during the run; judging again under the new one", "door", door.String())
 	}
 	reasons, undecided := map[string]int{}, map[string]int{}
 	for i := range items {
@@ -272,7 +301,7 @@ func Run[T any](ctx context.Context, e *Engine, door policy.Door, items []Item[T
 		}
 	}
 	rep.TopReasons = topReasons(reasons, 5)
-	if e.hold(door, &rep) {
+	if e.hold(door, &rep, pid) {
 		for i := range outs {
 			if outs[i].Class == CutPolicy && items[i].Live {
 				outs[i].Held = true

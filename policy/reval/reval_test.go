@@ -241,3 +241,58 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("fraction 1 still guards: %v", rep)
 	}
 }
+
+// TestRunJudgesUnderOnePolicy: the policy is swapped for one that admits
+// nobody while a run judges (a reload during a periodic or triggered run).
+// Judged across the swap, the run would see 2 cuts of 20 — no mass cut —
+// and make them, and the next run would find too few live items for the
+// guard. The run judges again under the new policy and holds all 20.
+func TestRunJudgesUnderOnePolicy(t *testing.T) {
+	var cur atomic.Int64 // the policy in force: 1 admits everyone, 2 nobody
+	cur.Store(1)
+	e, err := New(Config{Concurrency: 1, PolicyID: func() any { return cur.Load() }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	its := make([]Item[int], n)
+	for i := range its {
+		its[i] = Item[int]{V: i, Live: true}
+	}
+	var acted atomic.Int32
+	judge := func(_ context.Context, i int) policy.Decision {
+		if i == n-2 {
+			cur.CompareAndSwap(1, 2) // the reload lands mid-run
+		}
+		if cur.Load() == 2 {
+			return policy.Decision{Code: policy.CodeNoRule}
+		}
+		return policy.Decision{Allowed: true, Rule: "r", WiFi: policy.WiFi{Permitted: true}}
+	}
+	rep := Run(context.Background(), e, policy.DoorWiFi, its, judge, func(_ context.Context, _ int, o Outcome) {
+		if o.Cut() {
+			acted.Add(1)
+		}
+	})
+	if rep.Held != n || rep.CutPolicy != 0 || rep.Allowed != 0 || acted.Load() != 0 {
+		t.Fatalf("report %v, %d cut; want all %d held under the new policy", rep, acted.Load(), n)
+	}
+	if h := e.Held()[policy.DoorWiFi]; h.Count != n {
+		t.Fatalf("Held %+v", h)
+	}
+
+	// A policy that changes during every attempt: nothing is decided.
+	var flips atomic.Int64
+	e2, _ := New(Config{Concurrency: 1, PolicyID: func() any { return flips.Load() / int64(n) }}, nil)
+	rep = Run(context.Background(), e2, policy.DoorWiFi, its, func(_ context.Context, i int) policy.Decision {
+		flips.Add(1)
+		return policy.Decision{Code: policy.CodeNoRule}
+	}, func(_ context.Context, _ int, o Outcome) {
+		if o.Cut() {
+			acted.Add(1)
+		}
+	})
+	if rep.Transient != n || acted.Load() != 0 {
+		t.Fatalf("policy changing throughout: report %v, %d cut", rep, acted.Load())
+	}
+}
