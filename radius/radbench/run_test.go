@@ -10,11 +10,18 @@ import (
 )
 
 func TestProcCPU(t *testing.T) {
-	// Burn a little CPU so the counter moves past one tick.
-	end := time.Now().Add(30 * time.Millisecond)
-	for time.Now().Before(end) {
+	// Burn CPU until the counter moves past one tick: on a loaded machine
+	// 30 ms of wall time may be less than one tick of CPU time.
+	var d time.Duration
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		end := time.Now().Add(30 * time.Millisecond)
+		for time.Now().Before(end) {
+		}
+		if d, err = ProcCPU(os.Getpid()); err != nil || d > 0 {
+			break
+		}
 	}
-	d, err := ProcCPU(os.Getpid())
 	if err != nil || d <= 0 {
 		t.Fatalf("ProcCPU = %v, %v", d, err)
 	}
