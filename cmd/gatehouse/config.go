@@ -31,8 +31,8 @@ type serverConfig struct {
 	// Pprof, when true, also serves Go's profiler (net/http/pprof,
 	// /debug/pprof/) on metrics_listen, and only there; default false.
 	// Profiles reveal no secrets but cost CPU: turn it on to investigate.
-	Pprof bool `toml:"pprof"`
-	StateDir      string `toml:"state_dir"`      // default /var/lib/gatehouse
+	Pprof    bool   `toml:"pprof"`
+	StateDir string `toml:"state_dir"` // default /var/lib/gatehouse
 	// Audit is where the audit trail goes: "file" (default:
 	// state_dir/audit.jsonl), "stdout" or "off".
 	Audit          string `toml:"audit"`
