@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,10 +29,11 @@ type trust struct {
 	revocation    string
 	sources       map[[32]byte]*caSources // [[trust.ca_source]], by SHA-256 of the CA certificate
 	settings      RevocationSettings
+	chains        *chainCache // chains that verified (chaincache.go)
 }
 
 func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
-	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*CRL{}, revocation: c.Revocation}
+	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*CRL{}, revocation: c.Revocation, chains: newChainCache(maxCachedChains)}
 	switch c.Revocation {
 	case "":
 		t.revocation = RevocationRequire
@@ -121,35 +123,32 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 }
 
 // verify runs chain verification, EKU, validity and revocation at now. rc,
-// which may be nil, supplies fetched CRLs and OCSP answers.
+// which may be nil, supplies fetched CRLs and OCSP answers. A chain that
+// verified before is taken from the cache (chaincache.go) when every one
+// of its certificates is valid at now; revocation is checked every time.
 func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
 	if len(presented) == 0 || presented[0] == nil {
 		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}
 	}
-	leaf := presented[0]
-	inter := x509.NewCertPool()
-	for _, c := range presented[1:] {
-		inter.AddCert(c)
-	}
-	for _, c := range t.intermediates {
-		inter.AddCert(c)
-	}
-	opts := x509.VerifyOptions{
-		Roots:         t.roots,
-		Intermediates: inter,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	chains, err := leaf.Verify(opts)
-	if err != nil {
-		return t.classify(leaf, presented[1:], opts, err)
-	}
-	if !hasClientAuth(leaf) {
-		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
-	}
-	chain := chains[0]
-	if d, ok := t.checkKeys(chain); !ok {
-		return d
+	var chain []*x509.Certificate
+	if slices.Contains(presented, nil) {
+		d, ok := t.verifyChain(presented, now)
+		if !ok {
+			return d
+		}
+		chain = d.Chain
+	} else {
+		k := keyOf(presented)
+		if v := t.chains.get(&k); v != nil && v.validAt(now) {
+			chain = v.chain
+		} else {
+			d, ok := t.verifyChain(presented, now)
+			if !ok {
+				return d
+			}
+			chain = d.Chain
+			t.chains.put(&k, chain)
+		}
 	}
 	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
 	if t.revocation == RevocationOff {
@@ -169,6 +168,39 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 		}
 	}
 	return d
+}
+
+// verifyChain builds and checks a chain from the presented certificates
+// (leaf first) to a client CA at now: signatures, validity, clientAuth, key
+// strength. ok reports success, with the chain in d.Chain; otherwise d is
+// the denial.
+func (t *trust) verifyChain(presented []*x509.Certificate, now time.Time) (d Decision, ok bool) {
+	leaf := presented[0]
+	inter := x509.NewCertPool()
+	for _, c := range presented[1:] {
+		inter.AddCert(c)
+	}
+	for _, c := range t.intermediates {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{
+		Roots:         t.roots,
+		Intermediates: inter,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	chains, err := leaf.Verify(opts)
+	if err != nil {
+		return t.classify(leaf, presented[1:], opts, err), false
+	}
+	if !hasClientAuth(leaf) {
+		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}, false
+	}
+	chain := chains[0]
+	if d, ok := t.checkKeys(chain); !ok {
+		return d, false
+	}
+	return Decision{Chain: chain}, true
 }
 
 // classify turns a verification error into a decision that names its
