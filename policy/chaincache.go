@@ -56,14 +56,17 @@ func keyOf(presented []*x509.Certificate) chainKey {
 
 // verifiedChain is what the cache remembers of a chain that verified.
 type verifiedChain struct {
-	chain []*x509.Certificate // leaf first, root last; never modified
+	chain    []*x509.Certificate // leaf first, root last; never modified
+	subjects []string            // chain[i].Subject.String(), for revocation results
+	id       Identity            // IdentityOf(chain[0]); Kind, Field, Name zero
+	idErr    error
 	// The chain holds at times in [notBefore, notAfter]: the latest
 	// NotBefore and the earliest NotAfter of its certificates.
 	notBefore, notAfter time.Time
 }
 
 func (v *verifiedChain) validAt(now time.Time) bool {
-	return  !now.Before(v.notBefore) && !now.After(v.notAfter)
+	return !now.Before(v.notBefore) && !now.After(v.notAfter)
 }
 
 // chainCache is a bounded map of verified chains; safe for concurrent use.
@@ -90,21 +93,13 @@ func (c *chainCache) get(k *chainKey) *verifiedChain {
 
 // put remembers chain (verified, leaf first) under k, evicting the oldest
 // entry when the cache is full.
-func (c *chainCache) put(k *chainKey, chain []*x509.Certificate) {
-	v := &verifiedChain{chain: chain}
-	for i, cert := range chain {
-		if i == 0 || cert.NotBefore.After(v.notBefore) {
-			v.notBefore = cert.NotBefore
-		}
-		if i == 0 || cert.NotAfter.Before(v.notAfter) {
-			v.notAfter = cert.NotAfter
-		}
-	}
+func (c *chainCache) put(k *chainKey, chain []*x509.Certificate) *verifiedChain {
+	v := newVerifiedChain(chain)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[*k]; ok {
 		c.m[*k] = v
-		return
+		return v
 	}
 	if len(c.order) < c.max {
 		c.order = append(c.order, *k)
@@ -114,6 +109,24 @@ func (c *chainCache) put(k *chainKey, chain []*x509.Certificate) {
 		c.next = (c.next + 1) % c.max
 	}
 	c.m[*k] = v
+	return v
+}
+
+// newVerifiedChain computes what is remembered of chain: its validity
+// period, subjects and leaf identity.
+func newVerifiedChain(chain []*x509.Certificate) *verifiedChain {
+	v := &verifiedChain{chain: chain, subjects: make([]string, len(chain))}
+	v.id, v.idErr = IdentityOf(chain[0])
+	for i, cert := range chain {
+		v.subjects[i] = cert.Subject.String()
+		if i == 0 || cert.NotBefore.After(v.notBefore) {
+			v.notBefore = cert.NotBefore
+		}
+		if i == 0 || cert.NotAfter.Before(v.notAfter) {
+			v.notAfter = cert.NotAfter
+		}
+	}
+	return v
 }
 
 // len is the number of chains cached.

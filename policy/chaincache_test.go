@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/x509"
+	"reflect"
 	"testing"
 	"time"
 
@@ -21,6 +22,10 @@ func TestChainCacheHit(t *testing.T) {
 	}
 	if &d1.Chain[0] != &d2.Chain[0] || p.trust.chains.len() != 1 {
 		t.Fatalf("second verification not served from the cache (%d cached)", p.trust.chains.len())
+	}
+	want, _ := IdentityOf(alice[0])
+	if !reflect.DeepEqual(d2.Identity, want) || d2.Revocation[0].Subject != want.Subject {
+		t.Fatalf("identity on a cache hit: %+v\nwant %+v", d2.Identity, want)
 	}
 	if len(d2.Revocation) != 2 || d2.Revocation[0].Status != "good" || d2.Revocation[1].Status != "good" {
 		t.Fatalf("revocation not checked on a cache hit: %+v", d2.Revocation)

@@ -126,48 +126,46 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 // which may be nil, supplies fetched CRLs and OCSP answers. A chain that
 // verified before is taken from the cache (chaincache.go) when every one
 // of its certificates is valid at now; revocation is checked every time.
-func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
+func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) (Decision, *verifiedChain) {
 	if len(presented) == 0 || presented[0] == nil {
-		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}
+		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}, nil
 	}
-	var chain []*x509.Certificate
+	var v *verifiedChain
 	if slices.Contains(presented, nil) {
 		d, ok := t.verifyChain(presented, now)
 		if !ok {
-			return d
+			return d, nil
 		}
-		chain = d.Chain
+		v = newVerifiedChain(d.Chain)
 	} else {
 		k := keyOf(presented)
-		if v := t.chains.get(&k); v != nil && v.validAt(now) {
-			chain = v.chain
-		} else {
+		if v = t.chains.get(&k); v == nil || !v.validAt(now) {
 			d, ok := t.verifyChain(presented, now)
 			if !ok {
-				return d
+				return d, nil
 			}
-			chain = d.Chain
-			t.chains.put(&k, chain)
+			v = t.chains.put(&k, d.Chain)
 		}
 	}
+	chain := v.chain
 	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
 	if t.revocation == RevocationOff {
-		return d
+		return d, v
 	}
 	d.Revocation = make([]RevocationResult, 0, len(chain)-1)
 	for i := 0; i < len(chain)-1; i++ {
-		r, strict := t.revocationOf(ctx, chain[i], chain[i+1], now, rc)
+		r, strict := t.revocationOf(ctx, chain[i], v.subjects[i], chain[i+1], now, rc)
 		d.Revocation = append(d.Revocation, r)
 		switch {
 		case r.Status == "revoked":
 			d.Code, d.Reason = CodeRevoked, fmt.Sprintf("certificate %q is revoked (%s)", r.Subject, r.Detail)
-			return d
+			return d, v
 		case r.Status == "unknown" && (strict || t.revocation == RevocationRequire):
 			d.Code, d.Reason = CodeRevocationUnknown, fmt.Sprintf("revocation status of %q unknown: %s", r.Subject, r.Detail)
-			return d
+			return d, v
 		}
 	}
-	return d
+	return d, v
 }
 
 // verifyChain builds and checks a chain from the presented certificates
