@@ -23,6 +23,10 @@ func TestChainCacheHit(t *testing.T) {
 	if &d1.Chain[0] != &d2.Chain[0] || p.trust.chains.len() != 1 {
 		t.Fatalf("second verification not served from the cache (%d cached)", p.trust.chains.len())
 	}
+	// The presented issuing CA is not kept: the configured one is shared.
+	if d2.Chain[1] != p.trust.intermediates[0] || d2.Chain[1] == alice[1] {
+		t.Fatal("the cached chain holds the presented CA certificate, not the configured one")
+	}
 	want, _ := IdentityOf(alice[0])
 	if !reflect.DeepEqual(d2.Identity, want) || d2.Revocation[0].Subject != want.Subject {
 		t.Fatalf("identity on a cache hit: %+v\nwant %+v", d2.Identity, want)

@@ -144,7 +144,7 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 			if !ok {
 				return d, nil
 			}
-			v = t.chains.put(&k, d.Chain)
+			v = t.chains.put(&k, t.shareCAs(d.Chain))
 		}
 	}
 	chain := v.chain
@@ -166,6 +166,22 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 		}
 	}
 	return d, v
+}
+
+// shareCAs returns chain with every CA certificate that is one of the
+// configured ones replaced by the configured instance, so that a cached
+// chain holds little more than its leaf.
+func (t *trust) shareCAs(chain []*x509.Certificate) []*x509.Certificate {
+	out := slices.Clone(chain)
+	for i := 1; i < len(out); i++ {
+		for _, ca := range t.cas {
+			if ca == out[i] || ca.Equal(out[i]) {
+				out[i] = ca
+				break
+			}
+		}
+	}
+	return out
 }
 
 // verifyChain builds and checks a chain from the presented certificates
