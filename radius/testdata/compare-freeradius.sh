@@ -9,6 +9,10 @@
 #   apt-get install -y --no-install-recommends freeradius
 #   bash radius/testdata/compare-freeradius.sh [DURATION] [RUNS]   # default 10s 3
 #
+# GATEHOUSE_SERVER_BIN=path serves with another gatehouse binary (e.g. an
+# older build, for a before/after); GATEHOUSE_NO_FREERADIUS=1 skips
+# FreeRADIUS.
+#
 # Rows, per run:
 #   full logins, TLS 1.2 and 1.3, both servers, key exchange X25519 (what
 #     OpenSSL 3.0 peers negotiate), like for like (the supplicants offer
@@ -24,9 +28,10 @@ d=${1:-10s}; runs=${2:-3}; conc=${GATEHOUSE_RADBENCH_CONCURRENCY:-4}
 tmp=$(mktemp -d); pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 go build -o "$tmp/gatehouse" ./cmd/gatehouse
+server=${GATEHOUSE_SERVER_BIN:-$tmp/gatehouse}
 go test -c -o "$tmp/radius.test" ./radius
 sed -e "s|^state_dir = .*|state_dir = \"$tmp/state\"|" -e 's|"testdata/|"'"$PWD"'/testdata/|g' \
-    -e 's|^log_level = .*|log_level = "warn"|' -e 's|^metrics_listen = .*|metrics_listen = ""|' \
+    -e 's|^log_level = .*|log_level = "warn"|' -e 's|^metrics_listen = .*|metrics_listen = ""|' -e '/^pprof = /d' \
     config.toml > "$tmp/config.toml"
 grep -q '^audit = "file"' "$tmp/config.toml" && grep -q '^revocation = "require"' "$tmp/config.toml"
 
@@ -52,7 +57,7 @@ fr() { # label, TLS version
 echo "$(nproc) cores, $(uptime)"
 for r in $(seq "$runs"); do
 	echo "== run $r"
-	"$tmp/gatehouse" serve -config "$tmp/config.toml" & pid=$!
+	"$server" serve -config "$tmp/config.toml" & pid=$!
 	sleep 1
 	"$tmp/gatehouse" bench radius --server 127.0.0.1:1812 --secret-file testdata/secrets/radius-localhost \
 		--cert testdata/pki/alice-chain.pem --key testdata/pki/alice.key --identity alice --count 20 --progress -1s >/dev/null # warm up
@@ -63,6 +68,7 @@ for r in $(seq "$runs"); do
 	gh "gatehouse  TLS 1.3 resumed x25519" --tls 1.3 --groups x25519,p256 --resume
 	gh "gatehouse  TLS 1.3 resumed x25519mlkem768" --tls 1.3 --groups x25519mlkem768,x25519,p256 --resume
 	kill $pid; wait $pid 2>/dev/null || true; pid=
+	[ -n "${GATEHOUSE_NO_FREERADIUS:-}" ] && continue
 	fr "freeradius TLS 1.2 full    x25519" 1.2
 	fr "freeradius TLS 1.3 full    x25519" 1.3
 done
