@@ -3,6 +3,7 @@ package radius
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -294,5 +295,31 @@ func TestFreeRADIUSBench(t *testing.T) {
 		Identity: "alice", Concurrency: conc, Duration: d, TLSVersion: v, Groups: groups, ServerPID: pid, Progress: -1}, os.Stdout)
 	if err != nil || res.Accepts == 0 {
 		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+// TestFreeRADIUSBenchChecksCRL: the FreeRADIUS that TestFreeRADIUSBench
+// measures really checks the CRL (so the comparison is like for like):
+// alice is accepted, carol (listed by employee-int.crl) rejected.
+func TestFreeRADIUSBenchChecksCRL(t *testing.T) {
+	addr, _ := startFreeRADIUSWith(t, frOptions{tlsMax: "1.2", checkCRL: true})
+	c := &radbench.Client{Addr: addr, Secret: []byte(testSecret), Timeout: 2 * time.Second}
+	for _, u := range []struct {
+		name   string
+		accept bool
+	}{{"alice", true}, {"carol", false}} {
+		cert, err := tls.LoadX509KeyPair(pkiDir+"/"+u.name+"-chain.pem", pkiDir+"/"+u.name+".key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+			MaxVersion: tls.VersionTLS12, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
+		res, err := c.Authenticate(context.Background(), u.name, conf)
+		if err != nil {
+			t.Fatalf("%s: %v", u.name, err)
+		}
+		if res.Accepted != u.accept {
+			t.Errorf("%s: accepted %v, want %v", u.name, res.Accepted, u.accept)
+		}
 	}
 }
