@@ -137,14 +137,27 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkVerify measures chain verification and revocation.
+// BenchmarkVerify measures the trust step: chain verification and
+// revocation ("uncached": a chain not seen before; "cached": a chain the
+// verified-chain cache holds, revocation still checked).
 func BenchmarkVerify(b *testing.B) {
-	p := mustCompile(b, testConfig())
-	chain := loadChain(b, "alice.pem")
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := p.Verify(chain); d.Code != CodeAllowed {
-			b.Fatal(d.Reason)
+	for _, cached := range []bool{false, true} {
+		name := "uncached"
+		if cached {
+			name = "cached"
 		}
+		b.Run(name, func(b *testing.B) {
+			p := mustCompile(b, testConfig())
+			chain := loadChain(b, "alice.pem")
+			b.ReportAllocs()
+			for b.Loop() {
+				if !cached {
+					p.trust.chains = newChainCache(maxCachedChains)
+				}
+				if d := p.Verify(chain); d.Code != CodeAllowed {
+					b.Fatal(d.Reason)
+				}
+			}
+		})
 	}
 }

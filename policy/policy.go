@@ -39,12 +39,16 @@ func (p *Policy) VerifyAt(chain []*x509.Certificate, now time.Time) Decision {
 // (subject, issuer, serial, fingerprint, names), also when the trust step
 // denies it, so that every audit line names the certificate.
 func (p *Policy) VerifyContext(ctx context.Context, chain []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
-	d := p.trust.verify(ctx, chain, now, rc)
+	d, v := p.trust.verify(ctx, chain, now, rc)
 	if len(chain) == 0 || chain[0] == nil {
 		return d
 	}
-	id, err := IdentityOf(chain[0])
-	d.Identity = id
+	var err error
+	if v != nil { // the chain verified: its leaf's identity is remembered
+		d.Identity, err = v.id, v.idErr
+	} else {
+		d.Identity, err = IdentityOf(chain[0])
+	}
 	if err != nil && d.Code == CodeAllowed {
 		d.Code, d.Reason = CodeNoIdentity, err.Error()
 	}

@@ -263,7 +263,8 @@ func checkHTTPURL(s string) error {
 // first when configured, then the newest CRL among the files and the ones
 // fetched by rc. strict is true when an "unknown" must deny whatever
 // trust.revocation says (trust.ocsp = "require").
-func (t *trust) revocationOf(ctx context.Context, cert, issuer *x509.Certificate, now time.Time, rc RevocationChecker) (r RevocationResult, strict bool) {
+// subject is cert.Subject.String().
+func (t *trust) revocationOf(ctx context.Context, cert *x509.Certificate, subject string, issuer *x509.Certificate, now time.Time, rc RevocationChecker) (r RevocationResult, strict bool) {
 	k := sha256.Sum256(issuer.Raw)
 	src := t.sources[k]
 	var note string // why OCSP did not decide, when it was asked
@@ -274,13 +275,13 @@ func (t *trust) revocationOf(ctx context.Context, cert, issuer *x509.Certificate
 			r = rc.OCSP(ctx, OCSPQuery{Cert: cert, Issuer: issuer, Responder: src.responder,
 				Timeout: t.settings.OCSPTimeout, Nonce: t.settings.OCSPNonce})
 		}
-		r.Subject = cert.Subject.String()
+		r.Subject = subject
 		if r.Status != "unknown" || t.settings.OCSP == OCSPRequire {
 			return r, t.settings.OCSP == OCSPRequire
 		}
 		note = "OCSP " + src.responder + " gave no answer: " + r.Detail
 	}
-	r = t.crlStatus(cert, issuer, k, src, now, rc)
+	r = t.crlStatus(cert, subject, issuer, k, src, now, rc)
 	if note != "" {
 		if r.Detail == "" {
 			r.Detail = note
@@ -292,8 +293,8 @@ func (t *trust) revocationOf(ctx context.Context, cert, issuer *x509.Certificate
 }
 
 // crlStatus checks cert against the newest CRL of issuer (whose SHA-256 is k).
-func (t *trust) crlStatus(cert, issuer *x509.Certificate, k [32]byte, src *caSources, now time.Time, rc RevocationChecker) RevocationResult {
-	r := RevocationResult{Subject: cert.Subject.String(), Status: "unknown"}
+func (t *trust) crlStatus(cert *x509.Certificate, subject string, issuer *x509.Certificate, k [32]byte, src *caSources, now time.Time, rc RevocationChecker) RevocationResult {
+	r := RevocationResult{Subject: subject, Status: "unknown"}
 	var best *CRL
 	for _, l := range t.crls[k] {
 		if l.Newer(best) {

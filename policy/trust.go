@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,10 +29,11 @@ type trust struct {
 	revocation    string
 	sources       map[[32]byte]*caSources // [[trust.ca_source]], by SHA-256 of the CA certificate
 	settings      RevocationSettings
+	chains        *chainCache // chains that verified (chaincache.go)
 }
 
 func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
-	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*CRL{}, revocation: c.Revocation}
+	t := &trust{roots: x509.NewCertPool(), crls: map[[32]byte][]*CRL{}, revocation: c.Revocation, chains: newChainCache(maxCachedChains)}
 	switch c.Revocation {
 	case "":
 		t.revocation = RevocationRequire
@@ -121,11 +123,72 @@ func compileTrust(c *TrustConfig, errs *fieldErrors) *trust {
 }
 
 // verify runs chain verification, EKU, validity and revocation at now. rc,
-// which may be nil, supplies fetched CRLs and OCSP answers.
-func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) Decision {
+// which may be nil, supplies fetched CRLs and OCSP answers. A chain that
+// verified before is taken from the cache (chaincache.go) when every one
+// of its certificates is valid at now; revocation is checked every time.
+func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now time.Time, rc RevocationChecker) (Decision, *verifiedChain) {
 	if len(presented) == 0 || presented[0] == nil {
-		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}
+		return Decision{Code: CodeNoCertificate, Reason: "no client certificate presented"}, nil
 	}
+	var v *verifiedChain
+	if slices.Contains(presented, nil) {
+		d, ok := t.verifyChain(presented, now)
+		if !ok {
+			return d, nil
+		}
+		v = newVerifiedChain(d.Chain)
+	} else {
+		k := keyOf(presented)
+		if v = t.chains.get(&k); v == nil || !v.validAt(now) {
+			d, ok := t.verifyChain(presented, now)
+			if !ok {
+				return d, nil
+			}
+			v = t.chains.put(&k, t.shareCAs(d.Chain))
+		}
+	}
+	chain := v.chain
+	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
+	if t.revocation == RevocationOff {
+		return d, v
+	}
+	d.Revocation = make([]RevocationResult, 0, len(chain)-1)
+	for i := 0; i < len(chain)-1; i++ {
+		r, strict := t.revocationOf(ctx, chain[i], v.subjects[i], chain[i+1], now, rc)
+		d.Revocation = append(d.Revocation, r)
+		switch {
+		case r.Status == "revoked":
+			d.Code, d.Reason = CodeRevoked, fmt.Sprintf("certificate %q is revoked (%s)", r.Subject, r.Detail)
+			return d, v
+		case r.Status == "unknown" && (strict || t.revocation == RevocationRequire):
+			d.Code, d.Reason = CodeRevocationUnknown, fmt.Sprintf("revocation status of %q unknown: %s", r.Subject, r.Detail)
+			return d, v
+		}
+	}
+	return d, v
+}
+
+// shareCAs returns chain with every CA certificate that is one of the
+// configured ones replaced by the configured instance, so that a cached
+// chain holds little more than its leaf.
+func (t *trust) shareCAs(chain []*x509.Certificate) []*x509.Certificate {
+	out := slices.Clone(chain)
+	for i := 1; i < len(out); i++ {
+		for _, ca := range t.cas {
+			if ca == out[i] || ca.Equal(out[i]) {
+				out[i] = ca
+				break
+			}
+		}
+	}
+	return out
+}
+
+// verifyChain builds and checks a chain from the presented certificates
+// (leaf first) to a client CA at now: signatures, validity, clientAuth, key
+// strength. ok reports success, with the chain in d.Chain; otherwise d is
+// the denial.
+func (t *trust) verifyChain(presented []*x509.Certificate, now time.Time) (d Decision, ok bool) {
 	leaf := presented[0]
 	inter := x509.NewCertPool()
 	for _, c := range presented[1:] {
@@ -142,33 +205,16 @@ func (t *trust) verify(ctx context.Context, presented []*x509.Certificate, now t
 	}
 	chains, err := leaf.Verify(opts)
 	if err != nil {
-		return t.classify(leaf, presented[1:], opts, err)
+		return t.classify(leaf, presented[1:], opts, err), false
 	}
 	if !hasClientAuth(leaf) {
-		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}
+		return Decision{Code: CodeBadUsage, Reason: "certificate lacks the clientAuth extended key usage"}, false
 	}
 	chain := chains[0]
 	if d, ok := t.checkKeys(chain); !ok {
-		return d
+		return d, false
 	}
-	d := Decision{Code: CodeAllowed, Chain: chain, Reason: "chain trusted"}
-	if t.revocation == RevocationOff {
-		return d
-	}
-	d.Revocation = make([]RevocationResult, 0, len(chain)-1)
-	for i := 0; i < len(chain)-1; i++ {
-		r, strict := t.revocationOf(ctx, chain[i], chain[i+1], now, rc)
-		d.Revocation = append(d.Revocation, r)
-		switch {
-		case r.Status == "revoked":
-			d.Code, d.Reason = CodeRevoked, fmt.Sprintf("certificate %q is revoked (%s)", r.Subject, r.Detail)
-			return d
-		case r.Status == "unknown" && (strict || t.revocation == RevocationRequire):
-			d.Code, d.Reason = CodeRevocationUnknown, fmt.Sprintf("revocation status of %q unknown: %s", r.Subject, r.Detail)
-			return d
-		}
-	}
-	return d
+	return Decision{Chain: chain}, true
 }
 
 // classify turns a verification error into a decision that names its

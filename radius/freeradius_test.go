@@ -3,6 +3,7 @@ package radius
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,27 @@ import (
 // shared test PKI on a free 127.0.0.1 port and returns its address. It also
 // trusts the client CAs in extraCAs (PEM).
 func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte) (addr string, pid int) {
+	return startFreeRADIUSWith(t, frOptions{tlsMax: tlsMax, debug: debug, extraCAs: extraCAs})
+}
+
+// frOptions configures startFreeRADIUSWith.
+type frOptions struct {
+	tlsMax   string
+	debug    bool
+	extraCAs [][]byte // more client CAs trusted (PEM)
+	// checkCRL makes FreeRADIUS require a CRL for the client certificate
+	// (check_crl, the test PKI's CRLs loaded with the CAs from ca_file), as
+	// gatehouse's shipped trust.revocation = "require" does. (gatehouse
+	// also checks the intermediates; FreeRADIUS 3.2.1's check_all_crl
+	// fails "unable to get certificate CRL" on the same files, which
+	// openssl verify -crl_check_all accepts; and with a hashed ca_path
+	// instead of ca_file it rejects most TLS 1.2 logins unless run with
+	// -X, single-threaded.)
+	checkCRL bool
+}
+
+func startFreeRADIUSWith(t *testing.T, o frOptions) (addr string, pid int) {
+	tlsMax, debug, extraCAs := o.tlsMax, o.debug, o.extraCAs
 	bin := requireTool(t, "freeradius")
 	const sys = "/etc/freeradius/3.0"
 	_, err := os.Stat(sys)
@@ -51,7 +74,12 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte
 	}
 	cat("gh-server.pem", "server.pem")
 	cat("gh-server.key", "server.key")
-	cat("gh-clients-ca.pem", "employee-root.pem", "employee-int.pem", "device-ca.pem", "long-int1.pem", "long-int2.pem", "long-int3.pem")
+	cas := []string{"employee-root.pem", "employee-int.pem", "device-ca.pem", "long-int1.pem", "long-int2.pem", "long-int3.pem"}
+	if o.checkCRL {
+		// OpenSSL reads the CRLs from ca_file too.
+		cas = append(cas, "employee-root.crl", "employee-int.crl", "device-ca.crl", "long-int1.crl", "long-int2.crl", "long-int3.crl")
+	}
+	cat("gh-clients-ca.pem", cas...)
 	if len(extraCAs) > 0 {
 		f, err := os.OpenFile(filepath.Join(dir, "gh-clients-ca.pem"), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
@@ -79,6 +107,12 @@ func startFreeRADIUS(t *testing.T, tlsMax string, debug bool, extraCAs ...[]byte
 		{`tls_max_version = "1.2"`, `tls_max_version = "` + tlsMax + `"`},
 	} {
 		s = regexp.MustCompile(r.re).ReplaceAllString(s, r.to)
+	}
+	if o.checkCRL {
+		s = regexp.MustCompile(`(?m)^\s*#\s*check_crl = yes`).ReplaceAllString(s, "\tcheck_crl = yes")
+		if !strings.Contains(s, "\tcheck_crl = yes") {
+			t.Fatal("freeradius eap module: no check_crl to enable")
+		}
 	}
 	if err := os.WriteFile(eapConf, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
@@ -235,18 +269,57 @@ func (s *syncBuilder) String() string {
 }
 
 // TestFreeRADIUSBench measures FreeRADIUS with radbench for comparison
-// (set GATEHOUSE_FREERADIUS_BENCH=10s; TLS version from GATEHOUSE_RADBENCH_TLS).
+// (radius/testdata/compare-freeradius.sh): set GATEHOUSE_FREERADIUS_BENCH
+// to the duration (e.g. 10s); GATEHOUSE_RADBENCH_TLS is the TLS version
+// (default 1.2), GATEHOUSE_RADBENCH_CONCURRENCY the supplicants (default
+// 4), GATEHOUSE_RADBENCH_GROUPS the key exchange groups offered (default
+// Go's). FreeRADIUS requires CRLs for the whole chain, as gatehouse's
+// shipped configuration does. GATEHOUSE_FREERADIUS_DEBUG=1 runs it with -X.
 func TestFreeRADIUSBench(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("GATEHOUSE_FREERADIUS_BENCH"))
 	if err != nil {
 		t.Skip("GATEHOUSE_FREERADIUS_BENCH not set")
 	}
 	v := envOr("GATEHOUSE_RADBENCH_TLS", "1.2")
-	addr, pid := startFreeRADIUS(t, v, false)
+	conc, err := strconv.Atoi(envOr("GATEHOUSE_RADBENCH_CONCURRENCY", "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := radbench.ParseGroups(os.Getenv("GATEHOUSE_RADBENCH_GROUPS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, pid := startFreeRADIUSWith(t, frOptions{tlsMax: v, checkCRL: true, debug: os.Getenv("GATEHOUSE_FREERADIUS_DEBUG") != ""})
 	p := getPKI(t)
 	res, err := radbench.Run(context.Background(), radbench.Config{Addr: addr, Secret: testSecret, Certificate: p.aliceChain,
-		Identity: "alice", Concurrency: 8, Duration: d, TLSVersion: v, ServerPID: pid, Progress: -1}, os.Stdout)
+		Identity: "alice", Concurrency: conc, Duration: d, TLSVersion: v, Groups: groups, ServerPID: pid, Progress: -1}, os.Stdout)
 	if err != nil || res.Accepts == 0 {
 		t.Fatalf("%v %+v", err, res)
+	}
+}
+
+// TestFreeRADIUSBenchChecksCRL: the FreeRADIUS that TestFreeRADIUSBench
+// measures really checks the CRL (so the comparison is like for like):
+// alice is accepted, carol (listed by employee-int.crl) rejected.
+func TestFreeRADIUSBenchChecksCRL(t *testing.T) {
+	addr, _ := startFreeRADIUSWith(t, frOptions{tlsMax: "1.2", checkCRL: true})
+	c := &radbench.Client{Addr: addr, Secret: []byte(testSecret), Timeout: 2 * time.Second}
+	for _, u := range []struct {
+		name   string
+		accept bool
+	}{{"alice", true}, {"carol", false}} {
+		cert, err := tls.LoadX509KeyPair(pkiDir+"/"+u.name+"-chain.pem", pkiDir+"/"+u.name+".key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+			MaxVersion: tls.VersionTLS12, CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}
+		res, err := c.Authenticate(context.Background(), u.name, conf)
+		if err != nil {
+			t.Fatalf("%s: %v", u.name, err)
+		}
+		if res.Accepted != u.accept {
+			t.Errorf("%s: accepted %v, want %v", u.name, res.Accepted, u.accept)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package radius
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"strconv"
@@ -35,6 +36,27 @@ func TestRadbenchRun(t *testing.T) {
 			t.Errorf("summary: %s", out.String())
 		}
 	}
+	// --groups and --resume: each supplicant resumes its own session
+	// after its first login, with the key exchange asked for.
+	for _, c := range []struct {
+		v     string
+		group tls.CurveID
+	}{{"1.2", tls.CurveP256}, {"1.3", tls.X25519}, {"1.3", tls.X25519MLKEM768}} {
+		var out bytes.Buffer
+		res, err := radbench.Run(context.Background(), radbench.Config{
+			Addr: s.Addr().String(), Secret: testSecret,
+			CertFile: dir + "/alice.pem", KeyFile: dir + "/alice.key", CAFile: dir + "/ca.pem", ServerName: "gatehouse.test",
+			Concurrency: 2, Count: 10, TLSVersion: c.v, Resume: true, Groups: []tls.CurveID{c.group}, Progress: -1,
+		}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A resumed TLS 1.2 session reports its original key exchange.
+		if res.Accepts != 10 || res.Resumed != 8 || res.Groups[c.group] != 10 || len(res.Groups) != 1 {
+			t.Errorf("TLS %s %v resumed: %+v\n%s", c.v, c.group, res, out.String())
+		}
+	}
+
 	// A rejected certificate is a reject, not a failure.
 	var out bytes.Buffer
 	res, err := radbench.Run(context.Background(), radbench.Config{

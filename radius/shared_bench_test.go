@@ -97,7 +97,7 @@ func BenchmarkEAPTLSAuthShared(b *testing.B) {
 			b.StopTimer()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				authInproc(b, ip, conf)
+				authInproc(b, ip, conf, nil)
 			}
 			if backend == "postgres" {
 				b.StopTimer()

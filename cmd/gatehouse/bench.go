@@ -29,6 +29,7 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&c.Count, "count", 0, "stop after this many authentications instead")
 	fs.StringVar(&c.TLSVersion, "tls", "", "TLS version: 1.2, 1.3 or empty for the best")
 	fs.BoolVar(&c.Resume, "resume", false, "let supplicants resume TLS sessions")
+	groups := fs.String("groups", "", "key exchange `groups` offered, in order: x25519, x25519mlkem768, p256, p384, p521 (default Go's: X25519MLKEM768 first)")
 	fs.IntVar(&c.FragSize, "fragment-size", 0, "supplicant EAP-TLS fragment size (default the client's)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "local server `pid` whose CPU time per authentication is reported")
 	fs.DurationVar(&c.Progress, "progress", 5*time.Second, "interval of progress lines (negative: off)")
@@ -78,6 +79,9 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return &usageError{"bench: --secret (or --secret-file), --cert and --key are required"}
 	}
 	c.Secret = s
+	if c.Groups, err = radbench.ParseGroups(*groups); err != nil {
+		return &usageError{"bench: --groups: " + err.Error()}
+	}
 	// Run prints progress and the summary on stdout.
 	if _, err := radbench.Run(ctx, c, stdout); err != nil {
 		return fmt.Errorf("bench: %w", err)

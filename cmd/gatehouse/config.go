@@ -38,7 +38,11 @@ type serverConfig struct {
 	LogLevel      string `toml:"log_level"`      // debug, info (default), warn, error
 	LogFormat     string `toml:"log_format"`     // text (default) or json
 	MetricsListen string `toml:"metrics_listen"` // /metrics, /healthz, /readyz (e.g. "127.0.0.1:9812"); empty = off
-	StateDir      string `toml:"state_dir"`      // default /var/lib/gatehouse
+	// Pprof, when true, also serves Go's profiler (net/http/pprof,
+	// /debug/pprof/) on metrics_listen, and only there; default false.
+	// Profiles reveal no secrets but cost CPU: turn it on to investigate.
+	Pprof    bool   `toml:"pprof"`
+	StateDir string `toml:"state_dir"` // default /var/lib/gatehouse
 	// Audit is where the audit trail goes: "file" (default:
 	// state_dir/audit.jsonl), "stdout" or "off".
 	Audit          string `toml:"audit"`

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type ops struct {
 	dirQuery  metric.Histogram
 	reg       *prometheus.Registry
 	listen    string // "" = no metrics endpoint
+	pprof     bool   // serve net/http/pprof on the metrics endpoint
 	caps      netlimit.Config
 	log       *slog.Logger
 	metricsLn atomic.Pointer[netlimit.Listener] // the capped metrics listener, once runMetrics made it
@@ -46,7 +48,7 @@ const (
 // newOps builds the audit writer and the registry and hands the auditor to
 // the doors and the query observer to the directory. It starts nothing.
 func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) (*ops, error) {
-	o := &ops{listen: c.MetricsListen, log: logger.With("component", "ops"), reg: prometheus.NewRegistry()}
+	o := &ops{listen: c.MetricsListen, pprof: c.Pprof, log: logger.With("component", "ops"), reg: prometheus.NewRegistry()}
 	o.caps = netlimit.Config{MaxConns: c.MetricsMaxConns, MaxConnsPerIP: c.MetricsMaxConnsPerIP}.WithDefaults(
 		netlimit.Config{MaxConns: defaultMetricsMaxConns, MaxConnsPerIP: defaultMetricsMaxConnsPerIP})
 	switch c.Audit {
@@ -204,6 +206,15 @@ func (o *ops) handler(s *servers) http.Handler {
 		w.WriteHeader(status)
 		io.WriteString(w, b.String())
 	})
+	if o.pprof {
+		// server.pprof: the profiler, on this listener only (never the
+		// default mux, which nothing serves).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -8,7 +8,6 @@ package audit
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -322,33 +321,33 @@ func (w *Writer) rotate() error {
 
 // line is the JSON form of one event; see README "Audit trail".
 type line struct {
-	Time        string   `json:"time"`
-	Door        string   `json:"door"`
-	Event       string   `json:"event"`
-	NAS         string   `json:"nas,omitempty"`
-	NASAddr     string   `json:"nas_addr,omitempty"`
-	Client      string   `json:"client,omitempty"`
-	Peer        string   `json:"peer,omitempty"`
-	Outcome     string   `json:"outcome"`
-	Code        string   `json:"code"`
-	Rule        string   `json:"rule,omitempty"`
-	Reason      string   `json:"reason,omitempty"`
-	Kind        string   `json:"kind,omitempty"`
-	Name        string   `json:"name,omitempty"`
-	Field       string   `json:"field,omitempty"`
-	UPN         []string `json:"upn,omitempty"`
-	Email       []string `json:"email,omitempty"`
-	CN          string   `json:"cn,omitempty"`
-	Serial      string   `json:"serial,omitempty"`
-	Fingerprint string   `json:"fingerprint,omitempty"`
-	CertSerial  string   `json:"cert_serial,omitempty"`
-	Subject     string   `json:"subject,omitempty"`
-	Issuer      string   `json:"issuer,omitempty"`
-	DN          string   `json:"dn,omitempty"`
-	Groups      []string `json:"groups,omitempty"`
-	TLSVersion  string   `json:"tls_version,omitempty"`
-	Resumed     bool     `json:"resumed,omitempty"`
-	DurationMS  float64  `json:"duration_ms"`
+	Time        time.Time `json:"time"` // UTC; RFC 3339 with nanoseconds, as time.Time marshals
+	Door        string    `json:"door"`
+	Event       string    `json:"event"`
+	NAS         string    `json:"nas,omitempty"`
+	NASAddr     string    `json:"nas_addr,omitempty"`
+	Client      string    `json:"client,omitempty"`
+	Peer        string    `json:"peer,omitempty"`
+	Outcome     string    `json:"outcome"`
+	Code        string    `json:"code"`
+	Rule        string    `json:"rule,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	Kind        string    `json:"kind,omitempty"`
+	Name        string    `json:"name,omitempty"`
+	Field       string    `json:"field,omitempty"`
+	UPN         []string  `json:"upn,omitempty"`
+	Email       []string  `json:"email,omitempty"`
+	CN          string    `json:"cn,omitempty"`
+	Serial      string    `json:"serial,omitempty"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	CertSerial  string    `json:"cert_serial,omitempty"`
+	Subject     string    `json:"subject,omitempty"`
+	Issuer      string    `json:"issuer,omitempty"`
+	DN          string    `json:"dn,omitempty"`
+	Groups      []string  `json:"groups,omitempty"`
+	TLSVersion  string    `json:"tls_version,omitempty"`
+	Resumed     bool      `json:"resumed,omitempty"`
+	DurationMS  float64   `json:"duration_ms"`
 }
 
 // AppendJSON appends ev's JSON line (with its newline) to b.
@@ -356,7 +355,7 @@ func AppendJSON(b []byte, ev *policy.AuditEvent) ([]byte, error) {
 	d := &ev.Decision
 	id := &d.Identity
 	l := line{
-		Time: ev.Time.UTC().Format(time.RFC3339Nano), Door: ev.Door, Event: ev.Event,
+		Time: ev.Time.UTC(), Door: ev.Door, Event: ev.Event,
 		NAS: ev.NAS, Outcome: "deny", Code: d.Code.String(), Rule: d.Rule, Reason: d.Reason,
 		Name: id.Name, Field: id.Field, UPN: id.UPN, Email: id.Email, CN: id.CN, Serial: id.Serial,
 		Fingerprint: id.Fingerprint, CertSerial: id.CertSerial, Subject: id.Subject, Issuer: id.Issuer,
@@ -390,10 +389,9 @@ func AppendJSON(b []byte, ev *policy.AuditEvent) ([]byte, error) {
 	default:
 		l.TLSVersion = tls.VersionName(ev.TLSVersion)
 	}
-	j, err := json.Marshal(&l)
+	b, err := appendLine(b, &l)
 	if err != nil {
 		return b, fmt.Errorf("audit: %w", err)
 	}
-	b = append(b, j...)
 	return append(b, '\n'), nil
 }

@@ -17,10 +17,11 @@ var errStepTimeout = errors.New("eap: tls step timed out")
 // lets a driver advance it in lock step: feed the peer's bytes, collect what
 // TLS wrote until it blocks for more input or finishes.
 type pump struct {
-	conn *memConn
-	tls  *tls.Conn
-	done chan struct{} // closed when fn returned; err is then set
-	err  error
+	conn  *memConn
+	tls   *tls.Conn
+	done  chan struct{} // closed when fn returned; err is then set
+	err   error
+	timer *time.Timer // wait's, reused step after step; only the driver touches it
 }
 
 // startPump starts fn on a fresh memConn preloaded with first. wg, if not
@@ -49,14 +50,20 @@ func startPump(first []byte, mk func(net.Conn) *tls.Conn, fn func(*tls.Conn) err
 // wait waits until the goroutine needs input or is done and returns the
 // output written so far.
 func (p *pump) wait(timeout time.Duration) (out []byte, finished bool, err error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	// Since Go 1.23 a stopped or reset timer never delivers a stale
+	// expiry, so one timer serves every step.
+	if p.timer == nil {
+		p.timer = time.NewTimer(timeout)
+	} else {
+		p.timer.Reset(timeout)
+	}
+	defer p.timer.Stop()
 	select {
 	case <-p.conn.blocked:
 		return p.conn.takeOut(), false, nil
 	case <-p.done:
 		return p.conn.takeOut(), true, p.err
-	case <-t.C:
+	case <-p.timer.C:
 		p.close()
 		return nil, true, errStepTimeout
 	}

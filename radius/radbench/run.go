@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -40,8 +41,15 @@ type Config struct {
 	Count    int
 	// TLSVersion is "1.2", "1.3" or "" (the best both sides support).
 	TLSVersion string
-	// Resume lets supplicants resume TLS sessions (a shared session cache).
+	// Resume lets supplicants resume TLS sessions: each keeps its own
+	// session cache, so after its first login every login offers the
+	// ticket of its previous one.
 	Resume bool
+	// Groups, when not empty, are the key exchange groups the supplicants
+	// offer, in order (tls.Config.CurvePreferences; see ParseGroups). Go
+	// offers the post-quantum hybrid X25519MLKEM768 first by default,
+	// OpenSSL 3.0 peers X25519: set Groups to compare like with like.
+	Groups []tls.CurveID
 	// FragSize, Timeout and Retries are passed to each Client.
 	FragSize int
 	Timeout  time.Duration
@@ -65,8 +73,10 @@ type Result struct {
 	Auths    int // finished conversations (accepted or rejected)
 	Accepts  int
 	Rejects  int
-	Failures int            // errors (no answer, protocol errors)
-	Errors   map[string]int // failure messages, counted
+	Resumed  int                 // accepted conversations that resumed a TLS session
+	Groups   map[tls.CurveID]int // key exchange of accepted conversations (a resumed TLS 1.2 one: its original)
+	Failures int                 // errors (no answer, protocol errors)
+	Errors   map[string]int      // failure messages, counted
 	Elapsed  time.Duration
 	PerSec   float64 // Auths per second
 
@@ -153,10 +163,44 @@ func (cfg *Config) tlsConfig() (*tls.Config, error) {
 	default:
 		return nil, fmt.Errorf("radbench: TLS version %q: want 1.2 or 1.3", cfg.TLSVersion)
 	}
-	if cfg.Resume {
-		c.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
+	if len(cfg.Groups) > 0 {
+		c.CurvePreferences = slices.Clone(cfg.Groups)
 	}
 	return c, nil
+}
+
+// groupNames are the key exchange groups ParseGroups knows.
+var groupNames = map[string]tls.CurveID{
+	"x25519":         tls.X25519,
+	"x25519mlkem768": tls.X25519MLKEM768,
+	"p256":           tls.CurveP256,
+	"p384":           tls.CurveP384,
+	"p521":           tls.CurveP521,
+	"secp256r1":      tls.CurveP256,
+	"secp384r1":      tls.CurveP384,
+	"secp521r1":      tls.CurveP521,
+}
+
+// ParseGroups parses a comma-separated list of key exchange groups
+// (x25519, x25519mlkem768, p256, p384, p521; case-insensitive), in order
+// of preference. "" is nil: the TLS library's default.
+func ParseGroups(s string) ([]tls.CurveID, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var ids []tls.CurveID
+	for _, f := range strings.Split(s, ",") {
+		name := strings.ToLower(strings.TrimSpace(f))
+		id, ok := groupNames[name]
+		if !ok {
+			return nil, fmt.Errorf("radbench: key exchange group %q: want x25519, x25519mlkem768, p256, p384 or p521", f)
+		}
+		if slices.Contains(ids, id) {
+			return nil, fmt.Errorf("radbench: key exchange group %q listed twice", f)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 func verifyChain(raw [][]byte, roots *x509.CertPool) error {
@@ -220,7 +264,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 	var (
 		mu      sync.Mutex // guards the fields below
 		lat     []time.Duration
-		res     = Result{Errors: map[string]int{}}
+		res     = Result{Errors: map[string]int{}, Groups: map[tls.CurveID]int{}}
 		started int
 	)
 	floodDone := make(chan struct{})
@@ -251,6 +295,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			conf := conf
+			if cfg.Resume {
+				conf = conf.Clone()
+				conf.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			}
 			c := &Client{Addr: cfg.Addr, Secret: []byte(cfg.Secret), FragSize: cfg.FragSize, Timeout: cfg.Timeout, Retries: cfg.Retries,
 				CallingStationID: fmt.Sprintf("02-00-00-%02x-%02x-%02x", byte(w>>16), byte(w>>8), byte(w))}
 			for ctxDone(ctx) == nil && take() {
@@ -272,6 +321,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 					lat = append(lat, d)
 					if r.Accepted {
 						res.Accepts++
+						if r.TLS.DidResume {
+							res.Resumed++
+						}
+						if r.TLS.CurveID != 0 {
+							res.Groups[r.TLS.CurveID]++
+						}
 					} else {
 						res.Rejects++
 					}
@@ -344,6 +399,17 @@ func (r Result) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "auths %d in %.2fs: %.1f/s  (accepts %d, rejects %d, failures %d)\n",
 		r.Auths, r.Elapsed.Seconds(), r.PerSec, r.Accepts, r.Rejects, r.Failures)
+	if r.Resumed > 0 {
+		fmt.Fprintf(&b, "resumed %d of %d accepts\n", r.Resumed, r.Accepts)
+	}
+	if len(r.Groups) > 0 {
+		ids := slices.Sorted(maps.Keys(r.Groups))
+		b.WriteString("key exchange")
+		for _, id := range ids {
+			fmt.Fprintf(&b, " %v %d", id, r.Groups[id])
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "latency p50 %v  p90 %v  p99 %v  max %v\n", r.P50.Round(time.Microsecond),
 		r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
 	fmt.Fprintf(&b, "without retransmission: %.2f%% (%d retransmitted)\n", r.FirstTry, r.Retransmitted)

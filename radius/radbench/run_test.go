@@ -2,8 +2,10 @@ package radbench
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +48,26 @@ func TestRunValidates(t *testing.T) {
 func TestCheckReplyMA(t *testing.T) {
 	if err := CheckReplyMA(make([]byte, 20), make([]byte, 16), []byte("s")); err == nil {
 		t.Error("accepted a reply without Message-Authenticator")
+	}
+}
+
+func TestParseGroups(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []tls.CurveID
+		err  bool
+	}{
+		{"", nil, false},
+		{"x25519", []tls.CurveID{tls.X25519}, false},
+		{"X25519MLKEM768, x25519", []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, false},
+		{"p256,secp384r1,p521", []tls.CurveID{tls.CurveP256, tls.CurveP384, tls.CurveP521}, false},
+		{"x448", nil, true},
+		{"x25519,x25519", nil, true},
+		{"x25519,", nil, true},
+	} {
+		got, err := ParseGroups(c.in)
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("ParseGroups(%q) = %v, %v", c.in, got, err)
+		}
 	}
 }
