@@ -35,11 +35,18 @@ func (p *presentedLeaf) verify(next func([][]byte, [][]*x509.Certificate) error)
 	}
 }
 
-// config returns base (cloned) recording the presented leaf, also on the
-// configurations base.GetConfigForClient returns.
-func (p *presentedLeaf) config(base *tls.Config) *tls.Config {
+// apply makes c record the presented leaf (see perSession).
+func (p *presentedLeaf) apply(c *tls.Config) {
+	c.VerifyPeerCertificate = p.verify(c.VerifyPeerCertificate)
+}
+
+// perSession returns base cloned once with set applied, and set applied to
+// each configuration base.GetConfigForClient returns (the policy may pick
+// one per ClientHello): the per-conversation hooks — TLS session tickets,
+// the presented leaf — reach whichever configuration the handshake uses.
+func perSession(base *tls.Config, set func(*tls.Config)) *tls.Config {
 	c := base.Clone()
-	c.VerifyPeerCertificate = p.verify(base.VerifyPeerCertificate)
+	set(c)
 	if get := base.GetConfigForClient; get != nil {
 		c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 			cc, err := get(hi)
@@ -47,7 +54,7 @@ func (p *presentedLeaf) config(base *tls.Config) *tls.Config {
 				return cc, err
 			}
 			cc = cc.Clone()
-			cc.VerifyPeerCertificate = p.verify(cc.VerifyPeerCertificate)
+			set(cc)
 			return cc, nil
 		}
 	}

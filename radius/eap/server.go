@@ -184,11 +184,11 @@ func (s *ServerSession) Handle(msg []byte) Step {
 	var out []byte
 	var finished bool
 	if s.p == nil {
-		cfg := s.leaf.config(s.cfg.TLS)
 		if s.cfg.Tickets != nil {
 			s.tk = &sessionTicket{cache: s.cfg.Tickets}
-			cfg = s.tk.tlsConfig(cfg)
+			s.tk.gen = s.tk.cache.generation()
 		}
+		cfg := perSession(s.cfg.TLS, s.sessionHooks)
 		s.p = startPump(whole, func(c net.Conn) *tls.Conn { return tls.Server(c, cfg) }, serverHandshake, s.cfg.WaitGroup)
 		out, finished, err = s.p.wait(s.cfg.stepTimeout())
 	} else {
@@ -211,6 +211,14 @@ func (s *ServerSession) Handle(msg []byte) Step {
 }
 
 func serverHandshake(c *tls.Conn) error { return c.Handshake() }
+
+// sessionHooks sets this conversation's hooks on a TLS configuration.
+func (s *ServerSession) sessionHooks(c *tls.Config) {
+	s.leaf.apply(c)
+	if s.tk != nil {
+		s.tk.apply(c)
+	}
+}
 
 // State returns the TLS connection state; valid after a Decide step.
 func (s *ServerSession) State() tls.ConnectionState {

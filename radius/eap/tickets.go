@@ -267,24 +267,9 @@ type sessionTicket struct {
 	ended  bool // accepted or closed: nothing more to issue
 }
 
-// tlsConfig returns base with the ticket hooks of st, also on the
-// configurations base.GetConfigForClient returns.
-func (st *sessionTicket) tlsConfig(base *tls.Config) *tls.Config {
-	st.gen = st.cache.generation()
-	c := base.Clone()
+// apply sets the ticket hooks of st on c (see perSession).
+func (st *sessionTicket) apply(c *tls.Config) {
 	c.WrapSession, c.UnwrapSession = st.wrap, st.unwrap
-	if get := base.GetConfigForClient; get != nil {
-		c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-			cc, err := get(hi)
-			if err != nil || cc == nil {
-				return cc, err
-			}
-			cc = cc.Clone()
-			cc.WrapSession, cc.UnwrapSession = st.wrap, st.unwrap
-			return cc, nil
-		}
-	}
-	return c
 }
 
 // wrap is Config.WrapSession: store the state, hand out the handle.
