@@ -62,6 +62,7 @@ func (s *Server) startDecision(w *worker, n *nas, p packet, ss *session, now tim
 	go func() {
 		defer s.decWG.Done()
 		defer func() { <-s.decSem }()
+		growStack()
 		s.runDecision(pd)
 	}()
 }

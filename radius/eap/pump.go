@@ -41,6 +41,7 @@ func startPump(first []byte, mk func(net.Conn) *tls.Conn, fn func(*tls.Conn) err
 		if wg != nil {
 			defer wg.Done()
 		}
+		growStack()
 		p.err = fn(p.tls)
 		close(p.done)
 	}()

@@ -243,7 +243,10 @@ func (s *ServerSession) Accept() Step {
 	}
 	s.msk = msk
 	if cs.Version >= tls.VersionTLS13 {
-		// RFC 9190 section 2.5: one byte 0x00 of application data.
+		// RFC 9190 section 2.5: one byte 0x00 of application data. RFC
+		// 9190 lets a resumption send it with the server's Finished (one
+		// round trip less), but wpa_supplicant 2.10 then ACKs it and drops
+		// its own Finished, so it always follows the peer's Finished.
 		if _, err := s.p.tls.Write([]byte{0}); err != nil {
 			return s.fail(fmt.Errorf("eap: tls: commitment: %w", err))
 		}
