@@ -41,7 +41,27 @@ row() { # label, radbench output on stdin
 		/^resumed/ {res=" resumed " $2 "/" $4}
 		/^key exchange/ {kx=" " $3}
 		/^server CPU/ {c=$(NF-2)}
-		END {printf "%-44s %8s per login  (%s logins, %s%s%s, load %s)\n", l, c, a, r, kx, res, load}'
+		END {printf "%-44s %8s per login  (%s logins, %s%s%s, load %s)\n", l, c, a, r, kx, res, load}' | tee -a "$tmp/rows"
+}
+# summary prints each row's range over the runs (radbench writes "693µs", "1.006ms").
+summary() {
+	awk '
+		function us(v) { if (v ~ /ms$/) return substr(v, 1, length(v)-2) * 1000; if (v ~ /µs$/) return substr(v, 1, length(v)-3) + 0; return substr(v, 1, length(v)-1) * 1e6 }
+		{ l = substr($0, 1, 44); sub(/ +$/, "", l); split(substr($0, 45), f, " "); v = us(f[1]); if (!(l in n)) order[++k] = l; n[l]++; x[l, n[l]] = v }
+		END {
+			print "== summary over runs: min / median / max µs per login"
+			for (i = 1; i <= k; i++) {
+				l = order[i]; m = n[l]
+				for (a = 1; a <= m; a++) for (b = a + 1; b <= m; b++) if (x[l, b] < x[l, a]) { t = x[l, a]; x[l, a] = x[l, b]; x[l, b] = t }
+				printf "%-44s %6.0f / %6.0f / %6.0f  (%d runs)\n", l, x[l, 1], x[l, int((m + 1) / 2)], x[l, m], m
+				med[l] = x[l, int((m + 1) / 2)]; lo[l] = x[l, 1]; hi[l] = x[l, m]
+			}
+			for (v = 2; v <= 3; v++) {
+				g = "gatehouse  TLS 1." v " full    x25519"; f = "freeradius TLS 1." v " full    x25519"
+				if ((g in med) && (f in med) && med[g] > 0 && hi[g] > 0)
+					printf "full TLS 1.%d: FreeRADIUS / gatehouse %.1fx (medians), %.1fx (its best run / our worst)\n", v, med[f] / med[g], lo[f] / hi[g]
+			}
+		}' "$tmp/rows"
 }
 gh() { # label, bench flags...
 	local l=$1; shift
@@ -72,3 +92,4 @@ for r in $(seq "$runs"); do
 	fr "freeradius TLS 1.2 full    x25519" 1.2
 	fr "freeradius TLS 1.3 full    x25519" 1.3
 done
+summary
