@@ -47,7 +47,7 @@ row() { # label, radbench output on stdin
 summary() {
 	awk '
 		function us(v) { if (v ~ /ms$/) return substr(v, 1, length(v)-2) * 1000; if (v ~ /µs$/) return substr(v, 1, length(v)-3) + 0; return substr(v, 1, length(v)-1) * 1e6 }
-		{ l = substr($0, 1, 44); sub(/ +$/, "", l); split(substr($0, 45), f, " "); v = us(f[1]); if (!(l in n)) order[++k] = l; n[l]++; x[l, n[l]] = v }
+		{ l = substr($0, 1, 44); sub(/ +$/, "", l); split(substr($0, 45), fs, " "); v = us(fs[1]); if (!(l in n)) order[++k] = l; n[l]++; x[l, n[l]] = v }
 		END {
 			print "== summary over runs: min / median / max µs per login"
 			for (i = 1; i <= k; i++) {
