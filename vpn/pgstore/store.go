@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -153,6 +154,45 @@ const upsert = `INSERT INTO vpn_peers
 
 // Save implements vpn.Store: one transaction upserts the row and notifies.
 func (st *Store) Save(r *vpn.PeerRecord) error {
+	return st.save(r, nil)
+}
+
+// SaveNew implements vpn.LimitedStore. The transaction takes a
+// transaction-scoped advisory lock on the site and identity before it
+// counts: every node's enrollment of one identity passes through it one
+// at a time, so the count and the insert are one atomic step across nodes
+// (two nodes can no longer both see room for one more device). The lock
+// is released at commit; other identities are not held up.
+func (st *Store) SaveNew(r *vpn.PeerRecord, limit int) error {
+	return st.save(r, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", identityKey(st.cfg.Site, r.IdentityKey)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM vpn_peers
+			WHERE site = $1 AND identity_key = $2 AND fingerprint <> $3 AND quarantine IS NULL
+			AND (not_after > now() OR not_after = $4)`,
+			st.cfg.Site, r.IdentityKey, r.Fingerprint, time.Time{}).Scan(&n); err != nil {
+			return err
+		}
+		if n >= limit {
+			return &vpn.LimitError{Count: n}
+		}
+		return nil
+	})
+}
+
+// identityKey is the advisory lock key of one identity's enrollments.
+// A collision of two identities only makes them wait for each other.
+func identityKey(site, identity string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("gatehouse vpn identity " + site + "\x00" + identity))
+	return int64(h.Sum64())
+}
+
+// save upserts r and notifies in one transaction, after check (if any)
+// in the same transaction allowed it.
+func (st *Store) save(r *vpn.PeerRecord, check func(context.Context, pgx.Tx) error) error {
 	// The chain goes into its own column, binary: in the JSON it would
 	// be base64 and most of the record (and of the load time).
 	c := *r
@@ -169,12 +209,21 @@ func (st *Store) Save(r *vpn.PeerRecord) error {
 	ctx, cancel := st.ctx()
 	defer cancel()
 	err = pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
+		if check != nil {
+			if err := check(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, upsert, st.cfg.Site, r.Fingerprint, r.PublicKey.String(), r.Address.String(), a6,
 			r.IdentityKey, r.NotAfter, r.Suspended != nil, vpn.RecordVersion, b, st.cfg.Node, chain); err != nil {
 			return err
 		}
 		return st.notify(ctx, tx, r.Fingerprint)
 	})
+	var le *vpn.LimitError
+	if errors.As(err, &le) {
+		return le
+	}
 	if err != nil {
 		return wrap("save peer", err)
 	}
