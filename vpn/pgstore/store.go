@@ -48,8 +48,18 @@ type Config struct {
 	// database (empty: none). Load falls back to it when the database
 	// cannot be reached.
 	Cache string
-	// ResyncEvery is the period of the full resync (default 30s).
+	// ResyncEvery is the period of the resync (default 30s): a read of
+	// what changed since the last read (rows and tombstones stamped by
+	// schema 2), which costs nothing much when little changed.
 	ResyncEvery time.Duration
+	// FullResyncEvery is the period of the full resync, a safety net
+	// that reads the whole registry (default 1h; one also runs after
+	// every (re)connect).
+	FullResyncEvery time.Duration
+	// TombstoneRetention is how long the tombstones of deleted peers are
+	// kept for the incremental resync of other nodes (default 24h); the
+	// re-validation lease holder purges older ones.
+	TombstoneRetention time.Duration
 	// CacheEvery bounds how often the cache is rewritten (after a resync
 	// that saw changes; default 5m: a large registry makes a large file).
 	CacheEvery time.Duration
@@ -80,6 +90,12 @@ func New(db *postgres.DB, cfg Config, log *slog.Logger) *Store {
 	}
 	if cfg.ResyncEvery <= 0 {
 		cfg.ResyncEvery = 30 * time.Second
+	}
+	if cfg.FullResyncEvery <= 0 {
+		cfg.FullResyncEvery = time.Hour
+	}
+	if cfg.TombstoneRetention <= 0 {
+		cfg.TombstoneRetention = 24 * time.Hour
 	}
 	if cfg.CacheEvery <= 0 {
 		cfg.CacheEvery = 5 * time.Minute
@@ -348,7 +364,12 @@ func (st *Store) Load() ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
 // load reads the site's registry; rows are decoded in parallel while
 // they arrive.
 func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	return st.loadWhere(ctx, "")
+	return st.loadWhere(ctx, st.db.Pool(), "")
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // LoadSome implements vpn.PartialLoader: the records of fps (those that
@@ -356,12 +377,12 @@ func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined
 func (st *Store) LoadSome(fps []string) ([]*vpn.PeerRecord, error) {
 	ctx, cancel := st.ctx()
 	defer cancel()
-	recs, _, err := st.loadWhere(ctx, " AND fingerprint = ANY($2)", fps)
+	recs, _, err := st.loadWhere(ctx, st.db.Pool(), " AND fingerprint = ANY($2)", fps)
 	return recs, err
 }
 
-func (st *Store) loadWhere(ctx context.Context, and string, args ...any) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL"+and,
+func (st *Store) loadWhere(ctx context.Context, q querier, and string, args ...any) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
+	rows, err := q.Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL"+and,
 		append([]any{st.cfg.Site}, args...)...)
 	if err != nil {
 		return nil, nil, wrap("load peers", err)
