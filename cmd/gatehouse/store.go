@@ -45,7 +45,7 @@ type storeConfig struct {
 	// EndedSessionRetention is how long a Wi-Fi session's row stays in
 	// wifi_sessions after the session ended (counted from its last
 	// update); every Wi-Fi node purges older ones hourly, in small batches.
-	// Default 720h (30 days); "0s" keeps them forever. Accounting
+	// Default 720h (30 days); "0s" keeps them forever; postgres only. Accounting
 	// (radius_accounting) is not purged.
 	EndedSessionRetention *policy.Duration `toml:"ended_session_retention"`
 }
@@ -69,6 +69,9 @@ func (c *storeConfig) check(file string) []string {
 	case "", "file":
 		if c.DSNFile != "" {
 			errs = append(errs, fmt.Sprintf("%s: store.dsn_file: only for backend = \"postgres\"", file))
+		}
+		if c.EndedSessionRetention != nil {
+			errs = append(errs, fmt.Sprintf("%s: store.ended_session_retention: only for backend = \"postgres\"", file))
 		}
 	case "postgres":
 		if c.DSNFile == "" {
