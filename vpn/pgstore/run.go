@@ -32,7 +32,9 @@ func leaseKey(site string) int64 {
 // Run keeps t in step with the database until ctx is done: it connects a
 // dedicated connection (retrying with backoff: an outage is ridden out),
 // applies pending schema migrations, LISTENs, resyncs in full, then
-// applies every notification of its site and resyncs every ResyncEvery.
+// applies every notification of its site and resyncs every ResyncEvery
+// (incrementally: what changed since the last read; in full every
+// FullResyncEvery and when the cache is due).
 // While connected it holds (or keeps trying for) the site's re-validation
 // lease. It returns nil when ctx is done.
 func (st *Store) Run(ctx context.Context, t Target) error {
@@ -134,7 +136,9 @@ func (st *Store) session(ctx context.Context, t Target) (connected bool, err err
 				if full {
 					nextFull = time.Now().Add(st.cfg.FullResyncEvery)
 					if err == nil && st.leader.Load() {
-						err = st.purgeTombstones(ctx)
+						if perr := st.purgeTombstones(ctx); perr != nil {
+							st.log.Warn("pgstore: purge of old tombstones failed; retried at the next full resync", "err", perr)
+						}
 					}
 				}
 			} else {

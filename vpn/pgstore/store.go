@@ -7,11 +7,14 @@
 // with a *vpn.ConflictError. Every change is announced in its transaction
 // with pg_notify('gatehouse_vpn', site+" "+fingerprint); Run LISTENs on a
 // dedicated connection and applies each change to the local server, runs a
-// full resync after every (re)connect and every ResyncEvery (a missed
-// notification delays a change, never loses it), holds the site's
-// re-validation lease (a session advisory lock: one node cuts each peer
-// once) and keeps a local cache of the registry so that a node restarted
-// while PostgreSQL is down still configures every peer.
+// resync every ResyncEvery (a missed notification delays a change, never
+// loses it: see resync.go; it reads only what changed, and the whole
+// registry after every (re)connect and every FullResyncEvery), holds the
+// site's re-validation lease (a session advisory lock: one node cuts each
+// peer once) and keeps a local cache of the registry so that a node
+// restarted while PostgreSQL is down still configures every peer. SaveNew
+// counts an identity's devices and inserts its new one atomically across
+// nodes (vpn.LimitedStore).
 package pgstore
 
 import (
