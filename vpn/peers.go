@@ -87,9 +87,19 @@ func (s *Server) enroll(chain []*x509.Certificate, d policy.Decision, key Key) (
 			rec.offset = o
 		}
 		rec.Address, rec.Address6 = s.pool.addrs(rec.offset)
-		err := s.store.save(rec)
+		var err error
+		if old == nil {
+			err = s.store.saveNew(rec, s.cfg.MaxPeersPerIdentity)
+		} else {
+			err = s.store.save(rec)
+		}
 		if err == nil {
 			break
+		}
+		if le := (*LimitError)(nil); errors.As(err, &le) {
+			// Another node enrolled a device of this identity meanwhile.
+			s.pool.release(rec.offset)
+			return nil, &apiError{http.StatusForbidden, fmt.Sprintf("device limit reached: %d devices are enrolled for your account; unenroll one (DELETE /v1/me with its certificate) or ask IT", le.Count)}
 		}
 		var ce *ConflictError
 		switch {

@@ -118,6 +118,15 @@ func newStore(st Store, log *slog.Logger) *store { return &store{Store: st, log:
 
 func (st *store) save(r *record) error { return st.Save(r.stored()) }
 
+// saveNew writes the record of a new certificate; a LimitedStore checks
+// the per-identity limit in the same atomic step (a *LimitError).
+func (st *store) saveNew(r *record, limit int) error {
+	if ls, ok := st.Store.(LimitedStore); ok {
+		return ls.SaveNew(r.stored(), limit)
+	}
+	return st.Save(r.stored())
+}
+
 func (st *store) remove(fp string) error { return st.Remove(fp) }
 
 // quarantine moves a record aside, logging ERROR and counting it.

@@ -199,3 +199,24 @@ func (e *ConflictError) Error() string { return "vpn: store: " + e.Field + " hel
 
 // Is makes errors.Is(err, ErrConflict) hold.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// LimitedStore is a shared Store that can check the per-identity device
+// limit and write a new record in one atomic step across nodes. A node's
+// own count can be stale (two nodes enrolling one identity at the same
+// instant would each see room for one more); enrollment of a new
+// certificate goes through SaveNew when the Store has it.
+type LimitedStore interface {
+	// SaveNew writes r like Save unless limit or more records of
+	// r.IdentityKey other than r.Fingerprint itself, unexpired (NotAfter
+	// zero or in the future) and not quarantined, are stored: then it
+	// writes nothing and returns a *LimitError.
+	SaveNew(r *PeerRecord, limit int) error
+}
+
+// LimitError is a SaveNew refused because the identity already has Count
+// devices enrolled (Count >= the limit).
+type LimitError struct{ Count int }
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("vpn: store: device limit reached: %d devices enrolled", e.Count)
+}

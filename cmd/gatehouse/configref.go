@@ -65,7 +65,7 @@ var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 // keyType describes a Go field type as its TOML type; sub is the struct of
 // a table or array of tables.
 func keyType(t reflect.Type) (string, reflect.Type) {
-	if t.Kind() == reflect.Pointer && t.Elem().Kind() != reflect.Struct {
+	if t.Kind() == reflect.Pointer && (t.Elem().Kind() != reflect.Struct || t.Implements(textUnmarshaler)) {
 		t = t.Elem()
 	}
 	switch {

@@ -36,10 +36,30 @@ type storeConfig struct {
 	// Site groups the VPN nodes that share one WireGuard key and address
 	// pool; default "default".
 	Site string `toml:"site"`
-	// ResyncEvery is how often a node reads the whole VPN registry again,
-	// the safety net under LISTEN/NOTIFY (a missed notification delays a
-	// change by at most this); default 30s.
+	// ResyncEvery is how often a node reads what changed in the VPN
+	// registry since its last read (rows and deletions, by revision), the
+	// safety net under LISTEN/NOTIFY (a missed notification delays a
+	// change by at most this); default 30s. The whole registry is read
+	// after every (re)connect, hourly, and when the local cache is due.
 	ResyncEvery policy.Duration `toml:"resync_every"`
+	// EndedSessionRetention is how long a Wi-Fi session's row stays in
+	// wifi_sessions after the session ended (counted from its last
+	// update); every Wi-Fi node purges older ones hourly, in small batches.
+	// Default 720h (30 days); "0s" keeps them forever; postgres only. Accounting
+	// (radius_accounting) is not purged.
+	EndedSessionRetention *policy.Duration `toml:"ended_session_retention"`
+}
+
+// defaultEndedSessionRetention is [store] ended_session_retention's
+// default.
+const defaultEndedSessionRetention = 30 * 24 * time.Hour
+
+// endedSessionRetention is ended_session_retention, defaulted; 0 = forever.
+func (c *storeConfig) endedSessionRetention() time.Duration {
+	if c.EndedSessionRetention == nil {
+		return defaultEndedSessionRetention
+	}
+	return c.EndedSessionRetention.Duration
 }
 
 // check validates the section; errors name the key.
@@ -49,6 +69,9 @@ func (c *storeConfig) check(file string) []string {
 	case "", "file":
 		if c.DSNFile != "" {
 			errs = append(errs, fmt.Sprintf("%s: store.dsn_file: only for backend = \"postgres\"", file))
+		}
+		if c.EndedSessionRetention != nil {
+			errs = append(errs, fmt.Sprintf("%s: store.ended_session_retention: only for backend = \"postgres\"", file))
 		}
 	case "postgres":
 		if c.DSNFile == "" {
@@ -62,6 +85,9 @@ func (c *storeConfig) check(file string) []string {
 	}
 	if c.ResyncEvery.Duration < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.resync_every: %v: must be positive", file, c.ResyncEvery.Duration))
+	}
+	if r := c.EndedSessionRetention; r != nil && r.Duration < 0 {
+		errs = append(errs, fmt.Sprintf("%s: store.ended_session_retention: %v: must not be negative (0s keeps ended sessions forever)", file, r.Duration))
 	}
 	if c.ConnectTimeout.Duration < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.connect_timeout: %v: must be positive", file, c.ConnectTimeout.Duration))

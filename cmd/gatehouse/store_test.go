@@ -22,6 +22,8 @@ func TestStoreConfigErrors(t *testing.T) {
 		{`backend = "postgres"`, `store.dsn_file: required for backend = "postgres"`},
 		{`dsn_file = "x"`, `store.dsn_file: only for backend = "postgres"`},
 		{"max_conns = -1", "store.max_conns: -1: must not be negative"},
+		{"backend = \"postgres\"\ndsn_file = \"x\"\nended_session_retention = \"-1h\"", "store.ended_session_retention: -1h0m0s: must not be negative"},
+		{`ended_session_retention = "1h"`, `store.ended_session_retention: only for backend = "postgres"`},
 		{"bakend = 1", "store.bakend: unknown key"},
 	} {
 		_, err := loadConfig(writeConfig(t, withStore(tc.section)))

@@ -29,6 +29,8 @@ type wifiShared struct {
 	store wifi.Store
 	audit *storeAuditor // [store] audit = true, else nil; set by newOps
 	log   *slog.Logger
+	// maintain: schema migration retries and the purge of ended sessions.
+	maintain postgres.MaintainConfig
 }
 
 // auditor returns the auditor that also spools events for audit_events
@@ -68,22 +70,21 @@ func buildWiFiShared(l *loaded, s *servers, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: log}
+	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: log,
+		maintain: postgres.MaintainConfig{EndedSessionRetention: c.Store.endedSessionRetention()}}
 	s.radius.SetShared(wifi.Node{Spool: sp, Store: w.store})
 	s.wifi, s.auditStore = w, c.Store.Audit
 	return nil
 }
 
-// Run replays the spool until ctx is done, then closes it. It first tries
-// to bring the schema up to date (the advisory lock makes that safe on
-// every node at once); while the database is unreachable the replayer
-// simply retries.
+// Run replays the spool until ctx is done, then closes it. Alongside, it
+// keeps the schema current (retrying with backoff while the database is
+// unreachable: the advisory lock makes that safe on every node at once;
+// the replayer retries meanwhile, the spool keeping the records) and purges
+// ended sessions older than [store] ended_session_retention.
 func (w *wifiShared) Run(ctx context.Context) error {
-	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if _, err := w.db.Migrate(mctx); err != nil {
-		w.log.Warn("store: schema not checked (the spool keeps the records until the database answers)", "err", err)
-	}
-	cancel()
+	maintDone := make(chan struct{})
+	go func() { defer close(maintDone); w.db.Maintain(ctx, w.maintain) }()
 	var auditDone chan struct{}
 	if w.audit != nil {
 		auditDone = make(chan struct{})
@@ -93,6 +94,7 @@ func (w *wifiShared) Run(ctx context.Context) error {
 	if auditDone != nil {
 		<-auditDone
 	}
+	<-maintDone
 	if cerr := w.spool.Close(); err == nil {
 		err = cerr
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -176,4 +177,38 @@ func gaugeOf(v float64) prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
 	g.Set(v)
 	return g
+}
+
+// A Wi-Fi-only node started against a new database that is down: the
+// spool keeps the records, the schema is migrated once the server comes
+// up (retried with backoff, not only at start), and the records reach
+// PostgreSQL without a restart.
+func TestWiFiStoreMigratesWhenDatabaseComesUp(t *testing.T) {
+	pg := pgtest.Start(t)
+	dsn := pg.CreateDatabase("gh_wifi_late")
+	pg.Stop()
+	db, err := postgres.Open(postgres.Config{DSN: dsn, ConnectTimeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sp, err := spool.Open(spool.Config{Dir: t.TempDir(), Node: "wifi-only", RetryMax: 100 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := sp.Append("acct", []byte(`{"time":"2026-12-01T12:00:00Z","status":"Start","session_id":"late-1","nas":"ap","nas_addr":"192.0.2.1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replayer to fail", func() bool { return sp.Stats().Failing })
+	time.Sleep(time.Second)
+	pg.Restart()
+	waitFor(t, "the spooled record in PostgreSQL", func() bool {
+		rows, err := db.WiFi().Accounting(context.Background(), "late-1")
+		return err == nil && len(rows) == 1
+	})
 }

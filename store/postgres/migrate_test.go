@@ -129,3 +129,56 @@ func TestOpenDSNSecret(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Schema 2 on a database with peers already stored (schema 1): every
+// existing row gets its own revision and a transaction id, later writes get
+// newer revisions, and deletions leave tombstones.
+func TestMigrateRevisionsExistingRows(t *testing.T) {
+	pg := pgtest.Start(t)
+	db := open(t, pg.CreateDatabase("gh_revs"))
+	ms, err := Migrations()
+	if err != nil || len(ms) < 2 {
+		t.Fatalf("migrations: %d, %v", len(ms), err)
+	}
+	// Schema 1 only, as an older binary left it.
+	if _, err := db.Pool().Exec(ctx(t), createTable); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx(t), ms[0].SQL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx(t), "INSERT INTO gatehouse_schema_migrations (version, name, sha256) VALUES (1, $1, $2)", ms[0].Name, ms[0].Sum); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range "abc" {
+		if _, err := db.Pool().Exec(ctx(t), `INSERT INTO vpn_peers (site, fingerprint, public_key, address, identity_key, not_after, format, record)
+			VALUES ('hq', $1, $2, $3, 'user/upn/a', now(), 1, '{}')`, strings.Repeat(string(c), 64), "k"+string(c), "100.64.0."+string(rune('2'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied, err := db.Migrate(ctx(t)); err != nil || len(applied) != len(ms)-1 {
+		t.Fatalf("migrate: %d applied, %v", len(applied), err)
+	}
+	var n, distinct int
+	var maxRev int64
+	if err := db.Pool().QueryRow(ctx(t), "SELECT count(*), count(DISTINCT rev), max(rev) FROM vpn_peers WHERE rev_xid IS NOT NULL").Scan(&n, &distinct, &maxRev); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || distinct != 3 {
+		t.Fatalf("existing rows: %d stamped, %d distinct revisions; want 3, 3", n, distinct)
+	}
+	var rev int64
+	if err := db.Pool().QueryRow(ctx(t), "UPDATE vpn_peers SET node = 'x' WHERE fingerprint = $1 RETURNING rev", strings.Repeat("a", 64)).Scan(&rev); err != nil {
+		t.Fatal(err)
+	}
+	if rev <= maxRev {
+		t.Fatalf("an update got revision %d, not newer than %d", rev, maxRev)
+	}
+	if _, err := db.Pool().Exec(ctx(t), "DELETE FROM vpn_peers WHERE fingerprint = $1", strings.Repeat("b", 64)); err != nil {
+		t.Fatal(err)
+	}
+	var fp string
+	if err := db.Pool().QueryRow(ctx(t), "SELECT fingerprint FROM vpn_peer_deletions WHERE site = 'hq' AND rev > $1", rev).Scan(&fp); err != nil || fp != strings.Repeat("b", 64) {
+		t.Fatalf("tombstone: %q, %v", fp, err)
+	}
+}

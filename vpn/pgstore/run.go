@@ -32,7 +32,9 @@ func leaseKey(site string) int64 {
 // Run keeps t in step with the database until ctx is done: it connects a
 // dedicated connection (retrying with backoff: an outage is ridden out),
 // applies pending schema migrations, LISTENs, resyncs in full, then
-// applies every notification of its site and resyncs every ResyncEvery.
+// applies every notification of its site and resyncs every ResyncEvery
+// (incrementally: what changed since the last read; in full every
+// FullResyncEvery and when the cache is due).
 // While connected it holds (or keeps trying for) the site's re-validation
 // lease. It returns nil when ctx is done.
 func (st *Store) Run(ctx context.Context, t Target) error {
@@ -89,10 +91,12 @@ func (st *Store) session(ctx context.Context, t Target) (connected bool, err err
 	st.available.Store(true)
 	st.lastErr.Store(nil)
 	st.log.Info("pgstore: connected: following the VPN registry", "site", st.cfg.Site)
-	if err := st.resync(ctx, t); err != nil {
+	cursor, err := st.resync(ctx, t)
+	if err != nil {
 		return true, err
 	}
 	next := time.Now().Add(st.cfg.ResyncEvery)
+	nextFull := time.Now().Add(st.cfg.FullResyncEvery)
 	key := leaseKey(st.cfg.Site)
 	for {
 		if !st.leader.Load() {
@@ -126,7 +130,21 @@ func (st *Store) session(ctx context.Context, t Target) (connected bool, err err
 			}
 		}
 		if !time.Now().Before(next) {
-			if err := st.resync(ctx, t); err != nil {
+			var err error
+			if full := !time.Now().Before(nextFull); full || st.cacheDue() {
+				cursor, err = st.resync(ctx, t)
+				if full {
+					nextFull = time.Now().Add(st.cfg.FullResyncEvery)
+					if err == nil && st.leader.Load() {
+						if perr := st.purgeTombstones(ctx); perr != nil {
+							st.log.Warn("pgstore: purge of old tombstones failed; retried at the next full resync", "err", perr)
+						}
+					}
+				}
+			} else {
+				cursor, err = st.resyncSince(ctx, t, cursor)
+			}
+			if err != nil {
 				return true, err
 			}
 			next = time.Now().Add(st.cfg.ResyncEvery)
@@ -155,26 +173,6 @@ func (st *Store) follow(ctx context.Context, t Target, payload string) error {
 		t.Apply(r, asOf)
 	}
 	st.changes.Add(1)
-	return nil
-}
-
-// resync reads the whole registry and hands it to t, then rewrites the
-// cache if anything changed since it was last written.
-func (st *Store) resync(ctx context.Context, t Target) error {
-	gen := st.changes.Load()
-	asOf := time.Now()
-	recs, bad, err := st.load(ctx)
-	if err != nil {
-		return err
-	}
-	for _, q := range bad {
-		st.log.Error("pgstore: stored peer unreadable by this node; not loaded (left in the database)", "row", q.Name, "why", q.Why)
-	}
-	changed, removed := t.Sync(recs, asOf)
-	if changed+removed > 0 {
-		st.log.Info("pgstore: resync applied changes", "changed", changed, "removed", removed, "peers", len(recs))
-	}
-	st.writeCacheIfChanged(gen, recs)
 	return nil
 }
 

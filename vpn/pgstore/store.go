@@ -7,11 +7,14 @@
 // with a *vpn.ConflictError. Every change is announced in its transaction
 // with pg_notify('gatehouse_vpn', site+" "+fingerprint); Run LISTENs on a
 // dedicated connection and applies each change to the local server, runs a
-// full resync after every (re)connect and every ResyncEvery (a missed
-// notification delays a change, never loses it), holds the site's
-// re-validation lease (a session advisory lock: one node cuts each peer
-// once) and keeps a local cache of the registry so that a node restarted
-// while PostgreSQL is down still configures every peer.
+// resync every ResyncEvery (a missed notification delays a change, never
+// loses it: see resync.go; it reads only what changed, and the whole
+// registry after every (re)connect and every FullResyncEvery), holds the
+// site's re-validation lease (a session advisory lock: one node cuts each
+// peer once) and keeps a local cache of the registry so that a node
+// restarted while PostgreSQL is down still configures every peer. SaveNew
+// counts an identity's devices and inserts its new one atomically across
+// nodes (vpn.LimitedStore).
 package pgstore
 
 import (
@@ -20,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -47,8 +51,18 @@ type Config struct {
 	// database (empty: none). Load falls back to it when the database
 	// cannot be reached.
 	Cache string
-	// ResyncEvery is the period of the full resync (default 30s).
+	// ResyncEvery is the period of the resync (default 30s): a read of
+	// what changed since the last read (rows and tombstones stamped by
+	// schema 2), which costs nothing much when little changed.
 	ResyncEvery time.Duration
+	// FullResyncEvery is the period of the full resync, a safety net
+	// that reads the whole registry (default 1h; one also runs after
+	// every (re)connect).
+	FullResyncEvery time.Duration
+	// TombstoneRetention is how long the tombstones of deleted peers are
+	// kept for the incremental resync of other nodes (default 24h); the
+	// re-validation lease holder purges older ones.
+	TombstoneRetention time.Duration
 	// CacheEvery bounds how often the cache is rewritten (after a resync
 	// that saw changes; default 5m: a large registry makes a large file).
 	CacheEvery time.Duration
@@ -79,6 +93,12 @@ func New(db *postgres.DB, cfg Config, log *slog.Logger) *Store {
 	}
 	if cfg.ResyncEvery <= 0 {
 		cfg.ResyncEvery = 30 * time.Second
+	}
+	if cfg.FullResyncEvery <= 0 {
+		cfg.FullResyncEvery = time.Hour
+	}
+	if cfg.TombstoneRetention <= 0 {
+		cfg.TombstoneRetention = 24 * time.Hour
 	}
 	if cfg.CacheEvery <= 0 {
 		cfg.CacheEvery = 5 * time.Minute
@@ -153,6 +173,45 @@ const upsert = `INSERT INTO vpn_peers
 
 // Save implements vpn.Store: one transaction upserts the row and notifies.
 func (st *Store) Save(r *vpn.PeerRecord) error {
+	return st.save(r, nil)
+}
+
+// SaveNew implements vpn.LimitedStore. The transaction takes a
+// transaction-scoped advisory lock on the site and identity before it
+// counts: every node's enrollment of one identity passes through it one
+// at a time, so the count and the insert are one atomic step across nodes
+// (two nodes can no longer both see room for one more device). The lock
+// is released at commit; other identities are not held up.
+func (st *Store) SaveNew(r *vpn.PeerRecord, limit int) error {
+	return st.save(r, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", identityKey(st.cfg.Site, r.IdentityKey)); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM vpn_peers
+			WHERE site = $1 AND identity_key = $2 AND fingerprint <> $3 AND quarantine IS NULL
+			AND (not_after > now() OR not_after = $4)`,
+			st.cfg.Site, r.IdentityKey, r.Fingerprint, time.Time{}).Scan(&n); err != nil {
+			return err
+		}
+		if n >= limit {
+			return &vpn.LimitError{Count: n}
+		}
+		return nil
+	})
+}
+
+// identityKey is the advisory lock key of one identity's enrollments.
+// A collision of two identities only makes them wait for each other.
+func identityKey(site, identity string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("gatehouse vpn identity " + site + "\x00" + identity))
+	return int64(h.Sum64())
+}
+
+// save upserts r and notifies in one transaction, after check (if any)
+// in the same transaction allowed it.
+func (st *Store) save(r *vpn.PeerRecord, check func(context.Context, pgx.Tx) error) error {
 	// The chain goes into its own column, binary: in the JSON it would
 	// be base64 and most of the record (and of the load time).
 	c := *r
@@ -169,12 +228,21 @@ func (st *Store) Save(r *vpn.PeerRecord) error {
 	ctx, cancel := st.ctx()
 	defer cancel()
 	err = pgx.BeginFunc(ctx, st.db.Pool(), func(tx pgx.Tx) error {
+		if check != nil {
+			if err := check(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, upsert, st.cfg.Site, r.Fingerprint, r.PublicKey.String(), r.Address.String(), a6,
 			r.IdentityKey, r.NotAfter, r.Suspended != nil, vpn.RecordVersion, b, st.cfg.Node, chain); err != nil {
 			return err
 		}
 		return st.notify(ctx, tx, r.Fingerprint)
 	})
+	var le *vpn.LimitError
+	if errors.As(err, &le) {
+		return le
+	}
 	if err != nil {
 		return wrap("save peer", err)
 	}
@@ -299,7 +367,12 @@ func (st *Store) Load() ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
 // load reads the site's registry; rows are decoded in parallel while
 // they arrive.
 func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	return st.loadWhere(ctx, "")
+	return st.loadWhere(ctx, st.db.Pool(), "")
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // LoadSome implements vpn.PartialLoader: the records of fps (those that
@@ -307,12 +380,12 @@ func (st *Store) load(ctx context.Context) ([]*vpn.PeerRecord, []vpn.Quarantined
 func (st *Store) LoadSome(fps []string) ([]*vpn.PeerRecord, error) {
 	ctx, cancel := st.ctx()
 	defer cancel()
-	recs, _, err := st.loadWhere(ctx, " AND fingerprint = ANY($2)", fps)
+	recs, _, err := st.loadWhere(ctx, st.db.Pool(), " AND fingerprint = ANY($2)", fps)
 	return recs, err
 }
 
-func (st *Store) loadWhere(ctx context.Context, and string, args ...any) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
-	rows, err := st.db.Pool().Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL"+and,
+func (st *Store) loadWhere(ctx context.Context, q querier, and string, args ...any) ([]*vpn.PeerRecord, []vpn.Quarantined, error) {
+	rows, err := q.Query(ctx, "SELECT fingerprint, record, chain FROM vpn_peers WHERE site = $1 AND quarantine IS NULL"+and,
 		append([]any{st.cfg.Site}, args...)...)
 	if err != nil {
 		return nil, nil, wrap("load peers", err)

@@ -59,18 +59,16 @@ func TestPostgresStoreContract(t *testing.T) {
 	})
 }
 
-// BenchmarkLoad100k reads a site of 100,000 peers (realistic records: a
-// two-certificate chain each) from PostgreSQL and decodes them: the
-// registry load of a node's start and of every full resync.
-func BenchmarkLoad100k(b *testing.B) {
-	const n = 100000
+// seed100k returns a store of site hq holding n peers (realistic records:
+// a two-certificate chain each), written with COPY.
+func seed100k(b *testing.B, n int) *Store {
 	pg := pgtest.Start(b)
 	dsn := pg.CreateDatabase("gh_load")
 	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	b.Cleanup(db.Close)
 	ctx := context.Background()
 	if _, err := db.Migrate(ctx); err != nil {
 		b.Fatal(err)
@@ -95,15 +93,27 @@ func BenchmarkLoad100k(b *testing.B) {
 		pgx.CopyFromRows(rows)); err != nil {
 		b.Fatal(err)
 	}
-	st := New(db, Config{Site: "hq"}, nil)
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if _, err := db.Pool().Exec(ctx, "VACUUM ANALYZE vpn_peers"); err != nil {
+		b.Fatal(err)
 	}
-	c0 := cpu()
+	return New(db, Config{Site: "hq"}, nil)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLoad100k reads a site of 100,000 peers from PostgreSQL and
+// decodes them: the registry load of a node's start and of every full
+// resync.
+func BenchmarkLoad100k(b *testing.B) {
+	const n = 100000
+	st := seed100k(b, n)
+	c0 := cpuTime()
 	b.ResetTimer()
-	defer func() { b.ReportMetric((cpu()-c0).Seconds()/float64(b.N), "cpu-s/load") }()
+	defer func() { b.ReportMetric((cpuTime()-c0).Seconds()/float64(b.N), "cpu-s/load") }()
 	for range b.N {
 		recs, bad, err := st.Load()
 		if err != nil || len(bad) != 0 || len(recs) != n {
@@ -111,6 +121,58 @@ func BenchmarkLoad100k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
+}
+
+// BenchmarkResync100k is one periodic resync of a node at 100,000 peers
+// (this process's CPU: the database server's is not counted), full (the
+// only kind before schema 2; now after each connect, hourly and when the
+// cache is due) and incremental with 10 peers changed since the last read
+// (every ResyncEvery now).
+func BenchmarkResync100k(b *testing.B) {
+	const n, changed = 100000, 10
+	st := seed100k(b, n)
+	ctx := context.Background()
+	tg := newTarget()
+	b.Run("full", func(b *testing.B) {
+		var cpu time.Duration
+		for range b.N {
+			c0 := cpuTime()
+			if _, err := st.resync(ctx, tg); err != nil || tg.peers != n {
+				b.Fatalf("%d peers, %v", tg.peers, err)
+			}
+			cpu += cpuTime() - c0
+		}
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/resync")
+	})
+	b.Run("incremental", func(b *testing.B) {
+		cursor, err := st.resync(ctx, tg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var cpu time.Duration
+		b.ResetTimer()
+		for i := range b.N {
+			b.StopTimer()
+			fps := make([]string, changed)
+			for j := range fps {
+				fps[j] = vpntest.FP((i*changed + j) % n)
+			}
+			if _, err := st.db.Pool().Exec(ctx, "UPDATE vpn_peers SET node = 'x' WHERE site = 'hq' AND fingerprint = ANY($1)", fps); err != nil {
+				b.Fatal(err)
+			}
+			tg.reset()
+			b.StartTimer()
+			c0 := cpuTime()
+			if cursor, err = st.resyncSince(ctx, tg, cursor); err != nil {
+				b.Fatal(err)
+			}
+			cpu += cpuTime() - c0
+			if len(tg.applied) < changed {
+				b.Fatalf("%d changes applied, want %d", len(tg.applied), changed)
+			}
+		}
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/resync")
+	})
 }
 
 // The local cache round-trips the registry, is private (0600), and is
