@@ -1,0 +1,253 @@
+package radius
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Accounting record de-duplication, per client (the matched
+// [[radius.client]] or [[radius.radsec_client]]), across connections and
+// source ports.
+//
+// The reply cache (RFC 5080 2.2.2) knows a retransmission by its source,
+// Identifier and Request Authenticator, and over RadSec by its connection
+// too. An access point whose RadSec connection drops resends its
+// unacknowledged records on a new connection, often with a new Identifier
+// and a larger Acct-Delay-Time (hence a new authenticator); a UDP NAS that
+// changes source port after a reboot or a proxy failover does the same.
+// Each of those is the same record, and writing it again would count the
+// session (and its octets) twice.
+//
+// So a record is known by its identity: a 128-bit hash of the client's
+// name and of every attribute of the request except the three a
+// retransmission may change — Acct-Delay-Time (RFC 2866 5.2), Proxy-State
+// (each proxy hop adds its own) and Message-Authenticator — taken as a
+// multiset (attribute order does not matter). The Identifier and the
+// authenticator are not part of it. Everything else is: Acct-Status-Type,
+// Acct-Session-Id, the NAS's identity, Event-Timestamp, and the counters
+// (Acct-Session-Time, octets, packets, gigawords) and any attribute that
+// changes between two genuine Interim-Updates. Two requests with the same
+// identity carry the same information; a genuinely new record differs in
+// at least one attribute — an Interim-Update in its counters or session
+// time, an updated "retransmission" (RFC 5080 erratum 4623: new counters,
+// Acct-Delay-Time 0, new Event-Timestamp) likewise — and is recorded.
+//
+// The identity is used only when the request says which event it reports:
+// it has an Acct-Session-Id or an Event-Timestamp. Without either (an
+// Accounting-On from a NAS that sends neither), two reboots a minute apart
+// would look alike, so such a request is known by its exact bytes and
+// source (as the reply cache knows it) and only a true retransmission is
+// caught. A request with no NAS-IP-Address, NAS-IPv6-Address or
+// NAS-Identifier (RFC 2866 requires one) has its source address (not the
+// port) in its identity, so that two access points behind one
+// [[radius.client]] network never merge.
+//
+// A duplicate is answered (a fresh Accounting-Response to its own
+// Identifier, Proxy-State echoed) and not recorded again, and counted
+// (Stats.AccountingDuplicates, per client). One that arrives while the
+// record is still being committed waits for that commit and is answered
+// with it, or dropped with it if the write fails (then nothing is recorded
+// and nothing remembered: the next retransmission is written once).
+//
+// Bounds: a record is remembered for acctSeenTTL (5 minutes) after it was
+// received, and at most acctSeenMax (131,072) records are remembered, the
+// oldest forgotten first — about 80 bytes each, some 10 MB at most, shared
+// by all clients. At more than acctSeenMax/acctSeenTTL (about 430) records
+// a second the window is shorter than 5 minutes. Lookups are one hash of
+// the request and one map access; in the steady state they allocate
+// nothing.
+
+const (
+	acctSeenTTL = 5 * time.Minute
+	acctSeenMax = 1 << 17 // records remembered; the oldest go first
+)
+
+// acctID is a record's identity: two independently seeded 64-bit hashes.
+type acctID [2]uint64
+
+// Attribute types only the identity uses (Event-Timestamp: coa.go).
+const (
+	attrAcctDelayTime  = 41
+	attrNASIPv6Address = 95
+)
+
+// acctIdentity computes the identity of Accounting-Request p from client
+// n, received from src (on RadSec connection cid, 0 for UDP).
+func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) acctID {
+	var id acctID
+	event, nasID := false, false
+	for b := p.attrs(); len(b) >= 2; {
+		l := int(b[1])
+		attr := b[:l]
+		b = b[l:]
+		switch attr[0] {
+		case attrAcctDelayTime, attrProxyState, attrMessageAuthenticator:
+			continue
+		case attrAcctSessionID, attrEventTimestamp:
+			event = true
+		case attrNASIPAddress, attrNASIPv6Address, attrNASIdentifier:
+			nasID = true
+		}
+		id[0] += maphash.Bytes(a.seed[0], attr)
+		id[1] += maphash.Bytes(a.seed[1], attr)
+	}
+	// The tail: what else the identity depends on, tagged by its first
+	// byte so that it is never taken for an attribute (type 0 is reserved).
+	var tail [1 + 16 + 2 + 8 + 1 + 16]byte
+	t := tail[:1]
+	if !event {
+		// No event named: the exact request (source, connection,
+		// Identifier, Request Authenticator).
+		t = append(t, 1)
+		a16 := src.Addr().As16()
+		t = append(t, a16[:]...)
+		t = binary.BigEndian.AppendUint16(t, src.Port())
+		t = binary.BigEndian.AppendUint64(t, cid)
+		t = append(t, p.id())
+		t = append(t, p.auth()...)
+	} else if !nasID {
+		t = append(t, 2)
+		a16 := src.Addr().Unmap().As16()
+		t = append(t, a16[:]...)
+	}
+	tail[0] = 0
+	id[0] += maphash.Bytes(a.seed[0], t)
+	id[1] += maphash.Bytes(a.seed[1], t)
+	id[0] ^= maphash.String(a.seed[0], n.name)
+	id[1] ^= maphash.String(a.seed[1], n.name)
+	return id
+}
+
+// seenEntry is one remembered record.
+type seenEntry struct {
+	at    int64    // unix nanoseconds: when received
+	owner *acctReq // non-nil while its record is being committed
+	seq   uint64   // matches its ring slot
+}
+
+type seenSlot struct {
+	id  acctID
+	seq uint64
+	at  int64 // the entry's time when the slot was taken
+}
+
+// acctSeen remembers the records recently recorded (or being recorded)
+// by identity.
+type acctSeen struct {
+	seed [2]maphash.Seed // set once by init
+
+	mu   sync.Mutex // guards the fields below
+	m    map[acctID]seenEntry
+	ring []seenSlot // insertion order, oldest at head; grows to acctSeenMax
+	head int
+	n    int
+	seq  uint64
+}
+
+func (a *acctSeen) init() {
+	a.seed = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+	a.m = make(map[acctID]seenEntry)
+}
+
+type seenState uint8
+
+const (
+	seenNew      seenState = iota // claimed: the caller records it
+	seenRecorded                  // recorded within acctSeenTTL: answer only
+	seenBusy                      // being committed: req waits for the owner
+)
+
+// recorded reports whether id was recorded within acctSeenTTL.
+func (a *acctSeen) recorded(id acctID, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.m[id]
+	return ok && e.owner == nil && now.UnixNano()-e.at < int64(acctSeenTTL)
+}
+
+// claim marks id as being recorded by req (seenNew); if it is being
+// recorded by another request, req joins that request's duplicates
+// (seenBusy) and is answered with it; seenRecorded if it was recorded
+// meanwhile.
+func (a *acctSeen) claim(id acctID, req *acctReq, now time.Time) seenState {
+	t := now.UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.m[id]; ok {
+		switch {
+		case e.owner != nil:
+			req.dup, req.line, req.pkt = true, nil, nil
+			e.owner.dups = append(e.owner.dups, req)
+			return seenBusy
+		case t-e.at < int64(acctSeenTTL):
+			return seenRecorded
+		}
+	}
+	a.insertLocked(id, seenEntry{at: t, owner: req})
+	return seenNew
+}
+
+// done ends req's claim on id: remembered as recorded if ok, forgotten
+// otherwise. It returns the duplicates that waited for req.
+func (a *acctSeen) done(id acctID, req *acctReq, ok bool, now time.Time) []*acctReq {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dups := req.dups
+	req.dups = nil
+	e, found := a.m[id]
+	switch {
+	case found && e.owner == req && ok:
+		e.owner = nil
+		a.m[id] = e
+	case found && e.owner == req:
+		delete(a.m, id)
+	case !found && ok: // pushed out while being committed
+		a.insertLocked(id, seenEntry{at: now.UnixNano()})
+	}
+	return dups
+}
+
+func (a *acctSeen) insertLocked(id acctID, e seenEntry) {
+	for a.n > 0 && e.at-a.ring[a.head].at >= int64(acctSeenTTL) {
+		a.popLocked()
+	}
+	if a.n == acctSeenMax {
+		a.popLocked()
+	}
+	a.seq++
+	e.seq = a.seq
+	a.m[id] = e
+	slot := seenSlot{id: id, seq: a.seq, at: e.at}
+	if a.n < len(a.ring) {
+		a.ring[(a.head+a.n)%len(a.ring)] = slot
+	} else { // full below acctSeenMax: grow, oldest first
+		if a.head != 0 {
+			a.ring, a.head = slices.Concat(a.ring[a.head:], a.ring[:a.head]), 0
+		}
+		a.ring = append(a.ring, slot)
+	}
+	a.n++
+}
+
+// popLocked forgets the oldest slot (and its entry, unless the entry was
+// replaced since).
+func (a *acctSeen) popLocked() {
+	s := a.ring[a.head]
+	if e, ok := a.m[s.id]; ok && e.seq == s.seq {
+		delete(a.m, s.id)
+	}
+	a.ring[a.head] = seenSlot{}
+	a.head = (a.head + 1) % len(a.ring)
+	a.n--
+}
+
+// len returns how many records are remembered.
+func (a *acctSeen) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.m)
+}
