@@ -42,6 +42,13 @@ type AcctRecord struct {
 	InputPackets   *uint32   `json:"input_packets,omitempty"`
 	OutputPackets  *uint32   `json:"output_packets,omitempty"`
 	TerminateCause *uint32   `json:"terminate_cause,omitempty"`
+	// EventTime is the Event-Timestamp (RFC 2869): when the event
+	// happened on the NAS. DelayTime is the Acct-Delay-Time (RFC 2866):
+	// how many seconds the NAS had been trying to send the record, so
+	// that Time − DelayTime is about when it happened. Both matter when a
+	// record arrives late (a NAS resending after an outage).
+	EventTime time.Time `json:"event_time,omitzero"`
+	DelayTime *uint32   `json:"delay_time,omitempty"`
 }
 
 var acctStatusNames = map[uint32]string{1: "start", 2: "stop", 3: "interim", 7: "accounting-on", 8: "accounting-off"}
@@ -87,6 +94,10 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 	rec.InputPackets = u32(attrAcctInputPackets)
 	rec.OutputPackets = u32(attrAcctOutputPackets)
 	rec.TerminateCause = u32(attrAcctTerminateCause)
+	rec.DelayTime = u32(attrAcctDelayTime)
+	if v, ok := p.uint32Attr(attrEventTimestamp); ok {
+		rec.EventTime = time.Unix(int64(v), 0).UTC()
+	}
 	octets := func(lo, hi byte) *uint64 {
 		l, ok := p.uint32Attr(lo)
 		if !ok {

@@ -151,3 +151,32 @@ func TestAccountingReopen(t *testing.T) {
 		t.Fatalf("rotated %q, current %q", old, cur)
 	}
 }
+
+// TestAccountingEventTime: a late record says when its event happened:
+// Event-Timestamp and Acct-Delay-Time are in the record.
+func TestAccountingEventTime(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "late", id: 9, nasID: "ap", event: 1764633600, delay: 600}
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+		t.Fatal("no answer")
+	}
+	rec = acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "on-time", id: 10, nasID: "ap"}
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+		t.Fatal("no answer")
+	}
+	recs := readAcct(t, file)
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if r := recs[0]; !r.EventTime.Equal(time.Unix(1764633600, 0)) || r.DelayTime == nil || *r.DelayTime != 600 {
+		t.Errorf("late record: event %v, delay %v", r.EventTime, r.DelayTime)
+	}
+	if r := recs[1]; !r.EventTime.IsZero() || r.DelayTime != nil {
+		t.Errorf("record without them: event %v, delay %v", r.EventTime, r.DelayTime)
+	}
+	b, _ := os.ReadFile(file)
+	if strings.Count(string(b), "event_time") != 1 {
+		t.Errorf("event_time written for a record without Event-Timestamp:\n%s", b)
+	}
+}
