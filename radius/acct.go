@@ -47,8 +47,8 @@ type AcctRecord struct {
 	// how many seconds the NAS had been trying to send the record, so
 	// that Time − DelayTime is about when it happened. Both matter when a
 	// record arrives late (a NAS resending after an outage).
-	EventTime time.Time `json:"event_time,omitzero"`
-	DelayTime *uint32   `json:"delay_time,omitempty"`
+	EventTime *time.Time `json:"event_time,omitempty"`
+	DelayTime *uint32    `json:"delay_time,omitempty"`
 }
 
 var acctStatusNames = map[uint32]string{1: "start", 2: "stop", 3: "interim", 7: "accounting-on", 8: "accounting-off"}
@@ -58,7 +58,8 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 	rec := AcctRecord{Time: now.UTC(), NAS: n.name, NASAddr: src.Addr().Unmap().String()}
 	u32 := func(t byte) *uint32 {
 		if v, ok := p.uint32Attr(t); ok {
-			return &v
+			w := v // on the heap only when present
+			return &w
 		}
 		return nil
 	}
@@ -96,7 +97,8 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 	rec.TerminateCause = u32(attrAcctTerminateCause)
 	rec.DelayTime = u32(attrAcctDelayTime)
 	if v, ok := p.uint32Attr(attrEventTimestamp); ok {
-		rec.EventTime = time.Unix(int64(v), 0).UTC()
+		t := time.Unix(int64(v), 0).UTC()
+		rec.EventTime = &t
 	}
 	octets := func(lo, hi byte) *uint64 {
 		l, ok := p.uint32Attr(lo)

@@ -169,10 +169,10 @@ func TestAccountingEventTime(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("%d records", len(recs))
 	}
-	if r := recs[0]; !r.EventTime.Equal(time.Unix(1764633600, 0)) || r.DelayTime == nil || *r.DelayTime != 600 {
+	if r := recs[0]; r.EventTime == nil || !r.EventTime.Equal(time.Unix(1764633600, 0)) || r.DelayTime == nil || *r.DelayTime != 600 {
 		t.Errorf("late record: event %v, delay %v", r.EventTime, r.DelayTime)
 	}
-	if r := recs[1]; !r.EventTime.IsZero() || r.DelayTime != nil {
+	if r := recs[1]; r.EventTime != nil || r.DelayTime != nil {
 		t.Errorf("record without them: event %v, delay %v", r.EventTime, r.DelayTime)
 	}
 	b, _ := os.ReadFile(file)
