@@ -22,8 +22,8 @@ import (
 // Each of those is the same record, and writing it again would count the
 // session (and its octets) twice.
 //
-// So a record is known by its identity: a 128-bit hash of the client's
-// name and of every attribute of the request except the three a
+// So a record is known by its identity: a 128-bit hash of the client
+// (its entry) and of every attribute of the request except the three a
 // retransmission may change — Acct-Delay-Time (RFC 2866 5.2), Proxy-State
 // (each proxy hop adds its own) and Message-Authenticator — taken as a
 // multiset (attribute order does not matter). The Identifier and the
@@ -37,7 +37,7 @@ import (
 // Acct-Delay-Time 0, new Event-Timestamp) likewise — and is recorded.
 //
 // The identity is used only when the request says which event it reports:
-// it has an Acct-Session-Id or an Event-Timestamp. Without either (an
+// it has a (non-empty) Acct-Session-Id or an Event-Timestamp. Without either (an
 // Accounting-On from a NAS that sends neither), two reboots a minute apart
 // would look alike, so such a request is known by its exact bytes and
 // source (as the reply cache knows it) and only a true retransmission is
@@ -75,8 +75,8 @@ const (
 	attrNASIPv6Address = 95
 )
 
-// acctIdentity computes the identity of Accounting-Request p from client
-// n, received from src (on RadSec connection cid, 0 for UDP).
+// identity computes the identity of Accounting-Request p from client n,
+// received from src (on RadSec connection cid, 0 for UDP).
 func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) acctID {
 	var id acctID
 	event, nasID := false, false
@@ -88,17 +88,17 @@ func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) ac
 		case attrAcctDelayTime, attrProxyState, attrMessageAuthenticator:
 			continue
 		case attrAcctSessionID, attrEventTimestamp:
-			event = true
+			event = event || l > 2
 		case attrNASIPAddress, attrNASIPv6Address, attrNASIdentifier:
-			nasID = true
+			nasID = nasID || l > 2
 		}
 		id[0] += maphash.Bytes(a.seed[0], attr)
 		id[1] += maphash.Bytes(a.seed[1], attr)
 	}
 	// The tail: what else the identity depends on, tagged by its first
 	// byte so that it is never taken for an attribute (type 0 is reserved).
-	var tail [1 + 16 + 2 + 8 + 1 + 16]byte
-	t := tail[:1]
+	var tail [1 + 8 + 1 + 16 + 2 + 8 + 1 + 16]byte
+	t := binary.BigEndian.AppendUint64(tail[:1], uint64(n.idx)) // the client
 	if !event {
 		// No event named: the exact request (source, connection,
 		// Identifier, Request Authenticator).
@@ -114,11 +114,8 @@ func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) ac
 		a16 := src.Addr().Unmap().As16()
 		t = append(t, a16[:]...)
 	}
-	tail[0] = 0
 	id[0] += maphash.Bytes(a.seed[0], t)
 	id[1] += maphash.Bytes(a.seed[1], t)
-	id[0] ^= maphash.String(a.seed[0], n.name)
-	id[1] ^= maphash.String(a.seed[1], n.name)
 	return id
 }
 
