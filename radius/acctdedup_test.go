@@ -2,6 +2,7 @@ package radius
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net"
@@ -418,3 +419,49 @@ func TestParseAcctAllocs(t *testing.T) {
 	}
 	_ = rec
 }
+
+// FuzzAcctIdentity: any Accounting-Request is parsed and keyed without
+// panic; its identity ignores the Identifier, the authenticator,
+// Acct-Delay-Time and Proxy-State, and changes with any other attribute.
+func FuzzAcctIdentity(f *testing.F) {
+	f.Add([]byte{40, 6, 0, 0, 0, 3, 46, 6, 0, 0, 2, 88}, byte(1))
+	f.Add([]byte{40, 6, 0, 0, 0, 7, 32, 4, 'a', 'p'}, byte(2))
+	f.Add([]byte{41, 6, 0, 0, 0, 9, 33, 3, 'x'}, byte(3))
+	var a acctSeen
+	a.init()
+	n := &nas{name: "ap"}
+	src := netip.MustParseAddrPort("127.0.0.1:1813")
+	mk := func(id byte, auth byte, attrs ...[]byte) (packet, bool) {
+		b := make([]byte, headerLen, maxPacket)
+		b[0], b[1] = codeAccountingRequest, id
+		b[4] = auth
+		b = append(b, attrSessionIDSeed...) // names an event: the identity applies
+		for _, at := range attrs {
+			b = append(b, at...)
+		}
+		if len(b) > maxPacket {
+			return packet{}, false
+		}
+		binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
+		p, err := parsePacket(b)
+		return p, err == nil
+	}
+	f.Fuzz(func(t *testing.T, attrs []byte, id byte) {
+		p, ok := mk(id, 0, attrs)
+		if !ok {
+			return
+		}
+		parseAcct(p, n, src, time.Unix(0, 0))
+		want := a.identity(n, p, src, 0)
+		resent, ok := mk(id+1, 9, attrs, []byte{attrAcctDelayTime, 6, 0, 0, 0, 30}, []byte{attrProxyState, 4, 'h', 'x'})
+		if ok && a.identity(n, resent, netip.MustParseAddrPort("127.0.0.1:4000"), 7) != want {
+			t.Fatal("a resent copy has another identity")
+		}
+		other, ok := mk(id, 0, attrs, []byte{attrAcctSessionTime, 6, 0, 0, 0, id})
+		if ok && a.identity(n, other, src, 0) == want {
+			t.Fatal("an added attribute left the identity unchanged")
+		}
+	})
+}
+
+var attrSessionIDSeed = []byte{attrAcctSessionID, 4, 's', '1'}
