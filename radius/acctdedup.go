@@ -54,9 +54,10 @@ import (
 // and nothing remembered: the next retransmission is written once).
 //
 // Bounds: a record is remembered for acctSeenTTL (5 minutes) after it was
-// received, and at most acctSeenMax (131,072) records are remembered, the
-// oldest forgotten first — about 80 bytes each, some 10 MB at most, shared
-// by all clients. At more than acctSeenMax/acctSeenTTL (about 430) records
+// recorded, and at most acctSeenMax (131,072) records are remembered, the
+// oldest forgotten first — about 80 bytes each, 10.6 MB when full
+// (measured), shared by all clients; records being committed are at most
+// the commit queue. At more than acctSeenMax/acctSeenTTL (about 430) records
 // a second the window is shorter than 5 minutes. Lookups are one hash of
 // the request and one map access; in the steady state they allocate
 // nothing.
@@ -119,35 +120,29 @@ func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) ac
 	return id
 }
 
-// seenEntry is one remembered record.
-type seenEntry struct {
-	at    int64    // unix nanoseconds: when received
-	owner *acctReq // non-nil while its record is being committed
-	seq   uint64   // matches its ring slot
-}
-
+// seenSlot is one remembered record in insertion order.
 type seenSlot struct {
-	id  acctID
-	seq uint64
-	at  int64 // the entry's time when the slot was taken
+	id acctID
+	at int64 // unix nanoseconds: when it was recorded
 }
 
-// acctSeen remembers the records recently recorded (or being recorded)
-// by identity.
+// acctSeen remembers the records recently recorded, and those being
+// recorded, by identity.
 type acctSeen struct {
 	seed [2]maphash.Seed // set once by init
 
-	mu   sync.Mutex // guards the fields below
-	m    map[acctID]seenEntry
-	ring []seenSlot // insertion order, oldest at head; grows to acctSeenMax
+	mu   sync.Mutex          // guards the fields below
+	m    map[acctID]int64    // recorded: when (unix nanoseconds)
+	busy map[acctID]*acctReq // being committed: by which request (at most acctQueue+acctBatchMax)
+	ring []seenSlot          // m in insertion order, oldest at head; grows to acctSeenMax
 	head int
 	n    int
-	seq  uint64
 }
 
 func (a *acctSeen) init() {
 	a.seed = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
-	a.m = make(map[acctID]seenEntry)
+	a.m = make(map[acctID]int64)
+	a.busy = make(map[acctID]*acctReq)
 }
 
 type seenState uint8
@@ -162,8 +157,8 @@ const (
 func (a *acctSeen) recorded(id acctID, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e, ok := a.m[id]
-	return ok && e.owner == nil && now.UnixNano()-e.at < int64(acctSeenTTL)
+	at, ok := a.m[id]
+	return ok && now.UnixNano()-at < int64(acctSeenTTL)
 }
 
 // claim marks id as being recorded by req (seenNew); if it is being
@@ -171,54 +166,45 @@ func (a *acctSeen) recorded(id acctID, now time.Time) bool {
 // (seenBusy) and is answered with it; seenRecorded if it was recorded
 // meanwhile.
 func (a *acctSeen) claim(id acctID, req *acctReq, now time.Time) seenState {
-	t := now.UnixNano()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if e, ok := a.m[id]; ok {
-		switch {
-		case e.owner != nil:
-			req.dup, req.line, req.pkt = true, nil, nil
-			e.owner.dups = append(e.owner.dups, req)
-			return seenBusy
-		case t-e.at < int64(acctSeenTTL):
-			return seenRecorded
-		}
+	if owner := a.busy[id]; owner != nil {
+		req.dup, req.line, req.pkt = true, nil, nil
+		owner.dups = append(owner.dups, req)
+		return seenBusy
 	}
-	a.insertLocked(id, seenEntry{at: t, owner: req})
+	if at, ok := a.m[id]; ok && now.UnixNano()-at < int64(acctSeenTTL) {
+		return seenRecorded
+	}
+	a.busy[id] = req
 	return seenNew
 }
 
-// done ends req's claim on id: remembered as recorded if ok, forgotten
-// otherwise. It returns the duplicates that waited for req.
+// done ends req's claim on id: remembered as recorded at now if ok,
+// forgotten otherwise. It returns the duplicates that waited for req.
 func (a *acctSeen) done(id acctID, req *acctReq, ok bool, now time.Time) []*acctReq {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	dups := req.dups
 	req.dups = nil
-	e, found := a.m[id]
-	switch {
-	case found && e.owner == req && ok:
-		e.owner = nil
-		a.m[id] = e
-	case found && e.owner == req:
-		delete(a.m, id)
-	case !found && ok: // pushed out while being committed
-		a.insertLocked(id, seenEntry{at: now.UnixNano()})
+	if a.busy[id] == req {
+		delete(a.busy, id)
+	}
+	if ok {
+		a.insertLocked(id, now.UnixNano())
 	}
 	return dups
 }
 
-func (a *acctSeen) insertLocked(id acctID, e seenEntry) {
-	for a.n > 0 && e.at-a.ring[a.head].at >= int64(acctSeenTTL) {
+func (a *acctSeen) insertLocked(id acctID, at int64) {
+	for a.n > 0 && at-a.ring[a.head].at >= int64(acctSeenTTL) {
 		a.popLocked()
 	}
 	if a.n == acctSeenMax {
 		a.popLocked()
 	}
-	a.seq++
-	e.seq = a.seq
-	a.m[id] = e
-	slot := seenSlot{id: id, seq: a.seq, at: e.at}
+	a.m[id] = at
+	slot := seenSlot{id: id, at: at}
 	if a.n < len(a.ring) {
 		a.ring[(a.head+a.n)%len(a.ring)] = slot
 	} else { // full below acctSeenMax: grow, oldest first
@@ -230,11 +216,11 @@ func (a *acctSeen) insertLocked(id acctID, e seenEntry) {
 	a.n++
 }
 
-// popLocked forgets the oldest slot (and its entry, unless the entry was
-// replaced since).
+// popLocked forgets the oldest slot (and its record, unless the record
+// was recorded again since).
 func (a *acctSeen) popLocked() {
 	s := a.ring[a.head]
-	if e, ok := a.m[s.id]; ok && e.seq == s.seq {
+	if at, ok := a.m[s.id]; ok && at == s.at {
 		delete(a.m, s.id)
 	}
 	a.ring[a.head] = seenSlot{}

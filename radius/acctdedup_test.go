@@ -341,10 +341,8 @@ func waiting(s *Server) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := 0
-	for _, e := range a.m {
-		if e.owner != nil {
-			n += len(e.owner.dups)
-		}
+	for _, owner := range a.busy {
+		n += len(owner.dups)
 	}
 	return n
 }
