@@ -239,25 +239,34 @@ func TestRadSecAccountingDuplicateAcrossConnections(t *testing.T) {
 }
 
 // TestAccountingDuplicateToStore: accounting = "store" (the spool of a
-// shared store, here the file backend): the copy from another port is
-// answered and the store has one row.
+// shared store: the file backend and PostgreSQL): the copy from another
+// port is answered and the store has one row.
 func TestAccountingDuplicateToStore(t *testing.T) {
-	store := fileStore(t)
-	sp := startSpool(t, spool.Config{Dir: t.TempDir(), Node: "a"}, store)
-	s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
-		c.Accounting = AccountingStore
-	})
-	rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "store-dup", id: 3, nasID: "ap-1", sessionTime: 60}
-	for i := range 2 {
-		rec.id, rec.delay = byte(3+i), uint32(5*i)
-		if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
-			t.Fatal("no answer")
-		}
-	}
-	waitUntil(t, "the spool to drain", 10*time.Second, func() bool { return sp.Stats().Records == 0 })
-	rows, err := store.Accounting(context.Background(), "store-dup")
-	if err != nil || len(rows) != 1 {
-		t.Fatalf("store rows %d, %v; want 1", len(rows), err)
+	for _, backend := range []string{"file", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			var store wifi.Store
+			if backend == "file" {
+				store = fileStore(t)
+			} else {
+				_, store = pgStore(t)
+			}
+			sp := startSpool(t, spool.Config{Dir: t.TempDir(), Node: "a"}, store)
+			s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
+				c.Accounting = AccountingStore
+			})
+			rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "store-dup", id: 3, nasID: "ap-1", sessionTime: 60}
+			for i := range 2 {
+				rec.id, rec.delay = byte(3+i), uint32(5*i)
+				if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+					t.Fatal("no answer")
+				}
+			}
+			waitUntil(t, "the spool to drain", 20*time.Second, func() bool { return sp.Stats().Records == 0 })
+			rows, err := store.Accounting(context.Background(), "store-dup")
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("store rows %d, %v; want 1", len(rows), err)
+			}
+		})
 	}
 }
 
