@@ -158,11 +158,11 @@ func TestAccountingEventTime(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "accounting.jsonl")
 	s := startServer(t, func(c *Config) { c.AccountingFile = file })
 	rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "late", id: 9, nasID: "ap", event: 1764633600, delay: 600}
-	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 		t.Fatal("no answer")
 	}
 	rec = acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "on-time", id: 10, nasID: "ap"}
-	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 		t.Fatal("no answer")
 	}
 	recs := readAcct(t, file)

@@ -113,11 +113,11 @@ func TestAccountingDuplicateAcrossPorts(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "accounting.jsonl")
 	s := startServer(t, func(c *Config) { c.AccountingFile = file })
 	rec := acctSpec{status: rfc2866.AcctStatusType_Value_Start, session: "dup-1", id: 1, nasID: "ap-1", event: 1764633600, proxyState: "hop-a"}
-	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 		t.Fatal("no answer")
 	}
 	rec.id, rec.delay, rec.proxyState = 77, 12, "hop-b"
-	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 		t.Fatal("no answer to the copy from another port")
 	}
 	if recs := readAcct(t, file); len(recs) != 1 {
@@ -174,14 +174,14 @@ func TestAccountingDuplicateKey(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "accounting.jsonl")
 			s := startServer(t, func(c *Config) { c.AccountingFile = file })
-			if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), c.first.encode(t, []byte(testSecret)), time.Second) == nil {
+			if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), c.first.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 				t.Fatal("no answer")
 			}
 			from := c.from2
 			if from == "" {
 				from = "127.0.0.1"
 			}
-			if acctFrom(t, from+":0", s.AcctAddr(), c.second.encode(t, []byte(testSecret)), time.Second) == nil {
+			if acctFrom(t, from+":0", s.AcctAddr(), c.second.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 				t.Fatal("no answer to the second")
 			}
 			if recs := readAcct(t, file); len(recs) != c.want {
@@ -227,7 +227,7 @@ func TestRadSecAccountingDuplicateAcrossConnections(t *testing.T) {
 		t.Fatalf("records %+v, want the new Interim-Update second", recs)
 	}
 	// Client "lo" over UDP: its own records.
-	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 		t.Fatal("no answer over UDP")
 	}
 	if recs := readAcct(t, file); len(recs) != 3 || recs[2].NAS != "lo" {
@@ -257,7 +257,7 @@ func TestAccountingDuplicateToStore(t *testing.T) {
 			rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "store-dup", id: 3, nasID: "ap-1", sessionTime: 60}
 			for i := range 2 {
 				rec.id, rec.delay = byte(3+i), uint32(5*i)
-				if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), time.Second) == nil {
+				if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
 					t.Fatal("no answer")
 				}
 			}
