@@ -42,6 +42,13 @@ type AcctRecord struct {
 	InputPackets   *uint32   `json:"input_packets,omitempty"`
 	OutputPackets  *uint32   `json:"output_packets,omitempty"`
 	TerminateCause *uint32   `json:"terminate_cause,omitempty"`
+	// EventTime is the Event-Timestamp (RFC 2869): when the event
+	// happened on the NAS. DelayTime is the Acct-Delay-Time (RFC 2866):
+	// how many seconds the NAS had been trying to send the record, so
+	// that Time − DelayTime is about when it happened. Both matter when a
+	// record arrives late (a NAS resending after an outage).
+	EventTime *time.Time `json:"event_time,omitempty"`
+	DelayTime *uint32    `json:"delay_time,omitempty"`
 }
 
 var acctStatusNames = map[uint32]string{1: "start", 2: "stop", 3: "interim", 7: "accounting-on", 8: "accounting-off"}
@@ -51,7 +58,8 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 	rec := AcctRecord{Time: now.UTC(), NAS: n.name, NASAddr: src.Addr().Unmap().String()}
 	u32 := func(t byte) *uint32 {
 		if v, ok := p.uint32Attr(t); ok {
-			return &v
+			w := v // on the heap only when present
+			return &w
 		}
 		return nil
 	}
@@ -87,6 +95,11 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 	rec.InputPackets = u32(attrAcctInputPackets)
 	rec.OutputPackets = u32(attrAcctOutputPackets)
 	rec.TerminateCause = u32(attrAcctTerminateCause)
+	rec.DelayTime = u32(attrAcctDelayTime)
+	if v, ok := p.uint32Attr(attrEventTimestamp); ok {
+		t := time.Unix(int64(v), 0).UTC()
+		rec.EventTime = &t
+	}
 	octets := func(lo, hi byte) *uint64 {
 		l, ok := p.uint32Attr(lo)
 		if !ok {
@@ -102,7 +115,8 @@ func parseAcct(p packet, n *nas, src netip.AddrPort, now time.Time) AcctRecord {
 }
 
 func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.AddrPort) ([]byte, error) {
-	rec := parseAcct(p, n, src, time.Now())
+	now := time.Now()
+	rec := parseAcct(p, n, src, now)
 	reply, err := s.acctResponse(w, h, n, p) // acctreply.go
 	if err != nil {
 		return nil, err
@@ -111,10 +125,10 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		s.acctDone(n, src, p, &rec)
 		return reply, nil
 	}
-	if s.acct.recorded(&w.key, time.Now()) {
-		// A retransmission of a request recorded after the reply cache
-		// forgot it (its reply was lost): answer, do not record twice.
-		s.log.Debug("radius: accounting retransmission answered, already recorded", "nas", n.name, "session", rec.SessionID)
+	seen := &s.acct.seen
+	id := seen.identity(n, p, src, w.key.cid) // acctdedup.go
+	if seen.recorded(id, now) {
+		s.acctDuplicate(n, src, &rec)
 		return reply, nil
 	}
 	line, err := json.Marshal(&rec)
@@ -122,13 +136,34 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		s.dropN(n, dAcctWrite)
 		return nil, err
 	}
-	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID, user: rec.UserName}
+	req := &acctReq{s: s, n: n, conn: w.conn, key: w.key, id: id, line: append(line, '\n'), reply: reply, pkt: bytes.Clone(p.b), status: rec.Status, session: rec.SessionID, user: rec.UserName}
+	switch seen.claim(id, req, now) {
+	case seenRecorded: // recorded since the look-up above
+		s.acctDuplicate(n, src, &rec)
+		return reply, nil
+	case seenBusy:
+		// The same record is being committed (it came on another
+		// connection or port): answered, or dropped, with it.
+		return nil, errDecisionPending
+	}
 	if !s.acct.submit(req) {
+		for _, d := range seen.done(id, req, false, now) {
+			d.finish(errAcctQueueFull)
+		}
 		s.dropN(n, dAcctWrite)
-		return nil, errors.New("radius: accounting: commit queue full")
+		return nil, errAcctQueueFull
 	}
 	// The committer answers once the record is durable (or drops).
 	return nil, errDecisionPending
+}
+
+var errAcctQueueFull = errors.New("radius: accounting: commit queue full")
+
+// acctDuplicate counts and logs a duplicate answered without a record.
+func (s *Server) acctDuplicate(n *nas, src netip.AddrPort, rec *AcctRecord) {
+	n.acctDups.Add(1)
+	s.log.Debug("radius: accounting duplicate answered, already recorded", "nas", n.name, "src", src.String(),
+		"status", rec.Status, "session", rec.SessionID)
 }
 
 // acctDone counts a recorded request and links it to its Wi-Fi session.
@@ -138,32 +173,51 @@ func (s *Server) acctDone(n *nas, src netip.AddrPort, p packet, rec *AcctRecord)
 	s.log.Debug("radius: accounting", "nas", n.name, "status", rec.Status, "session", rec.SessionID, "user", rec.UserName)
 }
 
-// acctReq is an Accounting-Request waiting for its record to be durable.
-// The worker's job is recycled when process returns, so it holds copies.
+// acctReq is an Accounting-Request waiting for its record to be durable,
+// or (dup) a duplicate of one waiting for it. The worker's job is
+// recycled when process returns, so it holds copies.
 type acctReq struct {
 	s       *Server
 	n       *nas
 	conn    net.PacketConn
 	key     cacheKey // source, Identifier, Request Authenticator: busy in the reply cache
+	id      acctID   // the record's identity (acctdedup.go)
+	dup     bool     // a duplicate: answered with its owner, never written
 	line    []byte   // the JSON record and its newline
 	reply   []byte   // the Accounting-Response, sent once line is synced
 	pkt     []byte   // the request, for trackAccounting
 	status  string   // for the debug log
 	session string
 	user    string
+
+	dups []*acctReq // duplicates waiting for this one (guarded by acctSeen.mu)
 }
 
 // finish answers req (err == nil: its record is durable) or drops it so
-// that the NAS retransmits: the reply-cache entry is abandoned, so the
-// retransmission is processed (and recorded) afresh.
+// that the NAS retransmits: the reply-cache entry is abandoned and the
+// record's identity forgotten, so the retransmission is processed (and
+// recorded) afresh. The duplicates that waited for req go the same way.
 func (req *acctReq) finish(err error) {
 	s := req.s
+	if req.dup {
+		if err != nil {
+			s.cache.abandon(&req.key)
+			s.dropN(req.n, dAcctWrite)
+			return
+		}
+		s.cache.complete(&req.key, req.reply)
+		s.sendTo(req.conn, req.key.src, req.reply)
+		s.acctDuplicate(req.n, req.key.src, &AcctRecord{Status: req.status, SessionID: req.session})
+		return
+	}
+	for _, d := range s.acct.seen.done(req.id, req, err == nil, time.Now()) {
+		d.finish(err)
+	}
 	if err != nil {
 		s.cache.abandon(&req.key)
 		s.dropN(req.n, dAcctWrite)
 		return
 	}
-	s.acct.remember(&req.key, time.Now())
 	s.cache.complete(&req.key, req.reply)
 	s.sendTo(req.conn, req.key.src, req.reply)
 	if p, perr := parsePacket(req.pkt); perr == nil {
@@ -183,57 +237,14 @@ func (req *acctReq) finish(err error) {
 // and the NAS retransmits (RFC 2866). The next batch tries again, so
 // recording resumes by itself when space returns.
 //
-// Duplicates: a retransmission (same source, Identifier and Request
-// Authenticator: since the authenticator is a hash of the whole packet,
-// the same bytes) that arrives while its record is being committed is
-// dropped as duplicate_in_progress; after the reply it gets the cached
-// reply (10 s), and later, up to acctSeenTTL, an answer without a second
-// record (the reply was lost). After a failed write nothing of the record
-// is in the file and no cache remembers it, so the retransmission is
-// written once. A NAS that changes Acct-Delay-Time must use a new
-// Identifier (RFC 2866 §5.2): that is a new request and a new record.
-
-const (
-	acctSeenTTL = 5 * time.Minute
-	acctSeenMax = 16384 // requests remembered; the oldest go first
-)
-
-// acctSeen remembers recently recorded requests by reply-cache key.
-type acctSeen struct {
-	mu   sync.Mutex // guards the fields below
-	at   map[cacheKey]time.Time
-	ring []cacheKey // insertion order, oldest at head
-	head int
-}
-
-func (a *acctLog) remember(k *cacheKey, now time.Time) {
-	s := &a.seen
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.at == nil {
-		s.at = make(map[cacheKey]time.Time)
-	}
-	if _, ok := s.at[*k]; ok {
-		return
-	}
-	if len(s.ring) < acctSeenMax {
-		s.ring = append(s.ring, *k)
-	} else {
-		delete(s.at, s.ring[s.head])
-		s.ring[s.head] = *k
-		s.head = (s.head + 1) % acctSeenMax
-	}
-	s.at[*k] = now
-}
-
-// recorded reports whether k was recorded within acctSeenTTL.
-func (a *acctLog) recorded(k *cacheKey, now time.Time) bool {
-	s := &a.seen
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.at[*k]
-	return ok && now.Sub(t) < acctSeenTTL
-}
+// Duplicates: a retransmission on the same connection or port (same
+// source, Identifier and Request Authenticator) that arrives while its
+// record is being committed is dropped as duplicate_in_progress, and after
+// the reply it gets the cached reply (10 s). Any other copy of a recorded
+// record — later, on another RadSec connection, from another source port,
+// with a new Identifier or Acct-Delay-Time — is answered and not recorded
+// again (acctdedup.go). After a failed write nothing of the record is in
+// the file and nothing remembers it, so the retransmission is written once.
 
 const (
 	acctQueue    = 4096 // records waiting for the committer
@@ -256,7 +267,7 @@ type acctLog struct {
 	fileErrs    uint64 // "both": file writes that failed after the spool took the record
 	lastFileLog time.Time
 
-	seen acctSeen
+	seen acctSeen // records recently recorded (acctdedup.go)
 
 	// Owned by the committer.
 	failing bool
@@ -272,6 +283,7 @@ func openAcctLog(path string, shared Shared, log *slog.Logger) (*acctLog, error)
 	}
 	if path == "" {
 		a := &acctLog{shared: shared, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
+		a.seen.init()
 		go a.commitLoop()
 		return a, nil
 	}
@@ -283,6 +295,7 @@ func openAcctLog(path string, shared Shared, log *slog.Logger) (*acctLog, error)
 		log.Warn("radius: accounting file ended in a partial line (crash during a write); cut it, copy kept", "file", path, "bytes", n, "copy", path+".partial", "copy_error", app.QuarantineErr())
 	}
 	a := &acctLog{path: path, shared: shared, app: app, in: make(chan *acctReq, acctQueue), done: make(chan struct{}), log: log}
+	a.seen.init()
 	go a.commitLoop()
 	return a, nil
 }

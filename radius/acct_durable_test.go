@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,11 +213,15 @@ func BenchmarkAccountingUDP(b *testing.B) {
 func benchAccounting(b *testing.B, status rfc2866.AcctStatusType, par int) {
 	file := filepath.Join(b.TempDir(), "accounting.jsonl")
 	s := startServer(b, func(c *Config) { c.AccountingFile = file })
+	var seq atomic.Uint32
 	req := func(id byte) []byte {
 		p := layeh.New(layeh.CodeAccountingRequest, []byte(testSecret))
 		p.Identifier = id
 		rfc2866.AcctStatusType_Set(p, status)
 		rfc2866.AcctSessionID_SetString(p, "bench")
+		// A new record each time (a NAS never sends one twice but as a
+		// retransmission, which would not be recorded again).
+		rfc2866.AcctSessionTime_Set(p, rfc2866.AcctSessionTime(seq.Add(1)))
 		rfc2865.UserName_SetString(p, "alice@corp.example.com")
 		enc, _ := p.Encode()
 		return enc
@@ -258,8 +263,8 @@ func (p *serialPB) Next() bool { p.n--; return p.n >= 0 }
 
 // TestAccountingRetransmitAfterCacheExpiry: a NAS whose Accounting-Response
 // was lost retransmits after the reply cache forgot the request: it is
-// answered and not recorded twice. A request with a new Identifier is a
-// new record.
+// answered and not recorded twice, even with a new Identifier (the same
+// record: acctdedup.go). A record with new content is a new record.
 func TestAccountingRetransmitAfterCacheExpiry(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "accounting.jsonl")
 	s := startServer(t, func(c *Config) { c.AccountingFile = file })
@@ -282,9 +287,17 @@ func TestAccountingRetransmitAfterCacheExpiry(t *testing.T) {
 	p.Identifier++
 	b2, _ := p.Encode()
 	if rawExchange(t, conn, b2, time.Second) == nil {
-		t.Fatal("no answer to a new request")
+		t.Fatal("no answer to the record with a new Identifier")
+	}
+	if n := len(readAcct(t, file)); n != 1 {
+		t.Fatalf("%d records, want 1 (a new Identifier, the same record)", n)
+	}
+	rfc2866.AcctSessionTime_Set(p, 60)
+	b3, _ := p.Encode()
+	if rawExchange(t, conn, b3, time.Second) == nil {
+		t.Fatal("no answer to a new record")
 	}
 	if n := len(readAcct(t, file)); n != 2 {
-		t.Fatalf("%d records, want 2 (a new Identifier is a new request)", n)
+		t.Fatalf("%d records, want 2 (new content is a new record)", n)
 	}
 }

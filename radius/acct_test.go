@@ -151,3 +151,62 @@ func TestAccountingReopen(t *testing.T) {
 		t.Fatalf("rotated %q, current %q", old, cur)
 	}
 }
+
+// TestAccountingEventTime: a late record says when its event happened:
+// Event-Timestamp and Acct-Delay-Time are in the record.
+func TestAccountingEventTime(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	rec := acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "late", id: 9, nasID: "ap", event: 1764633600, delay: 600}
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
+		t.Fatal("no answer")
+	}
+	rec = acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "on-time", id: 10, nasID: "ap"}
+	if acctFrom(t, "127.0.0.1:0", s.AcctAddr(), rec.encode(t, []byte(testSecret)), 5*time.Second) == nil {
+		t.Fatal("no answer")
+	}
+	recs := readAcct(t, file)
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if r := recs[0]; r.EventTime == nil || !r.EventTime.Equal(time.Unix(1764633600, 0)) || r.DelayTime == nil || *r.DelayTime != 600 {
+		t.Errorf("late record: event %v, delay %v", r.EventTime, r.DelayTime)
+	}
+	if r := recs[1]; r.EventTime != nil || r.DelayTime != nil {
+		t.Errorf("record without them: event %v, delay %v", r.EventTime, r.DelayTime)
+	}
+	b, _ := os.ReadFile(file)
+	if strings.Count(string(b), "event_time") != 1 {
+		t.Errorf("event_time written for a record without Event-Timestamp:\n%s", b)
+	}
+}
+
+// TestRadclientAccountingDuplicate: FreeRADIUS's radclient, run twice
+// (two processes: two source ports, their own Identifiers), sends the
+// same Interim-Update, the second time with an Acct-Delay-Time: both are
+// answered, one line is written. The next Interim-Update (new counters) is
+// written.
+func TestRadclientAccountingDuplicate(t *testing.T) {
+	requireTool(t, "radclient")
+	file := filepath.Join(t.TempDir(), "accounting.jsonl")
+	s := startServer(t, func(c *Config) { c.AccountingFile = file })
+	rec := "Acct-Status-Type = Interim-Update\nAcct-Session-Id = \"rc-dup\"\nUser-Name = \"bob\"\nNAS-Identifier = \"ap-7\"\n" +
+		"Event-Timestamp = 1764633600\nAcct-Session-Time = 600\nAcct-Input-Octets = 5000\n"
+	for i, extra := range []string{"", "Acct-Delay-Time = 7\n", "Acct-Delay-Time = 0\n"} {
+		attrs := rec + extra
+		if i == 2 {
+			attrs = strings.Replace(attrs, "Acct-Session-Time = 600", "Acct-Session-Time = 1200", 1)
+		}
+		out, err := radclient(t, s.AcctAddr(), "acct", attrs)
+		if err != nil || !strings.Contains(out, "Received Accounting-Response") {
+			t.Fatalf("radclient %d: %v\n%s", i, err, out)
+		}
+		want := []int{1, 1, 2}[i]
+		if recs := readAcct(t, file); len(recs) != want {
+			t.Fatalf("after radclient %d: %d records, want %d", i, len(recs), want)
+		}
+	}
+	if d := s.Stats().AccountingDuplicates["lo"]; d != 1 {
+		t.Errorf("duplicates %d, want 1", d)
+	}
+}

@@ -38,15 +38,38 @@ func (g *rateGate) allow(t int64) (ok bool, suppressed uint64) {
 	return true, g.suppressed.Swap(0)
 }
 
-// dropHints say what a logged drop usually means.
+// dropHints say what a logged drop from a UDP client usually means.
 var dropHints = [numDrops]string{
 	dUnknownClient:    "source address matches no [[radius.client]] network: add the access point, or check its address",
 	dBadAuthenticator: "wrong shared secret on the access point or in its [[radius.client]]",
 	dBadMA:            "wrong shared secret on the access point or in its [[radius.client]]",
 	dMissingMA:        "the access point sends no Message-Authenticator: enable it (BlastRADIUS)",
 	dMalformed:        "not a well-formed RADIUS packet",
-	dUnexpectedCode:   "RADIUS code not served on this port",
+	dUnexpectedCode:   "RADIUS code not served on this port (authentication port: Access-Request, Status-Server; accounting port: Accounting-Request, Status-Server)",
 	dOverload:         "receive queue full: the server is overloaded or one source is flooding it",
+}
+
+// radsecDropHints are the hints for a drop on a RadSec connection. Its
+// peer (an access point or a proxy) was admitted by its certificate and
+// matched to a [[radius.radsec_client]], which has no shared secret to
+// choose: over RadSec the secret is always "radsec" (RFC 6614).
+var radsecDropHints = [numDrops]string{
+	dUnknownClient:    "the certificate matches no [[radius.radsec_client]] (its ca_file and match)",
+	dBadAuthenticator: `the RadSec peer signs with a shared secret other than "radsec": over RadSec the secret is always "radsec" (RFC 6614); set it so on the access point or proxy (a [[radius.radsec_client]] has no secret)`,
+	dBadMA:            `the RadSec peer signs with a shared secret other than "radsec": over RadSec the secret is always "radsec" (RFC 6614); set it so on the access point or proxy (a [[radius.radsec_client]] has no secret)`,
+	dMissingMA:        "the RadSec peer sends no Message-Authenticator: enable it on the access point or proxy (BlastRADIUS)",
+	dMalformed:        "not a well-formed RADIUS packet on the RadSec connection",
+	dUnexpectedCode:   "RADIUS code not served over RadSec (Access-Request, Accounting-Request and Status-Server are)",
+	dOverload:         "receive queue full: the server is overloaded",
+}
+
+// dropHint is the hint for a drop of reason r from client n (nil: none
+// matched), for its transport.
+func dropHint(n *nas, r dropReason) string {
+	if n != nil && n.radsec != nil {
+		return radsecDropHints[r]
+	}
+	return dropHints[r]
 }
 
 // dropN counts a drop for client n (nil: no configured client).
@@ -73,7 +96,7 @@ func (s *Server) dropLog(n *nas, src netip.AddrPort, r dropReason) {
 		client = n.name
 	}
 	s.log.Warn("radius: dropped", "src", src.String(), "client", client, "reason", dropNames[r],
-		"hint", dropHints[r], "suppressed", suppressed)
+		"hint", dropHint(n, r), "suppressed", suppressed)
 }
 
 // rejectLog logs an Access-Reject sent before any conversation exists,

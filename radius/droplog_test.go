@@ -174,3 +174,69 @@ func TestLogAddressesAreStrings(t *testing.T) {
 	}
 	assertNoAddressObjects(t, lb)
 }
+
+// TestDropHintsPerTransport: the hint of a logged drop fits the transport.
+// A UDP access point with the wrong secret is told to fix its
+// [[radius.client]] secret; a RadSec peer signing with anything but
+// "radsec" is told that the RadSec secret is always "radsec" and that its
+// entry is a [[radius.radsec_client]] (which has no secret to change).
+func TestDropHintsPerTransport(t *testing.T) {
+	s := startRadSec(t, nil)
+	// UDP, wrong secret: an Access-Request and an Accounting-Request.
+	wrong := []byte("wrong-secret")
+	sendFrom(t, "127.0.0.1:0", s.Addr(), 1, func(int) []byte { return identityRequestSecret(t, wrong) })
+	sendFrom(t, "127.0.0.1:0", s.AcctAddr(), 1, func(int) []byte {
+		return acctSpec{status: 1, session: "h", nasID: "ap"}.encode(t, wrong)
+	})
+	// RadSec, a peer configured with a secret other than "radsec".
+	rc := s.mustDial(t, &s.rs.ap)
+	rc.write(identityRequestSecret(t, wrong))
+	waitFor(t, "the drops", func() bool {
+		d := s.Stats().DropsByClient
+		return d["lo"][DropBadMA] == 1 && d["lo"][DropBadAuthenticator] == 1 && d["aps"][DropBadMA] == 1
+	})
+	// Accounting over RadSec: another reason, logged at once (own gate).
+	rc.write(acctSpec{status: 1, session: "h", nasID: "ap"}.encode(t, wrong))
+	waitFor(t, "the RadSec accounting drop", func() bool { return s.Stats().DropsByClient["aps"][DropBadAuthenticator] == 1 })
+
+	lines := s.log.msgs("radius: dropped")
+	hints := map[string]string{} // client/reason → hint
+	for _, l := range lines {
+		hints[l["client"].(string)+"/"+l["reason"].(string)], _ = l["hint"].(string)
+	}
+	for _, key := range []string{"lo/" + DropBadMA, "lo/" + DropBadAuthenticator} {
+		h := hints[key]
+		if !strings.Contains(h, "[[radius.client]]") || strings.Contains(h, "radsec") {
+			t.Errorf("UDP drop %s: hint %q", key, h)
+		}
+	}
+	for _, key := range []string{"aps/" + DropBadMA, "aps/" + DropBadAuthenticator} {
+		h := hints[key]
+		if !strings.Contains(h, "[[radius.radsec_client]]") || !strings.Contains(h, `"radsec"`) || strings.Contains(h, "[[radius.client]]") {
+			t.Errorf("RadSec drop %s: hint %q", key, h)
+		}
+	}
+	// Every hint of either transport names the right table, if any.
+	for r := range numDrops {
+		if strings.Contains(radsecDropHints[r], "[[radius.client]]") {
+			t.Errorf("RadSec hint for %s names [[radius.client]]: %q", dropNames[r], radsecDropHints[r])
+		}
+		if strings.Contains(dropHints[r], "radsec") {
+			t.Errorf("UDP hint for %s names RadSec: %q", dropNames[r], dropHints[r])
+		}
+	}
+}
+
+// identityRequestSecret is an Access-Request (EAP-Response/Identity, with
+// a Message-Authenticator) signed with secret.
+func identityRequestSecret(t *testing.T, secret []byte) []byte {
+	t.Helper()
+	p := layeh.New(layeh.CodeAccessRequest, secret)
+	rfc2865.UserName_SetString(p, "x")
+	p.Add(79, []byte{2, 1, 0, 6, 1, 'x'})
+	b, err := radbench.EncodeRequest(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -24,6 +24,7 @@ type nas struct {
 	drops      [numDrops]atomic.Uint64 // datagrams from this client dropped, by reason
 	gates      [numDrops]rateGate      // rate limit of the drop log lines
 	rejectGate rateGate                // rate limit of "reject before a conversation" lines
+	acctDups   atomic.Uint64           // accounting duplicates answered, not recorded (acctdedup.go)
 }
 
 func (n *nas) getHMAC() hash.Hash {

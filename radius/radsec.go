@@ -35,8 +35,11 @@ import (
 // reading, and TCP pushes back on the peer. A length outside 20..4096
 // closes the connection (counted as a framing error and a malformed drop).
 //
-// Reply cache and accounting duplicates are keyed per connection (RFC 6614
-// 2.6.2: a retransmission on the same connection repeats the Identifier).
+// The reply cache is keyed per connection (RFC 6614 2.6.2: a
+// retransmission on the same connection repeats the Identifier);
+// accounting records are de-duplicated per radsec_client across
+// connections (acctdedup.go), since a peer resends unacknowledged records
+// on its next connection.
 // Disconnect- and CoA-Requests for sessions that came over RadSec go over
 // the NAS's connection (RFC 6614 2.5, radsec_coa.go).
 

@@ -80,6 +80,11 @@ type Stats struct {
 	Accepts, Rejects, Challenges uint64
 	CacheHits                    uint64 // retransmissions answered from the reply cache
 	AccountingRecords            uint64
+	// AccountingDuplicates counts, by configured client, the
+	// Accounting-Requests answered without a record because the same
+	// record was recorded already (a retransmission on another
+	// connection or port, or after the reply cache forgot it).
+	AccountingDuplicates map[string]uint64
 
 	// KernelDrops counts the datagrams the kernel dropped because a
 	// socket's receive buffer was full (Linux; 0 elsewhere).
@@ -141,6 +146,12 @@ func (s *Server) Stats() Stats {
 		}
 	}
 	for _, n := range nases {
+		if v := n.acctDups.Load(); v != 0 {
+			if st.AccountingDuplicates == nil {
+				st.AccountingDuplicates = make(map[string]uint64)
+			}
+			st.AccountingDuplicates[n.name] += v
+		}
 		for i := range n.drops {
 			v := n.drops[i].Load()
 			if v == 0 {

@@ -246,7 +246,7 @@ func (t *liveTable) accountLink(n *nas, src netip.Addr, p packet, now time.Time)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if status == 7 || status == 8 { // Accounting-On/Off: the NAS (re)started, its sessions are gone
-		t.removeNASLocked(n)
+		t.removeNASLocked(n, p, src.Unmap())
 		return acctLink{}
 	}
 	if status != 1 && status != 2 && status != 3 {
@@ -359,11 +359,29 @@ func (t *liveTable) removeLocked(e *liveSession) {
 	}
 }
 
-func (t *liveTable) removeNASLocked(n *nas) {
+func (t *liveTable) removeNASLocked(n *nas, p packet, src netip.Addr) {
+	var from sessionInfo // the NAS that sent p
+	from.fillNAS(p)
 	for _, e := range t.byToken {
-		if e.info.nas == n {
+		if e.info.nas == n && e.info.sameNAS(&from, src) {
 			t.endLocked(e)
 		}
+	}
+}
+
+// sameNAS reports whether the session was served by the NAS of from (the
+// NAS attributes of its Accounting-On/Off) sent from src. A client entry
+// may cover many access points, and an Accounting-On/Off speaks for its
+// sender only: NAS-IP-Address decides when both carry one, else
+// NAS-Identifier, else the source address.
+func (i *sessionInfo) sameNAS(from *sessionInfo, src netip.Addr) bool {
+	switch {
+	case from.nasIP.IsValid() && i.nasIP.IsValid():
+		return i.nasIP == from.nasIP
+	case from.nasID != "" && i.nasID != "":
+		return i.nasID == from.nasID
+	default:
+		return i.nasAddr == src
 	}
 }
 

@@ -3,7 +3,9 @@ package radius
 import (
 	"crypto/x509"
 	"encoding/binary"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -315,4 +317,72 @@ func FuzzAccountingTrack(f *testing.F) {
 			t.Fatalf("inconsistent: %d+%d entries, %d tokens, %d sessions, %d stations", pend, live, len(tb.byToken), len(tb.bySession), len(tb.byStation))
 		}
 	})
+}
+
+// TestAccountingOnEndsOneNAS: one [[radius.client]] network covers many
+// access points; an Accounting-On/Off ends the sessions of the access
+// point that sent it (by NAS-IP-Address, else NAS-Identifier, else source
+// address), not those of every access point of the client.
+func TestAccountingOnEndsOneNAS(t *testing.T) {
+	n := &nas{name: "aps", prefix: netip.MustParsePrefix("127.0.0.0/8")}
+	t0 := time.Unix(1_700_000_000, 0)
+	d := &policy.Decision{Allowed: true, Rule: "r", Chain: []*x509.Certificate{{}}}
+	pkt := func(status uint32, nasIP, nasID, station string) packet {
+		p := layeh.New(layeh.CodeAccountingRequest, []byte(testSecret))
+		rfc2866.AcctStatusType_Set(p, rfc2866.AcctStatusType(status))
+		rfc2865.UserName_SetString(p, "alice")
+		if station != "" {
+			rfc2865.CallingStationID_SetString(p, station)
+		}
+		if nasIP != "" {
+			rfc2865.NASIPAddress_Set(p, net.ParseIP(nasIP))
+		}
+		if nasID != "" {
+			rfc2865.NASIdentifier_SetString(p, nasID)
+		}
+		b, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := parsePacket(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pk
+	}
+	a := netip.MustParseAddr
+	for _, c := range []struct {
+		name         string
+		src          string // source of the Accounting-On
+		nasIP, nasID string
+		wantLeft     []string // stations still live
+	}{
+		{"by source address", "127.0.0.1", "", "", []string{"s2", "s3", "s4"}},
+		{"by NAS-IP-Address", "127.0.0.9", "192.0.2.3", "", []string{"s1", "s2", "s4"}},
+		{"by NAS-Identifier", "127.0.0.9", "", "ap-4", []string{"s1", "s2", "s3"}},
+		{"unknown access point", "127.0.0.9", "192.0.2.99", "ap-99", []string{"s1", "s2", "s3", "s4"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tb := newLiveTable(10)
+			for _, ap := range []struct{ src, nasIP, nasID, station string }{
+				{"127.0.0.1", "", "", "s1"},
+				{"127.0.0.2", "", "", "s2"},
+				{"127.0.0.3", "192.0.2.3", "", "s3"},
+				{"127.0.0.4", "", "ap-4", "s4"},
+			} {
+				if _, _, ok := tb.accept(n, a(ap.src), pkt(1, ap.nasIP, ap.nasID, ap.station), "alice", d, t0); !ok {
+					t.Fatal("accept")
+				}
+			}
+			tb.account(n, a(c.src), pkt(7, c.nasIP, c.nasID, ""), t0)
+			var left []string
+			for _, e := range tb.byToken {
+				left = append(left, e.info.station)
+			}
+			slices.Sort(left)
+			if !slices.Equal(left, c.wantLeft) {
+				t.Errorf("live after Accounting-On: %v, want %v", left, c.wantLeft)
+			}
+		})
+	}
 }

@@ -68,6 +68,7 @@ func sortedKeys[V any](m map[string]V) []string {
 type radiusCollector struct {
 	stats                                               func() radius.Stats
 	requests, responses, drops, cacheHits, acctRecords  *prometheus.Desc
+	acctDups                                            *prometheus.Desc
 	live, started, completed, evicted, expired, latency *prometheus.Desc
 	tlsSessions, tlsResumptions                         *prometheus.Desc
 	bytes, evictedMem, kernelDrops                      *prometheus.Desc
@@ -81,6 +82,7 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 		drops:       desc("radius_dropped_total", "RADIUS datagrams dropped without an answer, by configured client (empty: none matched) and reason.", "client", "reason"),
 		cacheHits:   desc("radius_reply_cache_hits_total", "Retransmissions answered from the reply cache."),
 		acctRecords: desc("radius_accounting_records_total", "Accounting-Requests recorded."),
+		acctDups:    desc("radius_accounting_duplicates_total", "Accounting-Requests answered but not recorded again: the same record was recorded already (resent on a new RadSec connection, from a new source port, with a new Identifier or Acct-Delay-Time), by configured client.", "client"),
 		live:        desc("radius_eap_conversations", "EAP conversations in progress."),
 		started:     desc("radius_eap_conversations_started_total", "EAP conversations started."),
 		completed:   desc("radius_eap_conversations_completed_total", "EAP conversations ended with an Access-Accept or Access-Reject."),
@@ -97,7 +99,7 @@ func newRadiusCollector(stats func() radius.Stats) *radiusCollector {
 }
 
 func (c *radiusCollector) Describe(ch chan<- *prometheus.Desc) {
-	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.live, c.started, c.completed, c.evicted, c.expired, c.latency,
+	describeAll(ch, c.requests, c.responses, c.drops, c.cacheHits, c.acctRecords, c.acctDups, c.live, c.started, c.completed, c.evicted, c.expired, c.latency,
 		c.tlsSessions, c.tlsResumptions, c.bytes, c.evictedMem, c.kernelDrops)
 }
 
@@ -123,6 +125,9 @@ func (c *radiusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(ch, c.cacheHits, st.CacheHits)
 	counter(ch, c.acctRecords, st.AccountingRecords)
+	for _, cl := range sortedKeys(st.AccountingDuplicates) {
+		counter(ch, c.acctDups, st.AccountingDuplicates[cl], cl)
+	}
 	gauge(ch, c.live, float64(st.SessionsLive))
 	counter(ch, c.started, st.SessionsOpened)
 	counter(ch, c.completed, st.AuthLatency.Count)
