@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/store/pgtest"
 	"github.com/gatehouse/gatehouse/vpn"
+	"github.com/gatehouse/gatehouse/vpn/pgstore"
+	"github.com/gatehouse/gatehouse/vpn/vpntest"
 )
 
 // vpnKeyConfig writes the shipped config with the VPN enabled (and
@@ -215,5 +219,40 @@ func TestVPNGenkey(t *testing.T) {
 	}
 	if code, _, stderr := runCmd3("vpn", "genkey", "--config", cfg, "extra"); code != exitUsage || !strings.Contains(stderr, `unexpected argument "extra"`) {
 		t.Fatalf("extra argument: exit %d %s", code, stderr)
+	}
+}
+
+// With [store] backend = "postgres", the peers counted are the site's in
+// the database: check refuses a node whose key file is missing while the
+// site has peers, and genkey warns about them and about the other nodes.
+func TestVPNKeyPostgresRegistry(t *testing.T) {
+	pg := pgtest.Start(t)
+	l := postgresVPNConfig(t, pg.CreateDatabase("gh_vpnkey"))
+	s, err := buildServers(l, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.db.Close()
+	s.migrateAtStart(context.Background(), slog.New(slog.DiscardHandler))
+	if code, out, stderr := runCmd3("check", "--config", l.file); code != exitOK {
+		t.Fatalf("empty site, no key (a first install): exit %d\n%s%s", code, out, stderr)
+	}
+	pst := pgstore.New(s.db, pgstore.Config{Site: "hq"}, nil)
+	for i, addr := range []string{"100.96.0.7", "100.96.0.8"} {
+		if err := pst.Save(vpntest.Record(t, i+7, addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, stderr := runCmd3("check", "--config", l.file)
+	if code != exitUsage || !strings.Contains(stderr, "wg.key (the default in [server] state_dir, [vpn] private_key_file not set): missing, but the peer registry holds 2 enrolled peers") {
+		t.Fatalf("site with peers, no key: exit %d\n%s", code, stderr)
+	}
+	code, out, stderr := runCmd3("vpn", "genkey", "--config", l.file)
+	if code != exitOK || !pubKeyRE.MatchString(out) || !strings.Contains(stderr, "holds 2 enrolled VPN peer(s)") ||
+		!strings.Contains(stderr, "every node of the site must use this key") {
+		t.Fatalf("genkey: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := runCmd3("check", "--config", l.file); code != exitOK {
+		t.Fatalf("after genkey: exit %d\n%s%s", code, out, stderr)
 	}
 }
