@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 func TestCommandHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve"}, {"check"}, {"explain"}, {"enroll"}, {"peers"}, {"peers", "remove"}, {"reload"},
-		{"store", "status"}, {"store", "migrate"}, {"vpn", "genkey"}, {"bench", "radius"}, {"completion"},
+		{"store", "status"}, {"store", "migrate"}, {"vpn"}, {"vpn", "genkey"}, {"bench", "radius"}, {"completion"},
 	} {
 		for _, h := range []string{"-h", "--help"} {
 			var out, errb bytes.Buffer

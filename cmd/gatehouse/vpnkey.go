@@ -52,6 +52,9 @@ func vpnKeyWarning(l *loaded) string {
 
 // cmdVPN is `gatehouse vpn genkey`.
 func cmdVPN(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		args = append([]string{"genkey"}, args...) // its only subcommand's help
+	}
 	if len(args) == 0 || args[0] != "genkey" {
 		return &usageError{"usage: gatehouse vpn genkey [--config FILE] [--force]"}
 	}
