@@ -49,9 +49,15 @@ type Config struct {
 	// be enrolled at once (default 3). One certificate is one peer:
 	// re-enrolling it with a new key replaces its old key.
 	MaxPeersPerIdentity int `toml:"max_peers_per_identity"`
-	// PrivateKeyFile holds the server's WireGuard private key (base64). If
-	// empty, the key is StateDir/wg.key, generated (mode 0600) on first
-	// start.
+	// PrivateKeyFile holds the server's WireGuard private key (base64, as
+	// `wg genkey` or `gatehouse vpn genkey` writes it). Set, it is never
+	// generated: if it is missing (a volume not mounted), the server
+	// refuses to start. Empty, the key is StateDir/wg.key, generated (mode
+	// 0600) only at a first start, with no peer in the registry; missing
+	// while peers are enrolled, the server refuses to start: restore it
+	// from backup (a new key means every client must re-enroll). An
+	// unreadable or malformed file is refused; one readable by group or
+	// others is used with a warning.
 	PrivateKeyFile string `toml:"private_key_file"`
 	// MTU of the tunnel interface (default 1420).
 	MTU int `toml:"mtu"`

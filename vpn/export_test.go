@@ -38,6 +38,10 @@ func (f *fakeAuth) Revoke(cn string) {
 	f.set(cn, policy.Decision{Code: policy.CodeRevoked, Reason: "certificate revoked"})
 }
 
+// NewKeyFile writes a new server private key to path (a site's shared
+// key file, made before its nodes start) and returns it.
+func NewKeyFile(t testing.TB, path string) Key { return newKeyFile(t, path) }
+
 // StartNode starts a netstack server in dir with the WireGuard key in
 // keyFile (shared by the nodes of a site), calling before on it before Run.
 // port 0 takes a free one.

@@ -303,3 +303,16 @@ func requireInterop(t *testing.T, ok bool, why string) {
 	t.Helper()
 	policytest.RequireInterop(t, ok, why)
 }
+
+// newKeyFile writes a new server private key to path (the server's key
+// file, as `gatehouse vpn genkey` does) and returns it. A server whose
+// registry already holds peers, or whose PrivateKeyFile is set, does not
+// generate its key at start: a test starting one creates the file first.
+func newKeyFile(t testing.TB, path string) Key {
+	t.Helper()
+	k, err := WriteKeyFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

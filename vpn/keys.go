@@ -6,13 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/curve25519"
-
-	"github.com/gatehouse/gatehouse/policy/atomicfile"
 )
 
 // Key is a WireGuard (Curve25519) key.
@@ -85,31 +81,4 @@ func (k *Key) UnmarshalText(b []byte) error {
 	}
 	*k = v
 	return nil
-}
-
-// loadOrCreateKey reads a base64 private key from path, or generates one and
-// writes it there (mode 0600) if the file does not exist.
-func loadOrCreateKey(path string) (Key, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		k, err := ParseKey(string(b))
-		if err != nil {
-			return Key{}, fmt.Errorf("vpn: private key %s: %w", path, err)
-		}
-		return k, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return Key{}, fmt.Errorf("vpn: private key: %w", err)
-	}
-	k, err := GenerateKey()
-	if err != nil {
-		return Key{}, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return Key{}, fmt.Errorf("vpn: private key: %w", err)
-	}
-	if err := atomicfile.Write(path, []byte(k.String()+"\n"), 0o600); err != nil {
-		return Key{}, fmt.Errorf("vpn: private key: %w", err)
-	}
-	return k, nil
 }

@@ -62,7 +62,9 @@ type siteEnv struct {
 
 func newSite(t *testing.T, auth *vpn.FakeAuth, ca *vpn.TestCA) *siteEnv {
 	pg := pgtest.Start(t)
-	return &siteEnv{pg: pg, dsn: pg.CreateDatabase("gh_site"), keyFile: filepath.Join(t.TempDir(), "site-wg.key"), auth: auth, ca: ca}
+	keyFile := filepath.Join(t.TempDir(), "site-wg.key")
+	vpn.NewKeyFile(t, keyFile) // a site's key is made before its nodes start (gatehouse vpn genkey)
+	return &siteEnv{pg: pg, dsn: pg.CreateDatabase("gh_site"), keyFile: keyFile, auth: auth, ca: ca}
 }
 
 func (s *siteEnv) open(t *testing.T) *postgres.DB {
@@ -303,7 +305,8 @@ func TestKillNodeMidEnrollmentBurst(t *testing.T) {
 		auth.Allow(fmt.Sprint("burst", i))
 	}
 	s := newSite(t, auth, ca)
-	s.keyFile = filepath.Join(dir, "site-wg.key")
+	s.keyFile = filepath.Join(dir, "site-wg.key") // shared with node A, a subprocess
+	vpn.NewKeyFile(t, s.keyFile)
 	b := s.start(t, "b", t.TempDir(), 0, true)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNode$", "-test.count=1")
@@ -454,6 +457,7 @@ func BenchmarkRestart100kPostgres(b *testing.B) {
 	auth := &vpn.FakeAuth{}
 	auth.Allow("alice")
 	keyFile := filepath.Join(dir, "wg.key")
+	vpn.NewKeyFile(b, keyFile)
 	var up, hs, all time.Duration
 	b.ResetTimer()
 	for range b.N {

@@ -89,6 +89,7 @@ func TestNetnsTwoNodesMasquerade(t *testing.T) {
 	ca := vpn.NewTestCA(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "site-wg.key")
+	vpn.NewKeyFile(t, keyFile) // both nodes share it: made before they start
 	start := func(name, nsName, ip, iface string) *vpn.HelperProc {
 		hc := nodeHelperConfig{
 			Config: vpn.Config{Enabled: true, Interface: iface, ListenPort: 51820, Endpoint: ip + ":51820",

@@ -38,7 +38,7 @@ type Authorizer interface {
 type Server struct {
 	cfg    *settings
 	auth   Authorizer
-	tls    *tls.Config
+	tls    *tls.Config // the enrollment API's: New's clone, with ticket keys of its own (tlssessions.go)
 	log    *slog.Logger
 	filter *filter.Filter
 	store  *store
@@ -105,7 +105,7 @@ func New(cfg Config, auth Authorizer, tlsConf *tls.Config, logger *slog.Logger) 
 	return &Server{
 		cfg:         s,
 		auth:        auth,
-		tls:         tlsConf,
+		tls:         ownTLS(tlsConf),
 		log:         logger,
 		filter:      filter.New(filter.Config{Pools: pools, MaxFlows: s.MaxFlows}),
 		store:       newStore(NewFileStore(filepath.Join(s.StateDir, "peers")), logger),
@@ -150,7 +150,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.started.Swap(true) {
 		return errors.New("vpn: Run called twice")
 	}
-	priv, err := loadOrCreateKey(s.keyPath())
+	priv, err := s.loadKey()
 	if err != nil {
 		return err
 	}
@@ -265,13 +265,6 @@ func (s *Server) Run(ctx context.Context) error {
 	hs.Shutdown(sctx)
 	cancel()
 	return err
-}
-
-func (s *Server) keyPath() string {
-	if s.cfg.PrivateKeyFile != "" {
-		return s.cfg.PrivateKeyFile
-	}
-	return filepath.Join(s.cfg.StateDir, "wg.key")
 }
 
 func (s *Server) peerCount() int {

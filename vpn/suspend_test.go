@@ -226,6 +226,7 @@ func TestExpiredPastGraceDeleted(t *testing.T) {
 	mk(2, now.Add(-30*time.Minute)) // expired, within the grace: suspended
 	mk(3, now.Add(time.Hour))       // valid
 	auth.set("old", allow("engineering", engineeringAccess))
+	newKeyFile(t, filepath.Join(dir, KeyFileName)) // the registry holds peers: the key exists
 	env := startServer(t, auth, ca, dir, func(c *Config) { c.ExpiredGrace = policy.Duration{Duration: time.Hour} })
 	env.srv.Revalidate(context.Background())
 	s := env.srv.Stats()
@@ -343,6 +344,7 @@ func TestUnreadableRecordQuarantinedAtStart(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "peers"), 0o700)
 	bad := filepath.Join(dir, "peers", fp(9)+".json")
 	os.WriteFile(bad, []byte(`{"fingerprint": trunc`), 0o600)
+	newKeyFile(t, filepath.Join(dir, KeyFileName)) // the registry holds a peer: the key exists
 	env := startServer(t, &fakeAuth{}, ca, dir, nil)
 	if st := env.srv.Stats(); st.Quarantined != 1 {
 		t.Fatalf("stats %+v", st)

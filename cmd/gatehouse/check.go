@@ -42,6 +42,9 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) (int, error)
 	for _, w := range checkCRLWarnings(l.policy.CRLFiles(), time.Now()) {
 		rep.Warnings = append(rep.Warnings, checkIssue{Message: w, Text: w})
 	}
+	if w := vpnKeyWarning(l); w != "" {
+		rep.Warnings = append(rep.Warnings, checkIssue{Message: w, Text: w})
+	}
 	if *testDir {
 		rep.Directory = &checkDirectory{Warnings: []string{}}
 		err := checkDirectoryGroups(ctx, l, *sample, rep.Directory)
@@ -86,6 +89,9 @@ func checkConfig(file string) (*loaded, *servers, []string) {
 	srv, err := buildServers(l, slog.New(slog.DiscardHandler))
 	if err != nil {
 		errs = append(errs, dropUnder(file, strings.Split(err.Error(), "\n"), failed)...)
+	} else if err := checkVPNKey(l, srv); err != nil {
+		// What serve would refuse at start (vpnkey.go).
+		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {
 		if srv != nil {

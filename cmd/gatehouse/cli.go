@@ -59,6 +59,7 @@ func dashdash(s string) string { return singleDash.ReplaceAllString(s, "$1--$2")
 var subcommands = map[string][]string{
 	"peers":      {"remove"},
 	"store":      {"migrate", "status"},
+	"vpn":        {"genkey"},
 	"bench":      {"radius"},
 	"completion": {"bash", "zsh"},
 }
@@ -75,6 +76,8 @@ func commandFlags() map[string][]string {
 			continue
 		case "store":
 			args = append(args, "status")
+		case "vpn":
+			args = append(args, "genkey")
 		case "bench":
 			args = append(args, "radius")
 		}

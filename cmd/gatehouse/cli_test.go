@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 func TestCommandHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve"}, {"check"}, {"explain"}, {"enroll"}, {"peers"}, {"peers", "remove"}, {"reload"},
-		{"store", "status"}, {"store", "migrate"}, {"bench", "radius"}, {"completion"},
+		{"store", "status"}, {"store", "migrate"}, {"vpn"}, {"vpn", "genkey"}, {"bench", "radius"}, {"completion"},
 	} {
 		for _, h := range []string{"-h", "--help"} {
 			var out, errb bytes.Buffer
@@ -116,6 +116,12 @@ func TestCompletionBash(t *testing.T) {
 	}
 	if got := strings.Join(complete("gatehouse", "peers", ""), " "); !strings.HasPrefix(got, "remove") {
 		t.Errorf("peers: %q", got)
+	}
+	if got := strings.Join(complete("gatehouse", "vpn", ""), " "); !strings.HasPrefix(got, "genkey ") {
+		t.Errorf("vpn: %q", got)
+	}
+	if got := strings.Join(complete("gatehouse", "vpn", "genkey", "--"), " "); got != "--config --force" {
+		t.Errorf("vpn genkey --: %q", got)
 	}
 	out.Reset()
 	if code := run(context.Background(), []string{"completion", "zsh"}, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "#compdef gatehouse") {

@@ -16,6 +16,7 @@
 //	gatehouse reload  [--config F] [--confirm-cut]  reload the running server and
 //	                                                 re-validate; confirm a held mass cut
 //	gatehouse store   migrate|status [--config F]   apply or show the PostgreSQL schema
+//	gatehouse vpn     genkey [--config F] [--force] create the VPN server's WireGuard key
 //	gatehouse bench   radius ...                     load-test a RADIUS server
 //	gatehouse completion bash|zsh                    print a shell completion script
 //	gatehouse version
@@ -77,6 +78,7 @@ var commands = []struct{ name, usage, summary string }{
 	{"peers", "[--config FILE] [--json] | remove [--config FILE] FINGERPRINT|IDENTITY|ADDRESS", "list or delete enrolled VPN peers"},
 	{"reload", "[--config FILE] [--confirm-cut]", "reload the running server; confirm a held mass cut"},
 	{"store", "migrate|status [--config FILE]", "apply or show the PostgreSQL schema"},
+	{"vpn", "genkey [--config FILE] [--force]", "create the VPN server's WireGuard key (enrolled clients must then re-enroll)"},
 	{"bench", "radius --server HOST:PORT --secret-file FILE --cert FILE --key FILE [flags]", "load-test a RADIUS server"},
 	{"completion", "bash|zsh", "print a shell completion script"},
 	{"version", "", "print the version"},
@@ -107,6 +109,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(ctx, args[1:], stdout)
 	case "store":
 		err = cmdStore(ctx, args[1:], stdout)
+	case "vpn":
+		err = cmdVPN(args[1:], stdout, stderr)
 	case "completion":
 		err = cmdCompletion(args[1:], stdout)
 	case "version", "-version", "--version":

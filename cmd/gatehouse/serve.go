@@ -67,6 +67,16 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 	if err != nil {
 		return err
 	}
+	// A VPN key file that is missing while peers are enrolled (or although
+	// private_key_file names it), unreadable or malformed: refused before
+	// anything starts, as check reports it (vpnkey.go).
+	if err := checkVPNKey(l, s); err != nil {
+		s.dir.Close()
+		if s.db != nil {
+			s.db.Close()
+		}
+		return err
+	}
 	if opts.built != nil {
 		opts.built(s)
 	}
@@ -110,6 +120,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 		// No TLS resumption crosses a policy or trust change.
 		s.radius.ForgetTLSSessions()
 		if s.vpn != nil {
+			s.vpn.ForgetTLSSessions()
 			s.vpn.TriggerRevalidate()
 		}
 		s.radius.TriggerRevalidate()
