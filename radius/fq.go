@@ -209,7 +209,7 @@ func (q *fairQueue) popLocked() *job {
 	return j
 }
 
-// done ends the work on a datagram of flow i (popped or claimed).
+// done ends the work on a datagram of flow i.
 func (q *fairQueue) done(i int32) {
 	q.mu.Lock()
 	wake := q.doneLocked(i)
@@ -237,7 +237,7 @@ func (q *fairQueue) doneLocked(i int32) bool {
 // it sooner, and handing it over would only cost a goroutine switch (on
 // an otherwise idle server, a thread wake-up: most of a datagram's
 // scheduling cost). When it returns true the datagram counts as in work
-// until done.
+// until doneIdle.
 func (q *fairQueue) claimIdle(i int32) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -247,6 +247,16 @@ func (q *fairQueue) claimIdle(i int32) bool {
 	q.inWork++
 	q.flows[i].busy++
 	return true
+}
+
+// doneIdle ends the work claimed by claimIdle.
+func (q *fairQueue) doneIdle(i int32) {
+	q.mu.Lock()
+	wake := q.doneLocked(i)
+	q.mu.Unlock()
+	if wake {
+		q.work.Signal()
+	}
 }
 
 // close wakes every worker; pop returns nil once the queue is empty.

@@ -127,7 +127,7 @@ func TestClaimIdle(t *testing.T) {
 	if !q.push(b) {
 		t.Fatal("push refused")
 	}
-	q.done(a.flow)
+	q.doneIdle(a.flow)
 	if q.claimIdle(a.flow) {
 		t.Fatal("claim while a datagram is queued")
 	}
@@ -141,7 +141,7 @@ func TestClaimIdle(t *testing.T) {
 	if !q.claimIdle(a.flow) {
 		t.Fatal("no claim once everything is done")
 	}
-	q.done(a.flow)
+	q.doneIdle(a.flow)
 	q.close()
 	if q.claimIdle(a.flow) {
 		t.Fatal("claim on a closed queue")

@@ -470,7 +470,7 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 			s.inFlight.Add(1)
 			s.process(rw, j)
 			s.inFlight.Add(-1)
-			s.fq.done(j.flow)
+			s.fq.doneIdle(j.flow)
 			continue // j is reused
 		}
 		for waited := false; ; waited = true {
