@@ -40,40 +40,33 @@ func setReceiveBuffer(c *net.UDPConn, n int) (effective, fd int, err error) {
 	return effective, fd, err
 }
 
-// meminfo reads the socket's SO_MEMINFO counters; n is how many the
-// kernel filled in (0 on error or fd < 0). It allocates nothing.
-func meminfo(fd int) (mi [unix.SK_MEMINFO_VARS]uint32, n int) {
+// receivePressure reports whether the socket's receive buffer is more than
+// half full (SO_MEMINFO). fd < 0 or an error: false. It allocates nothing.
+func receivePressure(fd int) bool {
 	if fd < 0 {
-		return mi, 0
+		return false
 	}
+	var mi [unix.SK_MEMINFO_VARS]uint32
 	l := uint32(unsafe.Sizeof(mi))
 	_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
 		uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&l)), 0)
 	if e != 0 {
-		return mi, 0
+		return false
 	}
-	return mi, int(l / 4)
-}
-
-// receivePressure reports whether the socket's receive buffer is more than
-// half full. fd < 0 or an error: false.
-func receivePressure(fd int) bool {
-	mi, n := meminfo(fd)
-	return n > unix.SK_MEMINFO_RCVBUF && 2*uint64(mi[unix.SK_MEMINFO_RMEM_ALLOC]) > uint64(mi[unix.SK_MEMINFO_RCVBUF])
-}
-
-// receiveEmpty reports whether no datagram waits in the socket's receive
-// buffer. fd < 0 or an error: false.
-func receiveEmpty(fd int) bool {
-	mi, n := meminfo(fd)
-	return n > unix.SK_MEMINFO_RMEM_ALLOC && mi[unix.SK_MEMINFO_RMEM_ALLOC] == 0
+	return 2*uint64(mi[unix.SK_MEMINFO_RMEM_ALLOC]) > uint64(mi[unix.SK_MEMINFO_RCVBUF])
 }
 
 // socketDrops is the number of datagrams the kernel dropped because the
-// socket's receive buffer was full.
+// socket's receive buffer was full (SO_MEMINFO).
 func socketDrops(fd int) uint64 {
-	mi, n := meminfo(fd)
-	if n <= unix.SK_MEMINFO_DROPS {
+	if fd < 0 {
+		return 0
+	}
+	var mi [unix.SK_MEMINFO_VARS]uint32
+	l := uint32(unsafe.Sizeof(mi))
+	_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&l)), 0)
+	if e != 0 || l <= unix.SK_MEMINFO_DROPS*4 {
 		return 0
 	}
 	return uint64(mi[unix.SK_MEMINFO_DROPS])

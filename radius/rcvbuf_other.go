@@ -16,9 +16,5 @@ func setReceiveBuffer(c *net.UDPConn, n int) (effective, fd int, err error) {
 // receivePressure is not known on this system: never.
 func receivePressure(fd int) bool { return false }
 
-// receiveEmpty is not known on this system: false, so the readers always
-// hand datagrams to the workers.
-func receiveEmpty(fd int) bool { return false }
-
 // socketDrops is not known on this system.
 func socketDrops(fd int) uint64 { return 0 }

@@ -461,12 +461,10 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 		}
 		j.n, j.src, j.conn, j.acct, j.nas = n, src, c, acct, nas
 		j.flow = s.fq.flowOf(src)
-		// An Access-Request on an idle server — no other datagram waiting
-		// in the socket, queued or in work — is handled here: one
-		// goroutine switch fewer. As soon as datagrams wait, they go to
-		// the workers again, in parallel. Not accounting, whose durable
-		// write may wait on the disk.
-		if !acct && receiveEmpty(fd) && s.fq.claimIdle(j.flow) {
+		// Access-Requests on an idle server: handled here, one goroutine
+		// switch fewer. Not accounting, whose durable write may wait on
+		// the disk while the socket fills.
+		if !acct && s.fq.claimIdle(j.flow) {
 			s.inFlight.Add(1)
 			s.process(rw, j)
 			s.inFlight.Add(-1)
