@@ -56,7 +56,6 @@ type fairQueue struct {
 	flows      [numFlows]flow
 	head, tail int32 // round-robin list of flows with datagrams; -1 when empty
 	queued     int
-	inWork     int // datagrams taken (by a worker or a reader) and not yet done
 	closed     bool
 }
 
@@ -184,7 +183,6 @@ func (q *fairQueue) popLocked() *job {
 	j.next = nil
 	f.n--
 	f.busy++
-	q.inWork++
 	q.queued--
 	q.head = f.next
 	if q.head < 0 {
@@ -224,39 +222,11 @@ func (q *fairQueue) done(i int32) {
 func (q *fairQueue) doneLocked(i int32) bool {
 	f := &q.flows[i]
 	f.busy--
-	q.inWork--
 	if f.n > 0 && !f.active {
 		q.activate(i)
 		return true
 	}
 	return false
-}
-
-// claimIdle reports whether a reader may handle a datagram of flow i
-// itself: nothing is queued and nothing is in work, so no worker would do
-// it sooner, and handing it over would only cost a goroutine switch (on
-// an otherwise idle server, a thread wake-up: most of a datagram's
-// scheduling cost). When it returns true the datagram counts as in work
-// until doneIdle.
-func (q *fairQueue) claimIdle(i int32) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || q.queued > 0 || q.inWork > 0 {
-		return false
-	}
-	q.inWork++
-	q.flows[i].busy++
-	return true
-}
-
-// doneIdle ends the work claimed by claimIdle.
-func (q *fairQueue) doneIdle(i int32) {
-	q.mu.Lock()
-	wake := q.doneLocked(i)
-	q.mu.Unlock()
-	if wake {
-		q.work.Signal()
-	}
 }
 
 // close wakes every worker; pop returns nil once the queue is empty.

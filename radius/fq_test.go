@@ -111,39 +111,3 @@ func TestWaitTokens(t *testing.T) {
 		t.Error("another flow has no tokens")
 	}
 }
-
-// TestClaimIdle: a reader handles a datagram itself only when nothing is
-// queued or in work (its own claim included), and a datagram queued
-// meanwhile goes to a worker as usual once the claim ends.
-func TestClaimIdle(t *testing.T) {
-	q := newFairQueue(4, 2)
-	a, b := fqJob(q, "127.0.0.1:1000"), fqJob(q, "127.0.0.1:1001")
-	if !q.claimIdle(a.flow) {
-		t.Fatal("idle queue refused a claim")
-	}
-	if q.claimIdle(b.flow) {
-		t.Fatal("second claim while the first is in work")
-	}
-	if !q.push(b) {
-		t.Fatal("push refused")
-	}
-	q.doneIdle(a.flow)
-	if q.claimIdle(a.flow) {
-		t.Fatal("claim while a datagram is queued")
-	}
-	if j := q.pop(); j != b {
-		t.Fatal("queued datagram not served")
-	}
-	if q.claimIdle(a.flow) {
-		t.Fatal("claim while a worker has a datagram")
-	}
-	q.done(b.flow)
-	if !q.claimIdle(a.flow) {
-		t.Fatal("no claim once everything is done")
-	}
-	q.doneIdle(a.flow)
-	q.close()
-	if q.claimIdle(a.flow) {
-		t.Fatal("claim on a closed queue")
-	}
-}

@@ -420,7 +420,6 @@ func (s *Server) bind() (auth, acct net.PacketConn, err error) {
 // while the socket's receive buffer is filling up (fq.go).
 func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop chan struct{}) {
 	uc, _ := c.(*net.UDPConn)
-	rw := newWorker() // for the datagrams this reader handles itself
 	room := make(chan struct{}, 1)
 	tick := time.NewTicker(time.Millisecond) // rechecks a reader waiting for room
 	defer tick.Stop()
@@ -461,16 +460,6 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 		}
 		j.n, j.src, j.conn, j.acct, j.nas = n, src, c, acct, nas
 		j.flow = s.fq.flowOf(src)
-		// Access-Requests on an idle server: handled here, one goroutine
-		// switch fewer. Not accounting, whose durable write may wait on
-		// the disk while the socket fills.
-		if !acct && s.fq.claimIdle(j.flow) {
-			s.inFlight.Add(1)
-			s.process(rw, j)
-			s.inFlight.Add(-1)
-			s.fq.doneIdle(j.flow)
-			continue // j is reused
-		}
 		for waited := false; ; waited = true {
 			s.inFlight.Add(1)
 			if s.fq.push(j) {
