@@ -73,7 +73,17 @@ func (s *Server) access(w *worker, h hash.Hash, n *nas, p packet, src netip.Addr
 		}
 		step.Outcome = eap.Decide
 	} else {
-		step = ss.eap.Handle(msg)
+		pd := s.pending(w, n, p, ss, now)
+		s.decWG.Add(1) // the request is answered on another goroutine, like a decision
+		step = ss.eap.HandleAsync(msg, func(st eap.Step) {
+			defer s.decWG.Done()
+			s.stepDone(pd, st)
+		})
+		if step.Outcome == eap.Pending {
+			handedOff = true // to the conversation's TLS goroutine
+			return nil, errDecisionPending
+		}
+		s.decWG.Done()
 	}
 	if ss.eap.Started() {
 		s.sessions.promote(ss)

@@ -6,6 +6,8 @@ import (
 	"hash"
 	"net"
 	"time"
+
+	"github.com/gatehouse/gatehouse/radius/eap"
 )
 
 // Decisions run apart from the workers. Authorize may wait seconds on the
@@ -57,17 +59,48 @@ func (s *Server) pendingDecisions() int { return len(s.decSem) }
 // decision goroutine. The caller holds a slot (tryDecision) and ss.mu,
 // both of which pass to the goroutine.
 func (s *Server) startDecision(w *worker, n *nas, p packet, ss *session, now time.Time) {
-	pd := &pendingDecision{n: n, conn: w.conn, key: w.key, pkt: bytes.Clone(p.b), ss: ss, now: now}
+	pd := s.pending(w, n, p, ss, now)
 	s.decWG.Add(1)
 	go func() {
 		defer s.decWG.Done()
 		defer func() { <-s.decSem }()
 		growStack()
-		s.runDecision(pd)
+		s.runDecision(pd, nil)
 	}()
 }
 
-func (s *Server) runDecision(pd *pendingDecision) {
+// pending keeps what answering the worker's request later needs.
+func (s *Server) pending(w *worker, n *nas, p packet, ss *session, now time.Time) *pendingDecision {
+	return &pendingDecision{n: n, conn: w.conn, key: w.key, pkt: bytes.Clone(p.b), ss: ss, now: now}
+}
+
+// stepDone answers a request whose EAP step ran on the conversation's TLS
+// goroutine (eap.HandleAsync), on that goroutine: the worker handed it the
+// message and went on, so no other goroutine is woken for the step. A
+// finished handshake is decided right here, in a decision slot like a
+// decision goroutine's.
+func (s *Server) stepDone(pd *pendingDecision, step eap.Step) {
+	ss := pd.ss
+	if ss.eap.Started() {
+		s.sessions.promote(ss)
+	}
+	if step.Outcome != eap.Decide {
+		s.runDecision(pd, &step)
+		return
+	}
+	if !s.tryDecision() {
+		ss.awaitDecision = true // the NAS's retransmission starts it
+		s.dropN(pd.n, dDecisionsBusy)
+		unlockSession(ss)
+		s.cache.abandon(&pd.key)
+		return
+	}
+	defer func() { <-s.decSem }()
+	s.runDecision(pd, nil)
+}
+
+// runDecision decides (step nil) or takes step, and answers the request.
+func (s *Server) runDecision(pd *pendingDecision, step *eap.Step) {
 	m := md5Pool.Get().(hash.Hash)
 	defer md5Pool.Put(m)
 	w := &worker{md5: m, src: pd.key.src, conn: pd.conn, key: pd.key}
@@ -83,9 +116,13 @@ func (s *Server) runDecision(pd *pendingDecision) {
 	var reply []byte
 	func() {
 		defer unlockSession(ss)
-		d, step := s.decide(ss)
-		ss.decision = d
-		reply, err = s.conclude(w, h, pd.n, p, pd.key.src, ss, step, pd.now)
+		var st eap.Step
+		if step != nil {
+			st = *step
+		} else {
+			ss.decision, st = s.decide(ss)
+		}
+		reply, err = s.conclude(w, h, pd.n, p, pd.key.src, ss, st, pd.now)
 		if reply != nil {
 			reply, err = echoProxyState(reply, p, h, m, pd.n.secret)
 		}

@@ -16,24 +16,50 @@ var errStepTimeout = errors.New("eap: tls step timed out")
 // pump runs one TLS conversation in its own goroutine over a memConn and
 // lets a driver advance it in lock step: feed the peer's bytes, collect what
 // TLS wrote until it blocks for more input or finishes.
+//
+// A driver that need not wait (stepAsync, startPump with then) hands the
+// goroutine a continuation with its input instead: the goroutine calls it
+// itself when TLS blocks for more input or returns, and no other goroutine
+// is woken for the step.
 type pump struct {
 	conn  *memConn
 	tls   *tls.Conn
 	done  chan struct{} // closed when fn returned; err is then set
 	err   error
 	timer *time.Timer // wait's, reused step after step; only the driver touches it
+	watch *time.Timer // closes the conversation when an asynchronous step overruns
 }
 
-// startPump starts fn on a fresh memConn preloaded with first. wg, if not
-// nil, tracks the goroutine.
+// then is a continuation: the output TLS wrote during the step, whether fn
+// returned (err is its result).
+type then func(out []byte, finished bool, err error)
+
+// startPump starts fn on a fresh memConn preloaded with first, with a
+// driver that waits (step, wait). wg, if not nil, tracks the goroutine.
 func startPump(first []byte, mk func(net.Conn) *tls.Conn, fn func(*tls.Conn) error, wg *sync.WaitGroup) *pump {
+	p := newPump(first, mk)
+	p.start(fn, wg, nil, 0)
+	return p
+}
+
+// newPump prepares a conversation; start runs it.
+func newPump(first []byte, mk func(net.Conn) *tls.Conn) *pump {
 	c := &memConn{
-		feed:    make(chan []byte),
+		feed:    make(chan feedMsg),
 		blocked: make(chan struct{}),
 		closed:  make(chan struct{}),
 	}
 	c.in = append([]byte(nil), first...)
-	p := &pump{conn: c, tls: mk(c), done: make(chan struct{})}
+	return &pump{conn: c, tls: mk(c), done: make(chan struct{})}
+}
+
+// start runs fn on its own goroutine. wg, if not nil, tracks it. With k
+// set the first step is asynchronous (see stepAsync), bounded by timeout.
+func (p *pump) start(fn func(*tls.Conn) error, wg *sync.WaitGroup, k then, timeout time.Duration) {
+	c := p.conn
+	if k != nil {
+		c.then = p.watched(k, timeout)
+	}
 	if wg != nil {
 		wg.Add(1)
 	}
@@ -43,9 +69,41 @@ func startPump(first []byte, mk func(net.Conn) *tls.Conn, fn func(*tls.Conn) err
 		}
 		growStack()
 		p.err = fn(p.tls)
+		k := c.then // only this goroutine touches it
+		c.then = nil
 		close(p.done)
+		if k != nil {
+			k(c.takeOut(), true, p.err)
+		}
 	}()
-	return p
+}
+
+// watched arms the step timer and returns k disarming it first. The
+// driver arms it before the goroutine learns of k.
+func (p *pump) watched(k then, timeout time.Duration) then {
+	if p.watch == nil {
+		p.watch = time.AfterFunc(timeout, p.close)
+	} else {
+		p.watch.Reset(timeout)
+	}
+	w := p.watch
+	return func(out []byte, finished bool, err error) {
+		w.Stop()
+		k(out, finished, err)
+	}
+}
+
+// stepAsync gives data to the blocked goroutine with k, which that
+// goroutine calls when TLS blocks again or returns; if it has returned
+// already, k runs here at once. A step longer than timeout closes the
+// conversation (k then reports the error).
+func (p *pump) stepAsync(data []byte, timeout time.Duration, k then) {
+	k = p.watched(k, timeout)
+	select {
+	case p.conn.feed <- feedMsg{data: append([]byte(nil), data...), then: k}:
+	case <-p.done:
+		k(p.conn.takeOut(), true, p.err)
+	}
 }
 
 // wait waits until the goroutine needs input or is done and returns the
@@ -73,7 +131,7 @@ func (p *pump) wait(timeout time.Duration) (out []byte, finished bool, err error
 // step gives data to the blocked goroutine and waits for the next step.
 func (p *pump) step(data []byte, timeout time.Duration) ([]byte, bool, error) {
 	select {
-	case p.conn.feed <- append([]byte(nil), data...):
+	case p.conn.feed <- feedMsg{data: append([]byte(nil), data...)}:
 	case <-p.done:
 		return p.conn.takeOut(), true, p.err
 	}
@@ -87,28 +145,45 @@ func (p *pump) close() { p.conn.Close() }
 // data the driver feeds; when none is left Read tells the driver (blocked)
 // and waits. Writes are collected for the driver.
 type memConn struct {
-	feed    chan []byte
+	feed    chan feedMsg
 	blocked chan struct{}
 
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	in []byte // only touched by the reading goroutine
+	in   []byte // only touched by the reading goroutine
+	then then   // the step's continuation, if asynchronous; as in
 
 	mu  sync.Mutex // guards out
 	out []byte
 }
 
+// feedMsg is a step's input and, if asynchronous, its continuation.
+type feedMsg struct {
+	data []byte
+	then then
+}
+
 func (c *memConn) Read(b []byte) (int, error) {
 	for len(c.in) == 0 {
 		select {
-		case c.blocked <- struct{}{}:
 		case <-c.closed:
 			return 0, net.ErrClosed
+		default:
+		}
+		if k := c.then; k != nil {
+			c.then = nil
+			k(c.takeOut(), false, nil)
+		} else {
+			select {
+			case c.blocked <- struct{}{}:
+			case <-c.closed:
+				return 0, net.ErrClosed
+			}
 		}
 		select {
-		case d := <-c.feed:
-			c.in = d
+		case m := <-c.feed:
+			c.in, c.then = m.data, m.then
 		case <-c.closed:
 			return 0, net.ErrClosed
 		}

@@ -59,6 +59,9 @@ const (
 	// Discard: silently drop the response (RFC 3748 section 4.1: wrong
 	// identifier). Nothing changed.
 	Discard
+	// Pending: the TLS goroutine has the message; the step comes later
+	// (HandleAsync).
+	Pending
 )
 
 // Step is the result of handling one EAP Response.
@@ -128,7 +131,22 @@ func (s *ServerSession) ack() Step {
 }
 
 // Handle processes one EAP Response (the reassembled EAP-Message).
-func (s *ServerSession) Handle(msg []byte) Step {
+func (s *ServerSession) Handle(msg []byte) Step { return s.handle(msg, nil) }
+
+// HandleAsync is Handle for a caller that does not wait for TLS: when the
+// message goes to the conversation's TLS goroutine it returns Pending at
+// once, and k receives the step on that goroutine (which may block there:
+// it is the conversation's own), as soon as TLS has written its next flight
+// or finished. The caller must not touch the session until k runs. Steps
+// that need no TLS work are returned directly and k is not called.
+func (s *ServerSession) HandleAsync(msg []byte, k func(Step)) Step {
+	if k == nil {
+		return s.handle(msg, nil)
+	}
+	return s.handle(msg, func(out []byte, finished bool, err error) { k(s.afterTLS(out, finished, err)) })
+}
+
+func (s *ServerSession) handle(msg []byte, k then) Step {
 	p, err := Parse(msg)
 	if err != nil {
 		return Step{Outcome: Discard, Err: err}
@@ -181,20 +199,41 @@ func (s *ServerSession) Handle(msg []byte) Step {
 	if len(whole) == 0 {
 		return s.fail(errors.New("eap: empty TLS message"))
 	}
+	s.in.buf = nil // the TLS goroutine gets a copy
+	if k != nil {
+		// From here the TLS goroutine owns the session until k returns.
+		if s.p == nil {
+			s.startTLS(whole, k)
+		} else {
+			s.p.stepAsync(whole, s.cfg.stepTimeout(), k)
+		}
+		return Step{Outcome: Pending}
+	}
 	var out []byte
 	var finished bool
 	if s.p == nil {
-		if s.cfg.Tickets != nil {
-			s.tk = &sessionTicket{cache: s.cfg.Tickets}
-			s.tk.gen = s.tk.cache.generation()
-		}
-		cfg := perSession(s.cfg.TLS, s.sessionHooks)
-		s.p = startPump(whole, func(c net.Conn) *tls.Conn { return tls.Server(c, cfg) }, serverHandshake, s.cfg.WaitGroup)
+		s.startTLS(whole, nil)
 		out, finished, err = s.p.wait(s.cfg.stepTimeout())
 	} else {
 		out, finished, err = s.p.step(whole, s.cfg.stepTimeout())
 	}
-	s.in.buf = nil
+	return s.afterTLS(out, finished, err)
+}
+
+// startTLS starts the conversation's TLS goroutine on the peer's first
+// message; k as in HandleAsync.
+func (s *ServerSession) startTLS(first []byte, k then) {
+	if s.cfg.Tickets != nil {
+		s.tk = &sessionTicket{cache: s.cfg.Tickets}
+		s.tk.gen = s.tk.cache.generation()
+	}
+	cfg := perSession(s.cfg.TLS, s.sessionHooks)
+	s.p = newPump(first, func(c net.Conn) *tls.Conn { return tls.Server(c, cfg) })
+	s.p.start(serverHandshake, s.cfg.WaitGroup, k, s.cfg.stepTimeout())
+}
+
+// afterTLS turns what a TLS step wrote into the next EAP step.
+func (s *ServerSession) afterTLS(out []byte, finished bool, err error) Step {
 	if err != nil {
 		return s.fail(fmt.Errorf("eap: tls: %w", err))
 	}
