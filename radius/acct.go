@@ -199,19 +199,10 @@ type acctReq struct {
 // recorded) afresh. The duplicates that waited for req go the same way.
 func (req *acctReq) finish(err error) {
 	s := req.s
-	if req.dup {
-		if err != nil {
-			s.cache.abandon(&req.key)
-			s.dropN(req.n, dAcctWrite)
-			return
+	if !req.dup {
+		for _, d := range s.acct.seen.done(req.id, req, err == nil, time.Now()) {
+			d.finish(err)
 		}
-		s.cache.complete(&req.key, req.reply)
-		s.sendTo(req.conn, req.key.src, req.reply)
-		s.acctDuplicate(req.n, req.key.src, &AcctRecord{Status: req.status, SessionID: req.session})
-		return
-	}
-	for _, d := range s.acct.seen.done(req.id, req, err == nil, time.Now()) {
-		d.finish(err)
 	}
 	if err != nil {
 		s.cache.abandon(&req.key)
@@ -220,6 +211,10 @@ func (req *acctReq) finish(err error) {
 	}
 	s.cache.complete(&req.key, req.reply)
 	s.sendTo(req.conn, req.key.src, req.reply)
+	if req.dup {
+		s.acctDuplicate(req.n, req.key.src, &AcctRecord{Status: req.status, SessionID: req.session})
+		return
+	}
 	if p, perr := parsePacket(req.pkt); perr == nil {
 		rec := AcctRecord{Status: req.status, SessionID: req.session, UserName: req.user}
 		s.acctDone(req.n, req.key.src, p, &rec)

@@ -74,14 +74,7 @@ func (a acctSpec) encode(t testing.TB, secret []byte) []byte {
 // (authenticator, Identifier, Proxy-State echoed), or nil on timeout.
 func acctFrom(t *testing.T, local string, to net.Addr, b []byte, wait time.Duration) []byte {
 	t.Helper()
-	la, err := net.ResolveUDPAddr("udp", local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialUDP("udp", la, to.(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFrom(t, local, to)
 	defer c.Close()
 	r := rawExchange(t, c, b, wait)
 	if r != nil {
@@ -244,12 +237,7 @@ func TestRadSecAccountingDuplicateAcrossConnections(t *testing.T) {
 func TestAccountingDuplicateToStore(t *testing.T) {
 	for _, backend := range []string{"file", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			var store wifi.Store
-			if backend == "file" {
-				store = fileStore(t)
-			} else {
-				_, store = pgStore(t)
-			}
+			store := backendStore(t, backend)
 			sp := startSpool(t, spool.Config{Dir: t.TempDir(), Node: "a"}, store)
 			s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
 				c.Accounting = AccountingStore

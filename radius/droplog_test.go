@@ -23,8 +23,8 @@ func jsonLogServer(t *testing.T, lb *logBuf, mod func(*Config)) *testServer {
 	}, mod)
 }
 
-// sendFrom sends n datagrams made by mk from a socket bound to local.
-func sendFrom(t *testing.T, local string, to net.Addr, n int, mk func(i int) []byte) {
+// dialFrom is a UDP socket bound to local, connected to to.
+func dialFrom(t *testing.T, local string, to net.Addr) *net.UDPConn {
 	t.Helper()
 	la, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
@@ -34,6 +34,13 @@ func sendFrom(t *testing.T, local string, to net.Addr, n int, mk func(i int) []b
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// sendFrom sends n datagrams made by mk from a socket bound to local.
+func sendFrom(t *testing.T, local string, to net.Addr, n int, mk func(i int) []byte) {
+	t.Helper()
+	c := dialFrom(t, local, to)
 	defer c.Close()
 	for i := range n {
 		if _, err := c.Write(mk(i)); err != nil {

@@ -105,6 +105,15 @@ func pgStore(t testing.TB) (*pgtest.Server, *postgres.WiFi) {
 	return pg, db.WiFi()
 }
 
+// backendStore is fileStore or pgStore's store, by name.
+func backendStore(t testing.TB, backend string) wifi.Store {
+	if backend == "file" {
+		return fileStore(t)
+	}
+	_, store := pgStore(t)
+	return store
+}
+
 func fileStore(t testing.TB) wifi.Store {
 	s, err := wifi.OpenFile(t.TempDir())
 	if err != nil {
@@ -161,12 +170,7 @@ func TestSharedRecordFormat(t *testing.T) {
 func TestSharedSessionAcrossNodes(t *testing.T) {
 	for _, backend := range []string{"file", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			var store wifi.Store
-			if backend == "file" {
-				store = fileStore(t)
-			} else {
-				_, store = pgStore(t)
-			}
+			store := backendStore(t, backend)
 			a := startSharedNode(t, "node-a", store, nil)
 			b := startSharedNode(t, "node-b", store, nil)
 			reply := a.login(t)

@@ -59,6 +59,12 @@ func acctPacket(t testing.TB, status uint32, session, user, station string, clas
 	for _, c := range class {
 		p.Add(rfc2865.Class_Type, []byte(c))
 	}
+	return parsed(t, p)
+}
+
+// parsed encodes p and parses it back as the server does.
+func parsed(t testing.TB, p *layeh.Packet) packet {
+	t.Helper()
 	b, err := p.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -340,15 +346,7 @@ func TestAccountingOnEndsOneNAS(t *testing.T) {
 		if nasID != "" {
 			rfc2865.NASIdentifier_SetString(p, nasID)
 		}
-		b, err := p.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pk, err := parsePacket(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pk
+		return parsed(t, p)
 	}
 	a := netip.MustParseAddr
 	for _, c := range []struct {
