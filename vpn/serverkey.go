@@ -127,13 +127,6 @@ func ReadKeyFile(path string) (Key, fs.FileMode, error) {
 // mode 0600; a missing directory is made, mode 0700). An existing file is
 // replaced only if replace is set (else the error matches fs.ErrExist).
 func WriteKeyFile(path string, replace bool) (Key, error) {
-	if !replace {
-		if _, err := os.Lstat(path); err == nil {
-			return Key{}, fmt.Errorf("vpn: write key: %s: %w", path, fs.ErrExist)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return Key{}, fmt.Errorf("vpn: write key: %w", err)
-		}
-	}
 	k, err := GenerateKey()
 	if err != nil {
 		return Key{}, err
@@ -141,7 +134,14 @@ func WriteKeyFile(path string, replace bool) (Key, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return Key{}, fmt.Errorf("vpn: write key: %w", err)
 	}
-	if err := atomicfile.Write(path, []byte(k.String()+"\n"), 0o600); err != nil {
+	put := atomicfile.Create // the existence check and the creation in one step
+	if replace {
+		put = atomicfile.Write
+	}
+	if err := put(path, []byte(k.String()+"\n"), 0o600); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return Key{}, fmt.Errorf("vpn: write key: %s: %w", path, fs.ErrExist)
+		}
 		return Key{}, fmt.Errorf("vpn: write key: %w", err)
 	}
 	return k, nil

@@ -9,6 +9,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -20,15 +22,42 @@ import (
 // was, unless only the directory's fsync failed (then path may hold either
 // version). The directory must exist.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, os.Rename)
+}
+
+// Create is Write that never replaces: if path exists it fails with an
+// error matching fs.ErrExist and leaves path as it was. The check and the
+// creation are one step (a hard link of the written temporary file), so
+// of two concurrent Creates exactly one succeeds; on a file system without
+// hard links it checks, then renames.
+func Create(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			if err == nil {
+				os.Remove(tmp)
+			}
+			return err
+		}
+		if _, serr := os.Lstat(path); serr == nil {
+			return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
+		}
+		return os.Rename(tmp, path)
+	})
+}
+
+// place writes data to a durable temporary file beside path and puts it
+// at path with put; the temporary file is removed unless put succeeded.
+func place(path string, data []byte, perm os.FileMode, put func(tmp, path string) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	renamed := false
+	placed := false
 	defer func() {
-		if !renamed {
+		if !placed {
 			f.Close()
 			os.Remove(tmp)
 		}
@@ -45,10 +74,10 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := put(tmp, path); err != nil {
 		return err
 	}
-	renamed = true
+	placed = true
 	return SyncDir(dir)
 }
 
