@@ -49,6 +49,11 @@ type AcctRecord struct {
 	// record arrives late (a NAS resending after an outage).
 	EventTime *time.Time `json:"event_time,omitempty"`
 	DelayTime *uint32    `json:"delay_time,omitempty"`
+	// RecordID names the record the same way on every node (acctdedup.go):
+	// a copy an access point resent, to this node or another, has the same
+	// one. Empty when the request names no event (no Acct-Session-Id nor
+	// Event-Timestamp).
+	RecordID string `json:"record_id,omitempty"`
 }
 
 var acctStatusNames = map[uint32]string{1: "start", 2: "stop", 3: "interim", 7: "accounting-on", 8: "accounting-off"}
@@ -131,6 +136,7 @@ func (s *Server) accounting(w *worker, h hash.Hash, n *nas, p packet, src netip.
 		s.acctDuplicate(n, src, &rec)
 		return reply, nil
 	}
+	rec.RecordID = recordID(n, p, src)
 	line, err := json.Marshal(&rec)
 	if err != nil {
 		s.dropN(n, dAcctWrite)

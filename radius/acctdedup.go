@@ -1,7 +1,10 @@
 package radius
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"hash/maphash"
 	"net/netip"
 	"slices"
@@ -76,11 +79,11 @@ const (
 	attrNASIPv6Address = 95
 )
 
-// identity computes the identity of Accounting-Request p from client n,
-// received from src (on RadSec connection cid, 0 for UDP).
-func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) acctID {
-	var id acctID
-	event, nasID := false, false
+// identityAttrs calls f with each attribute of Accounting-Request p that
+// a record's identity takes (all but Acct-Delay-Time, Proxy-State and
+// Message-Authenticator) and reports whether p names its event (a
+// non-empty Acct-Session-Id or Event-Timestamp) and its NAS.
+func identityAttrs(p packet, f func(attr []byte)) (event, nasID bool) {
 	for b := p.attrs(); len(b) >= 2; {
 		l := int(b[1])
 		attr := b[:l]
@@ -93,9 +96,19 @@ func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) ac
 		case attrNASIPAddress, attrNASIPv6Address, attrNASIdentifier:
 			nasID = nasID || l > 2
 		}
+		f(attr)
+	}
+	return event, nasID
+}
+
+// identity computes the identity of Accounting-Request p from client n,
+// received from src (on RadSec connection cid, 0 for UDP).
+func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) acctID {
+	var id acctID
+	event, nasID := identityAttrs(p, func(attr []byte) {
 		id[0] += maphash.Bytes(a.seed[0], attr)
 		id[1] += maphash.Bytes(a.seed[1], attr)
-	}
+	})
 	// The tail: what else the identity depends on, tagged by its first
 	// byte so that it is never taken for an attribute (type 0 is reserved).
 	var tail [1 + 8 + 1 + 16 + 2 + 8 + 1 + 16]byte
@@ -118,6 +131,38 @@ func (a *acctSeen) identity(n *nas, p packet, src netip.AddrPort, cid uint64) ac
 	id[0] += maphash.Bytes(a.seed[0], t)
 	id[1] += maphash.Bytes(a.seed[1], t)
 	return id
+}
+
+// recordID names a record's identity the same way on every node (the
+// identity above is seeded per process): 32 hex digits of SHA-256 over the
+// client entry's name, the sorted SHA-256 digests of the attributes the
+// identity takes, and the source address when no attribute names the NAS.
+// It goes into the record (record_id), and the PostgreSQL store keeps one
+// row per record_id, so a record an access point resent to another node
+// (failover) is stored once. "" when the request names no event: such a
+// record is only ever known by its exact request, on one node.
+func recordID(n *nas, p packet, src netip.AddrPort) string {
+	var buf [32][sha256.Size]byte
+	ds := buf[:0]
+	event, nasID := identityAttrs(p, func(attr []byte) { ds = append(ds, sha256.Sum256(attr)) })
+	if !event {
+		return ""
+	}
+	slices.SortFunc(ds, func(a, b [sha256.Size]byte) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	var l [2]byte
+	binary.BigEndian.PutUint16(l[:], uint16(len(n.name)))
+	h.Write(l[:])
+	h.Write([]byte(n.name))
+	for i := range ds {
+		h.Write(ds[i][:])
+	}
+	if !nasID {
+		a16 := src.Addr().Unmap().As16()
+		h.Write(a16[:])
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // seenSlot is one remembered record in insertion order.

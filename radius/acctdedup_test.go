@@ -122,48 +122,56 @@ func TestAccountingDuplicateAcrossPorts(t *testing.T) {
 	}
 }
 
+// Accounting status types of the key cases.
+const (
+	acctStart   = rfc2866.AcctStatusType_Value_Start
+	acctInterim = rfc2866.AcctStatusType_Value_InterimUpdate
+	acctOn      = rfc2866.AcctStatusType_Value_AccountingOn
+)
+
+// acctKeyCases: pairs of accounting requests, and how many records they
+// are (2: two records; 1: the second is a copy of the first).
+var acctKeyCases = []struct {
+	name          string
+	first, second acctSpec
+	from2         string // source address of the second; "" 127.0.0.1
+	want          int
+}{
+	{"interim with new counters",
+		acctSpec{status: acctInterim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
+		acctSpec{status: acctInterim, session: "s", id: 2, nasID: "ap", sessionTime: 1200, inOctets: 5000}, "", 2},
+	{"interim with new session time only (idle station)",
+		acctSpec{status: acctInterim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
+		acctSpec{status: acctInterim, session: "s", id: 2, nasID: "ap", sessionTime: 1200, inOctets: 1000}, "", 2},
+	{"interim retransmitted",
+		acctSpec{status: acctInterim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
+		acctSpec{status: acctInterim, session: "s", id: 2, nasID: "ap", sessionTime: 600, inOctets: 1000, delay: 30}, "", 1},
+	{"interim resent with updated counters (RFC 5080 erratum 4623)",
+		acctSpec{status: acctInterim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000, event: 1000, delay: 30},
+		acctSpec{status: acctInterim, session: "s", id: 2, nasID: "ap", sessionTime: 630, inOctets: 1100, event: 1030}, "", 2},
+	{"stop after start",
+		acctSpec{status: acctStart, session: "s", id: 1, nasID: "ap"},
+		acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "s", id: 2, nasID: "ap"}, "", 2},
+	{"same session id from two access points",
+		acctSpec{status: acctStart, session: "s", id: 1, nasID: "ap-1"},
+		acctSpec{status: acctStart, session: "s", id: 1, nasID: "ap-2"}, "", 2},
+	{"no NAS identity, two source addresses",
+		acctSpec{status: acctStart, session: "s", id: 1},
+		acctSpec{status: acctStart, session: "s", id: 2, delay: 3}, "127.0.0.2", 2},
+	{"no NAS identity, one source address",
+		acctSpec{status: acctStart, session: "s", id: 1},
+		acctSpec{status: acctStart, session: "s", id: 2, delay: 3}, "", 1},
+	{"Accounting-On with Event-Timestamp retransmitted",
+		acctSpec{status: acctOn, id: 1, nasID: "ap", event: 5000},
+		acctSpec{status: acctOn, id: 2, nasID: "ap", event: 5000, delay: 2}, "", 1},
+	{"two Accounting-On without session id or Event-Timestamp",
+		acctSpec{status: acctOn, id: 1, nasID: "ap"},
+		acctSpec{status: acctOn, id: 2, nasID: "ap"}, "", 2},
+}
+
 // TestAccountingDuplicateKey: what is one record and what is two.
 func TestAccountingDuplicateKey(t *testing.T) {
-	start := rfc2866.AcctStatusType_Value_Start
-	interim := rfc2866.AcctStatusType_Value_InterimUpdate
-	on := rfc2866.AcctStatusType_Value_AccountingOn
-	for _, c := range []struct {
-		name          string
-		first, second acctSpec
-		from2         string // source address of the second; "" 127.0.0.1
-		want          int
-	}{
-		{"interim with new counters",
-			acctSpec{status: interim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
-			acctSpec{status: interim, session: "s", id: 2, nasID: "ap", sessionTime: 1200, inOctets: 5000}, "", 2},
-		{"interim with new session time only (idle station)",
-			acctSpec{status: interim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
-			acctSpec{status: interim, session: "s", id: 2, nasID: "ap", sessionTime: 1200, inOctets: 1000}, "", 2},
-		{"interim retransmitted",
-			acctSpec{status: interim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000},
-			acctSpec{status: interim, session: "s", id: 2, nasID: "ap", sessionTime: 600, inOctets: 1000, delay: 30}, "", 1},
-		{"interim resent with updated counters (RFC 5080 erratum 4623)",
-			acctSpec{status: interim, session: "s", id: 1, nasID: "ap", sessionTime: 600, inOctets: 1000, event: 1000, delay: 30},
-			acctSpec{status: interim, session: "s", id: 2, nasID: "ap", sessionTime: 630, inOctets: 1100, event: 1030}, "", 2},
-		{"stop after start",
-			acctSpec{status: start, session: "s", id: 1, nasID: "ap"},
-			acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "s", id: 2, nasID: "ap"}, "", 2},
-		{"same session id from two access points",
-			acctSpec{status: start, session: "s", id: 1, nasID: "ap-1"},
-			acctSpec{status: start, session: "s", id: 1, nasID: "ap-2"}, "", 2},
-		{"no NAS identity, two source addresses",
-			acctSpec{status: start, session: "s", id: 1},
-			acctSpec{status: start, session: "s", id: 2, delay: 3}, "127.0.0.2", 2},
-		{"no NAS identity, one source address",
-			acctSpec{status: start, session: "s", id: 1},
-			acctSpec{status: start, session: "s", id: 2, delay: 3}, "", 1},
-		{"Accounting-On with Event-Timestamp retransmitted",
-			acctSpec{status: on, id: 1, nasID: "ap", event: 5000},
-			acctSpec{status: on, id: 2, nasID: "ap", event: 5000, delay: 2}, "", 1},
-		{"two Accounting-On without session id or Event-Timestamp",
-			acctSpec{status: on, id: 1, nasID: "ap"},
-			acctSpec{status: on, id: 2, nasID: "ap"}, "", 2},
-	} {
+	for _, c := range acctKeyCases {
 		t.Run(c.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "accounting.jsonl")
 			s := startServer(t, func(c *Config) { c.AccountingFile = file })
@@ -483,5 +491,100 @@ func BenchmarkAcctDuplicateCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		a.recorded(a.identity(n, p, src, 0), now)
+	}
+}
+
+// TestRecordID: the record_id that the PostgreSQL store keeps one row per
+// agrees with the node's own de-duplication on every key case (equal for
+// a copy, different for two records, none when the request names no
+// event), is the same on every node (it is not seeded), and differs
+// between client entries.
+func TestRecordID(t *testing.T) {
+	n := &nas{name: "lo"}
+	parse := func(a acctSpec) packet {
+		t.Helper()
+		p, err := parsePacket(a.encode(t, []byte(testSecret)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	src := netip.MustParseAddrPort("127.0.0.1:4000")
+	for _, c := range acctKeyCases {
+		src2 := netip.MustParseAddrPort("127.0.0.1:5000")
+		if c.from2 != "" {
+			src2 = netip.AddrPortFrom(netip.MustParseAddr(c.from2), 5000)
+		}
+		a, b := recordID(n, parse(c.first), src), recordID(n, parse(c.second), src2)
+		named := c.first.session != "" || c.first.event != 0
+		switch {
+		case !named && (a != "" || b != ""):
+			t.Errorf("%s: record ids %q %q for requests naming no event", c.name, a, b)
+		case named && len(a) != 32:
+			t.Errorf("%s: record id %q", c.name, a)
+		case named && (a == b) != (c.want == 1):
+			t.Errorf("%s: ids equal %v, but %d record(s)", c.name, a == b, c.want)
+		}
+	}
+	rec := acctSpec{status: acctStart, session: "s", id: 1, nasID: "ap"}
+	// Pinned: another node (another process) computes the same.
+	if got, want := recordID(n, parse(rec), src), "01cb858e05c3086f8187ee8b8adf0de6"; got != want {
+		t.Errorf("record id %s, want %s (it must not depend on the process)", got, want)
+	}
+	if recordID(&nas{name: "other"}, parse(rec), src) == recordID(n, parse(rec), src) {
+		t.Error("two client entries, one record id")
+	}
+}
+
+// TestAccountingCopyOnAnotherNode: an access point fails over to another
+// node and resends its last record there (new Identifier, Acct-Delay-Time
+// grown). Each node acknowledges and spools its copy; the PostgreSQL store
+// keeps one row per record_id, so the session's Stop is stored once.
+func TestAccountingCopyOnAnotherNode(t *testing.T) {
+	_, store := pgStore(t)
+	type node struct {
+		*testServer
+		sp *spool.Spool
+	}
+	start := func(name string) node {
+		sp := startSpool(t, spool.Config{Dir: t.TempDir(), Node: name}, store)
+		s := startServerWith(t, func(s *Server) { s.SetShared(wifi.Node{Spool: sp, Store: store}) }, func(c *Config) {
+			c.Accounting = AccountingStore
+		})
+		return node{s, sp}
+	}
+	a, b := start("a"), start("b")
+	send := func(n node, r acctSpec) {
+		t.Helper()
+		if acctFrom(t, "127.0.0.1:0", n.AcctAddr(), r.encode(t, []byte(testSecret)), 5*time.Second) == nil {
+			t.Fatal("no answer")
+		}
+	}
+	begin, stop := acctSpec{status: acctStart, session: "failover", id: 1, nasID: "ap-1"},
+		acctSpec{status: rfc2866.AcctStatusType_Value_Stop, session: "failover", id: 2, nasID: "ap-1", sessionTime: 300, inOctets: 7000}
+	send(a, begin)
+	send(a, stop)
+	stop.id, stop.delay = 9, 12 // the same Stop, resent to node b
+	send(b, stop)
+	// Acknowledged means spooled; drained means applied to PostgreSQL
+	// (node b's copy included, whatever the store made of it).
+	for _, n := range []node{a, b} {
+		waitUntil(t, "the spool to drain", 20*time.Second, func() bool { return n.sp.Stats().Records == 0 })
+	}
+	rows, err := store.Accounting(context.Background(), "failover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stops int
+	for _, r := range rows {
+		if r.Acct.Status == "stop" {
+			stops++
+		}
+		if r.Acct.RecordID == "" {
+			t.Errorf("row %s without record_id", r.Key)
+		}
+	}
+	if len(rows) != 2 || stops != 1 {
+		t.Fatalf("%d rows (%d stops), want start and one stop", len(rows), stops)
 	}
 }

@@ -23,16 +23,19 @@ var _ wifi.Store = (*WiFi)(nil)
 // WiFi returns the Wi-Fi store on db.
 func (db *DB) WiFi() *WiFi { return &WiFi{db: db} }
 
+// insertAcct inserts a batch of accounting records. A record already
+// stored — by its idempotency key (this spool's replay) or by its
+// record_id (a copy another node received: schema 3) — is skipped.
 const insertAcct = `INSERT INTO radius_accounting (idem_key, node, received_at, nas, nas_addr,
 	status_type, acct_session, user_name, station, framed_ip, session_time, input_octets,
-	output_octets, terminate_cause, class_token, record)
+	output_octets, terminate_cause, class_token, record, record_id)
 SELECT k, $1, t, n, na, st, NULLIF(sid, ''), NULLIF(un, ''), NULLIF(sta, ''), NULLIF(fip, '')::inet,
-	stime, io, oo, tc, NULLIF(ct, ''), rec::jsonb
+	stime, io, oo, tc, NULLIF(ct, ''), rec::jsonb, NULLIF(rid, '')
 FROM unnest($2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
 	$8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-	$14::integer[], $15::text[], $16::text[])
-	AS x(k, t, n, na, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec)
-ON CONFLICT (idem_key) DO NOTHING`
+	$14::integer[], $15::text[], $16::text[], $17::text[])
+	AS x(k, t, n, na, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec, rid)
+ON CONFLICT DO NOTHING`
 
 const insertAudit = `INSERT INTO audit_events (idem_key, node, at, door, event, outcome, code, rule, identity, event_json)
 SELECT k, $1, t, d, e, o, c, NULLIF(r, ''), NULLIF(i, ''), j::jsonb
@@ -75,10 +78,10 @@ func validIP(s string) string {
 // Apply implements spool.Target: one transaction per batch.
 func (w *WiFi) Apply(ctx context.Context, node string, es []spool.Entry) error {
 	var (
-		keys, nas, naddr, st, sid, un, sta, fip, ct, rec []string
-		at                                               []any
-		stime, io, oo                                    []*int64
-		tc                                               []*int32
+		keys, nas, naddr, st, sid, un, sta, fip, ct, rec, rid []string
+		at                                                    []any
+		stime, io, oo                                         []*int64
+		tc                                                    []*int32
 	)
 	var au struct {
 		keys, door, event, outcome, code, rule, name, rec []string
@@ -108,6 +111,7 @@ func (w *WiFi) Apply(ctx context.Context, node string, es []spool.Entry) error {
 			nas, naddr, st = append(nas, a.NAS), append(naddr, a.NASAddr), append(st, a.Status)
 			sid, un, sta = append(sid, a.SessionID), append(un, a.UserName), append(sta, a.CallingStation)
 			fip, ct, rec = append(fip, validIP(a.FramedIP)), append(ct, a.ClassToken), append(rec, string(e.Data))
+			rid = append(rid, a.RecordID)
 			stime = append(stime, u32p(a.SessionTime))
 			io, oo = append(io, u64p(a.InputOctets)), append(oo, u64p(a.OutputOctets))
 			var c *int32
@@ -134,7 +138,7 @@ func (w *WiFi) Apply(ctx context.Context, node string, es []spool.Entry) error {
 	}
 	err := pgx.BeginFunc(ctx, w.db.pool, func(tx pgx.Tx) error {
 		if len(keys) > 0 {
-			if _, err := tx.Exec(ctx, insertAcct, node, keys, at, nas, naddr, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec); err != nil {
+			if _, err := tx.Exec(ctx, insertAcct, node, keys, at, nas, naddr, st, sid, un, sta, fip, stime, io, oo, tc, ct, rec, rid); err != nil {
 				return err
 			}
 		}

@@ -56,6 +56,7 @@ type Acct struct {
 	OutputOctets   *uint64   `json:"output_octets,omitempty"`
 	TerminateCause *uint32   `json:"terminate_cause,omitempty"`
 	ClassToken     string    `json:"class_token,omitempty"` // hex, the gatehouse Class token
+	RecordID       string    `json:"record_id,omitempty"`   // the same on every node for one record (radius.AcctRecord)
 }
 
 // Session is the part of a Wi-Fi session record that the stores put in
