@@ -455,14 +455,20 @@ func FuzzAcctIdentity(f *testing.F) {
 			return
 		}
 		parseAcct(p, n, src, time.Unix(0, 0))
-		want := a.identity(n, p, src, 0)
+		want, wantRID := a.identity(n, p, src, 0), recordID(n, p, src)
 		resent, ok := mk(id+1, 9, attrs, []byte{attrAcctDelayTime, 6, 0, 0, 0, 30}, []byte{attrProxyState, 4, 'h', 'x'})
 		if ok && a.identity(n, resent, netip.MustParseAddrPort("127.0.0.1:4000"), 7) != want {
 			t.Fatal("a resent copy has another identity")
 		}
+		if ok && recordID(n, resent, netip.MustParseAddrPort("127.0.0.1:4000")) != wantRID {
+			t.Fatal("a resent copy has another record id")
+		}
 		other, ok := mk(id, 0, attrs, []byte{attrAcctSessionTime, 6, 0, 0, 0, id})
 		if ok && a.identity(n, other, src, 0) == want {
 			t.Fatal("an added attribute left the identity unchanged")
+		}
+		if ok && recordID(n, other, src) == wantRID {
+			t.Fatal("an added attribute left the record id unchanged")
 		}
 	})
 }
