@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -55,6 +56,20 @@ func TestRadbenchRun(t *testing.T) {
 		if res.Accepts != 10 || res.Resumed != 8 || res.Groups[c.group] != 10 || len(res.Groups) != 1 {
 			t.Errorf("TLS %s %v resumed: %+v\n%s", c.v, c.group, res, out.String())
 		}
+	}
+
+	// --rate paces the logins: 12 logins at 40/s take at least 11/40 s,
+	// however many supplicants are free.
+	t0 := time.Now()
+	if res, err := radbench.Run(context.Background(), radbench.Config{
+		Addr: s.Addr().String(), Secret: testSecret,
+		CertFile: dir + "/alice.pem", KeyFile: dir + "/alice.key",
+		Concurrency: 8, Count: 12, Rate: 40, TLSVersion: "1.3", Resume: true, Progress: -1,
+	}, io.Discard); err != nil || res.Accepts != 12 {
+		t.Fatalf("paced run: %+v %v", res, err)
+	}
+	if d := time.Since(t0); d < 11*time.Second/40 {
+		t.Errorf("12 logins at 40/s took %v", d)
 	}
 
 	// A rejected certificate is a reject, not a failure.

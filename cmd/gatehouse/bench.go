@@ -27,6 +27,7 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "simultaneous supplicants")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long to run")
 	fs.IntVar(&c.Count, "count", 0, "stop after this many authentications instead")
+	fs.Float64Var(&c.Rate, "rate", 0, "start at most this many logins per second, all supplicants together (default: as fast as they go); compares the server's CPU per login at one load")
 	fs.StringVar(&c.TLSVersion, "tls", "", "TLS version: 1.2, 1.3 or empty for the best")
 	fs.BoolVar(&c.Resume, "resume", false, "let supplicants resume TLS sessions")
 	groups := fs.String("groups", "", "key exchange `groups` offered, in order: x25519, x25519mlkem768, p256, p384, p521 (default Go's: X25519MLKEM768 first)")

@@ -39,6 +39,12 @@ type Config struct {
 	// that many authentications instead.
 	Duration time.Duration
 	Count    int
+	// Rate, when not zero, paces the logins: at most Rate started per
+	// second, all supplicants together (an open-loop load, as many access
+	// points make). The server's CPU per login then compares across runs
+	// and builds at one load; without it each run finds its own pace and
+	// the CPU per login moves with it.
+	Rate float64
 	// TLSVersion is "1.2", "1.3" or "" (the best both sides support).
 	TLSVersion string
 	// Resume lets supplicants resume TLS sessions: each keeps its own
@@ -276,7 +282,20 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (Result, error) {
 			flood, floodErr = Flood(ctx, cfg.Addr, cfg.FloodFrom, []byte(cfg.Secret), cfg.Flood)
 		}()
 	}
+	var pace <-chan time.Time
+	if cfg.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer t.Stop()
+		pace = t.C // a tick not taken is lost: the rate never exceeds Rate
+	}
 	take := func() bool {
+		if pace != nil {
+			select {
+			case <-pace:
+			case <-ctx.Done():
+				return false
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if cfg.Count > 0 && started >= cfg.Count {
