@@ -14,21 +14,26 @@ import (
 // directory (LDAP timeout) or a revocation source; on a worker that would
 // stall every other conversation, Status-Server and the reply cache, and a
 // few slow logins would get the server marked dead by its access points.
-// So when a handshake finishes, the worker hands the conversation — its
-// session still locked, the request's reply-cache entry still busy — to a
-// decision goroutine and returns. That goroutine authorizes, builds and
-// sends the Access-Accept, -Reject or -Challenge (TLS 1.3 commitment),
-// stores it in the reply cache and unlocks the session. Meanwhile a
-// retransmission of the request is dropped as a duplicate in progress;
-// after the reply is stored it gets the same bytes.
+// So the worker hands a request whose EAP message goes to TLS — its
+// session still locked, its reply-cache entry still busy — to the
+// conversation's own TLS goroutine and returns (stepDone). When TLS has
+// written its flight, that goroutine answers with the Access-Challenge;
+// when the handshake has finished, it takes a decision slot, authorizes,
+// and answers with the Access-Accept, -Reject or -Challenge (TLS 1.3
+// commitment). Either way it stores the reply in the reply cache and
+// unlocks the session. (A decision started by a retransmission, below,
+// runs on a goroutine of its own.) Meanwhile a retransmission of the
+// request is dropped as a duplicate in progress; after the reply is stored
+// it gets the same bytes.
 //
 // At most MaxPendingDecisions run at once. When all are taken the request
 // is dropped (reason "decisions_busy") and the conversation remembers
 // that its handshake is done: the NAS's retransmission of the same request
 // starts the decision, without feeding the EAP message to TLS again.
 
-// errDecisionPending tells process that a decision goroutine owns the
-// request now: it answers, completes or abandons the cache entry.
+// errDecisionPending tells process that another goroutine (a TLS or
+// decision goroutine, or the accounting committer) owns the request now:
+// it answers, completes or abandons the cache entry.
 var errDecisionPending = errors.New("radius: decision pending")
 
 // pendingDecision is what a decision goroutine needs from the request: the
