@@ -334,6 +334,15 @@ func (c *radsecConn) serve(free chan *job, stop chan struct{}) {
 	r := c.r
 	src := c.remote.String()
 	c.raw.SetDeadline(time.Now().Add(time.Duration(r.handshake.Load())))
+	if r.stopping.Load() {
+		// stopReading may have set its past deadline before the line above
+		// replaced it; checked after setting ours, as readLoop does, so a
+		// connection accepted just before the stop never holds Run for a
+		// whole handshake timeout.
+		c.raw.Close()
+		c.unregister()
+		return
+	}
 	if err := c.tc.Handshake(); err != nil {
 		c.raw.Close()
 		c.unregister()

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -884,7 +885,8 @@ func TestRadSecShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Run did not return\n%s", buf[:runtime.Stack(buf, true)])
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("shutdown took %v", took)
