@@ -69,7 +69,6 @@ func (s *Server) startDecision(w *worker, n *nas, p packet, ss *session, now tim
 	go func() {
 		defer s.decWG.Done()
 		defer func() { <-s.decSem }()
-		growStack()
 		s.runDecision(pd, nil)
 	}()
 }

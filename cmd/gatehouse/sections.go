@@ -177,8 +177,7 @@ func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {
 		}
 	}
 	if c.VPN.Enabled {
-		vc := c.VPN
-		vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
+		vc := vpnConfig(c)
 		if s.vpn, err = vpn.New(vc, auth, tlsConf, logger.With("component", "vpn")); err != nil {
 			errs = append(errs, allSectionErrors("vpn", err, &vc, func() error {
 				_, err := vpn.New(vc, auth, tlsConf, slog.New(slog.DiscardHandler))

@@ -132,7 +132,7 @@ func listPeers(ctx context.Context, l *loaded, sock string) (*vpn.Listing, error
 	}
 	defer done()
 	if st == nil {
-		return vpn.ListPeers(ctx, filepath.Join(l.cfg.Server.StateDir, "vpn"), sock)
+		return vpn.ListPeers(ctx, vpnConfig(&l.cfg).StateDir, sock)
 	}
 	recs, bad, err := st.Load()
 	if err != nil {

@@ -15,11 +15,18 @@ import (
 // [vpn] private_key_file names it, unreadable or malformed (vpn.KeyError);
 // `gatehouse vpn genkey` creates one deliberately.
 
+// vpnConfig is the VPN server's configuration: the [vpn] section with its
+// state directory, state_dir/vpn.
+func vpnConfig(c *fileConfig) vpn.Config {
+	vc := c.VPN
+	vc.StateDir = filepath.Join(c.Server.StateDir, "vpn")
+	return vc
+}
+
 // vpnKeyPath returns the key file of a configuration, as the VPN server
 // resolves it (state_dir/vpn/wg.key unless private_key_file is set).
 func vpnKeyPath(l *loaded) (string, bool) {
-	vc := l.cfg.VPN
-	vc.StateDir = filepath.Join(l.cfg.Server.StateDir, "vpn")
+	vc := vpnConfig(&l.cfg)
 	return vc.KeyPath()
 }
 

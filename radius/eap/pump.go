@@ -17,8 +17,8 @@ var errStepTimeout = errors.New("eap: tls step timed out")
 // lets a driver advance it in lock step: feed the peer's bytes, collect what
 // TLS wrote until it blocks for more input or finishes.
 //
-// A driver that need not wait (stepAsync, startPump with then) hands the
-// goroutine a continuation with its input instead: the goroutine calls it
+// A driver that need not wait (start with a continuation, stepAsync)
+// hands the goroutine a continuation with its input instead: the goroutine calls it
 // itself when TLS blocks for more input or returns, and no other goroutine
 // is woken for the step.
 type pump struct {
@@ -152,7 +152,7 @@ type memConn struct {
 	closed    chan struct{}
 
 	in   []byte // only touched by the reading goroutine
-	then then   // the step's continuation, if asynchronous; as in
+	then then   // the asynchronous step's continuation; like in, the reading goroutine's
 
 	mu  sync.Mutex // guards out
 	out []byte
