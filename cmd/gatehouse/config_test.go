@@ -93,6 +93,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad revalidate_every", replace(`revalidate_every = "60s"`, `revalidate_every = "1ms"`), "revalidate_every"},
 		{"bad directory backend", replace(`backend = "file"`, `backend = "nis"`), "nis"},
 		{"bad audit", replace(`audit = "file"`, `audit = "syslog"`), `config.toml: server.audit: "syslog": must be file, stdout or off`},
+		{"bad cores", replace(`cores = "adaptive"`, `cores = "2"`), `config.toml: server.cores: "2": must be adaptive or all`},
 		{"weak min_rsa_bits", replace(`min_rsa_bits = 2048`, `min_rsa_bits = 1024`), `config.toml: trust.min_rsa_bits: "1024": must be at least 2048`},
 		{"empty groups", replace(`groups = ["sales"]`, `groups = []`), `config.toml: policy[2].groups: empty list matches nobody; write everyone = true to match every directory entry`},
 		{"everyone with groups", replace(`groups = ["sales"]`, "groups = [\"sales\"]\neveryone = true"), `config.toml: policy[2].everyone: "true": everyone = true and groups exclude each other`},

@@ -15,7 +15,8 @@ import (
 // cmd reads TOML, policy/jsonl (the line appender shared by the audit trail
 // and accounting) and policy/atomicfile (the atomic file writer of every
 // part's state) import nothing of ours, and netlimit (the listeners'
-// connection caps, shared by vpn and cmd) is standard library only. Only
+// connection caps, shared by vpn and cmd) and procs (the GOMAXPROCS
+// controller) are standard library only. Only
 // store, vpn/pgstore and cmd import the PostgreSQL driver: radius and vpn
 // declare the interfaces they need and never wait on it (in the VPN door
 // only vpn/pgstore, the PostgreSQL registry, imports store or pgx).
@@ -63,6 +64,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports %s: the atomic file writer is a leaf (standard library only)", pkg, dep)
 			case top == "netlimit" && strings.Contains(strings.SplitN(imp, "/", 2)[0], "."):
 				t.Errorf("%s imports %s: netlimit is standard library only", pkg, imp)
+			case top == "procs" && (ours || strings.Contains(strings.SplitN(imp, "/", 2)[0], ".")):
+				t.Errorf("%s imports %s: procs (the GOMAXPROCS controller) is standard library only", pkg, imp)
 			case top == "vpn" && pkg != "vpn/pgstore" && (depTop == "store" || strings.HasPrefix(imp, "github.com/jackc/")):
 				t.Errorf("%s imports %s: only vpn/pgstore reaches the database", pkg, imp)
 			case !ours || depTop == top:

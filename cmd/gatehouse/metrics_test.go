@@ -103,6 +103,7 @@ func TestCollectors(t *testing.T) {
 		newListenerCollector(func() map[string]netlimit.Stats {
 			return map[string]netlimit.Stats{"metrics": {Open: 1}, "enroll": {Open: 16, Rejected: 7}}
 		}),
+		newCoresCollector(func() (int, int, uint64) { return 1, 8, 3 }),
 	)
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {

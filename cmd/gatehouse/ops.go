@@ -102,6 +102,9 @@ func newOps(c *serverConfig, s *servers, stdout io.Writer, logger *slog.Logger) 
 	if s.wifi != nil {
 		o.reg.MustRegister(newWiFiStoreCollector(s.wifi, s.radius))
 	}
+	if pc := s.cores; pc != nil {
+		o.reg.MustRegister(newCoresCollector(func() (int, int, uint64) { return pc.Procs(), pc.Max(), pc.Changes() }))
+	}
 	return o, nil
 }
 

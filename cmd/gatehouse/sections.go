@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse/gatehouse/policy"
 	"github.com/gatehouse/gatehouse/policy/reval"
 	"github.com/gatehouse/gatehouse/policy/revocation"
+	"github.com/gatehouse/gatehouse/procs"
 	"github.com/gatehouse/gatehouse/radius"
 	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
@@ -120,6 +121,7 @@ type servers struct {
 	wifi     *wifiShared    // the Wi-Fi spool to PostgreSQL, else nil (store_wifi.go)
 	// auditStore: [store] audit = true.
 	auditStore bool
+	cores      *procs.Controller // server.cores = "adaptive"; nil for "all"
 }
 
 func buildServers(l *loaded, logger *slog.Logger) (*servers, error) {

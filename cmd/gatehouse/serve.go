@@ -77,6 +77,9 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 		}
 		return err
 	}
+	if s.cores, err = newCores(&l.cfg.Server, logger); err != nil {
+		return err
+	}
 	if opts.built != nil {
 		opts.built(s)
 	}
@@ -174,6 +177,7 @@ func serve(ctx context.Context, l *loaded, stdout, stderr io.Writer, opts serveO
 		"metrics":  func(ctx context.Context) error { return o.runMetrics(ctx, s) },
 		"crlwatch": func(ctx context.Context) error { return o.runCRLWatch(ctx, s) },
 		"systemd":  func(ctx context.Context) error { return notifyUp(ctx, sd, s, logger) },
+		"procs":    runCores(s.cores),
 	})
 }
 
