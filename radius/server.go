@@ -72,6 +72,11 @@ type Server struct {
 
 	rs *radsecServer // RadSec listener (radsec.go); nil when off
 
+	// writers send on the UDP sockets with raw system calls
+	// (rawudp_linux.go); set by Run before any reader starts, then only
+	// read. A socket without one is written with WriteTo.
+	writers [2]connWriter
+
 	ready    chan struct{} // closed when listeners are bound (or binding failed)
 	mu       sync.Mutex    // guards the fields below
 	authAddr net.Addr
@@ -270,6 +275,9 @@ func (s *Server) Run(ctx context.Context) error {
 	fds := make([]int, len(conns))
 	for i, c := range conns {
 		fds[i] = s.receiveBuffer(c, i == 1)
+		if uc, ok := c.(*net.UDPConn); ok {
+			s.writers[i] = connWriter{c, newRawWriter(uc)}
+		}
 	}
 	s.mu.Lock()
 	s.authAddr = authConn.LocalAddr()
@@ -420,6 +428,10 @@ func (s *Server) bind() (auth, acct net.PacketConn, err error) {
 // while the socket's receive buffer is filling up (fq.go).
 func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop chan struct{}) {
 	uc, _ := c.(*net.UDPConn)
+	var raw *rawUDP
+	if uc != nil {
+		raw = newRawUDP(uc)
+	}
 	room := make(chan struct{}, 1)
 	tick := time.NewTicker(time.Millisecond) // rechecks a reader waiting for room
 	defer tick.Stop()
@@ -435,9 +447,12 @@ func (s *Server) read(c net.PacketConn, fd int, acct bool, free chan *job, stop 
 		var n int
 		var src netip.AddrPort
 		var err error
-		if uc != nil {
+		switch {
+		case raw != nil:
+			n, src, err = raw.readFrom(j.buf[:])
+		case uc != nil:
 			n, src, err = uc.ReadFromUDPAddrPort(j.buf[:])
-		} else {
+		default:
 			var a net.Addr
 			n, a, err = c.ReadFrom(j.buf[:])
 			if ua, ok := a.(*net.UDPAddr); ok {
@@ -515,9 +530,23 @@ type addrPortWriter interface {
 
 func (s *Server) send(j *job, b []byte) { s.sendTo(j.conn, j.src, b) }
 
+// connWriter is a socket and its raw writer (nil: none).
+type connWriter struct {
+	c net.PacketConn
+	w *rawWriter
+}
+
 func (s *Server) sendTo(c net.PacketConn, to netip.AddrPort, b []byte) {
 	var err error
-	if uc, ok := c.(addrPortWriter); ok {
+	var w *rawWriter
+	for _, cw := range &s.writers {
+		if cw.c == c {
+			w = cw.w
+		}
+	}
+	if w != nil {
+		err = w.writeTo(b, to)
+	} else if uc, ok := c.(addrPortWriter); ok {
 		_, err = uc.WriteToUDPAddrPort(b, to)
 	} else {
 		_, err = c.WriteTo(b, net.UDPAddrFromAddrPort(to))
