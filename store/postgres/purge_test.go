@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/store/pgtest"
+	"github.com/gatehouse/gatehouse/store/spool"
+	"github.com/gatehouse/gatehouse/store/wifi"
 )
 
 // purgeFixture is a migrated database holding old and recent rows of the
@@ -268,5 +271,34 @@ func TestPurgeOneKindFailing(t *testing.T) {
 	}
 	if strings.Contains(out, "pw-do-not-log") || strings.Contains(out, "key=store.audit_retention") {
 		t.Errorf("log holds the password, or a failure of the audit purge:\n%s", out)
+	}
+}
+
+// What accounting_retention's doc warns of: a copy of a record resent by
+// another node is dropped (record_id) while the stored row is there, and
+// stored again once the purge took it.
+func TestPurgedAccountingResendStoredAgain(t *testing.T) {
+	pg := pgtest.Start(t)
+	f := newPurgeFixture(t, pg, "gh_purge_resend")
+	old := time.Now().Add(-100 * 24 * time.Hour).UTC()
+	rec, _ := json.Marshal(wifi.Acct{Time: old, Status: "stop", SessionID: "s1", NAS: "ap", NASAddr: "192.0.2.1",
+		RecordID: "0123456789abcdef0123456789abcdef"})
+	apply := func(node string) {
+		t.Helper()
+		if err := f.db.WiFi().Apply(ctx(t), node, []spool.Entry{{Seq: 1, Kind: wifi.KindAcct, Data: rec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("gw1")
+	apply("gw2") // the same record, resent to another node: dropped
+	if n := f.count("radius_accounting", 0); n != 1 {
+		t.Fatalf("%d rows before the purge, want 1", n)
+	}
+	if n, err := f.db.WiFi().PurgeAccounting(ctx(t), time.Now().Add(-acctRetention), 1000); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	apply("gw3") // a very late resend, after the purge: stored again
+	if n := f.count("radius_accounting", 0); n != 1 {
+		t.Fatalf("%d rows after the late resend, want 1 (stored again)", n)
 	}
 }
