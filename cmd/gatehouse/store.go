@@ -45,21 +45,61 @@ type storeConfig struct {
 	// EndedSessionRetention is how long a Wi-Fi session's row stays in
 	// wifi_sessions after the session ended (counted from its last
 	// update); every Wi-Fi node purges older ones hourly, in small batches.
-	// Default 720h (30 days); "0s" keeps them forever; postgres only. Accounting
-	// (radius_accounting) is not purged.
+	// Default 720h (30 days); "0s" keeps them forever; postgres only (with
+	// backend = "file" setting it is an error, as for the other retentions).
 	EndedSessionRetention *policy.Duration `toml:"ended_session_retention"`
+	// AccountingRetention is how long an accounting record stays in
+	// radius_accounting (counted from received_at); every Wi-Fi node
+	// purges older ones hourly, in small batches. Keep it far longer than
+	// any outage a node's spool rides out: a record resent after its copy
+	// was purged is stored again. Default 2160h (90 days); "0s" keeps them
+	// forever; postgres only (an error with backend = "file").
+	AccountingRetention *policy.Duration `toml:"accounting_retention"`
+	// AuditRetention is how long an audit event stays in audit_events
+	// (counted from its time, at); purged as accounting. Default 8760h
+	// (365 days); "0s" keeps them forever; postgres only (an error with
+	// backend = "file").
+	AuditRetention *policy.Duration `toml:"audit_retention"`
 }
 
-// defaultEndedSessionRetention is [store] ended_session_retention's
-// default.
-const defaultEndedSessionRetention = 30 * 24 * time.Hour
+// The retentions' defaults.
+const (
+	defaultEndedSessionRetention = 30 * 24 * time.Hour
+	defaultAccountingRetention   = 90 * 24 * time.Hour
+	defaultAuditRetention        = 365 * 24 * time.Hour
+)
 
-// endedSessionRetention is ended_session_retention, defaulted; 0 = forever.
-func (c *storeConfig) endedSessionRetention() time.Duration {
-	if c.EndedSessionRetention == nil {
-		return defaultEndedSessionRetention
+// retentionKey is one [store] retention key: its name, its value (nil
+// when unset), its default and what "0s" keeps forever.
+type retentionKey struct {
+	key   string
+	value *policy.Duration
+	def   time.Duration
+	keeps string
+}
+
+// retentions lists the [store] retention keys.
+func (c *storeConfig) retentions() []retentionKey {
+	return []retentionKey{
+		{"ended_session_retention", c.EndedSessionRetention, defaultEndedSessionRetention, "ended sessions"},
+		{"accounting_retention", c.AccountingRetention, defaultAccountingRetention, "accounting records"},
+		{"audit_retention", c.AuditRetention, defaultAuditRetention, "audit events"},
 	}
-	return c.EndedSessionRetention.Duration
+}
+
+// get is the key's value, defaulted; 0 = forever.
+func (r retentionKey) get() time.Duration {
+	if r.value == nil {
+		return r.def
+	}
+	return r.value.Duration
+}
+
+// maintainConfig is what the database's maintenance does for this
+// configuration: the three retentions, defaulted.
+func (c *storeConfig) maintainConfig() postgres.MaintainConfig {
+	r := c.retentions()
+	return postgres.MaintainConfig{EndedSessionRetention: r[0].get(), AccountingRetention: r[1].get(), AuditRetention: r[2].get()}
 }
 
 // check validates the section; errors name the key.
@@ -70,8 +110,10 @@ func (c *storeConfig) check(file string) []string {
 		if c.DSNFile != "" {
 			errs = append(errs, fmt.Sprintf("%s: store.dsn_file: only for backend = \"postgres\"", file))
 		}
-		if c.EndedSessionRetention != nil {
-			errs = append(errs, fmt.Sprintf("%s: store.ended_session_retention: only for backend = \"postgres\"", file))
+		for _, r := range c.retentions() {
+			if r.value != nil {
+				errs = append(errs, fmt.Sprintf("%s: store.%s: only for backend = \"postgres\"", file, r.key))
+			}
 		}
 	case "postgres":
 		if c.DSNFile == "" {
@@ -86,8 +128,10 @@ func (c *storeConfig) check(file string) []string {
 	if c.ResyncEvery.Duration < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.resync_every: %v: must be positive", file, c.ResyncEvery.Duration))
 	}
-	if r := c.EndedSessionRetention; r != nil && r.Duration < 0 {
-		errs = append(errs, fmt.Sprintf("%s: store.ended_session_retention: %v: must not be negative (0s keeps ended sessions forever)", file, r.Duration))
+	for _, r := range c.retentions() {
+		if r.value != nil && r.value.Duration < 0 {
+			errs = append(errs, fmt.Sprintf("%s: store.%s: %v: must not be negative (0s keeps %s forever)", file, r.key, r.value.Duration, r.keeps))
+		}
 	}
 	if c.ConnectTimeout.Duration < 0 {
 		errs = append(errs, fmt.Sprintf("%s: store.connect_timeout: %v: must be positive", file, c.ConnectTimeout.Duration))

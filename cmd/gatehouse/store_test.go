@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/store/pgtest"
+	"github.com/gatehouse/gatehouse/store/postgres"
 )
 
 // withStore appends a [store] section to the config.
@@ -24,11 +26,38 @@ func TestStoreConfigErrors(t *testing.T) {
 		{"max_conns = -1", "store.max_conns: -1: must not be negative"},
 		{"backend = \"postgres\"\ndsn_file = \"x\"\nended_session_retention = \"-1h\"", "store.ended_session_retention: -1h0m0s: must not be negative"},
 		{`ended_session_retention = "1h"`, `store.ended_session_retention: only for backend = "postgres"`},
+		{"backend = \"postgres\"\ndsn_file = \"x\"\naccounting_retention = \"-24h\"", "store.accounting_retention: -24h0m0s: must not be negative (0s keeps accounting records forever)"},
+		{"backend = \"postgres\"\ndsn_file = \"x\"\naudit_retention = \"-1s\"", "store.audit_retention: -1s: must not be negative (0s keeps audit events forever)"},
+		{`accounting_retention = "1h"`, `store.accounting_retention: only for backend = "postgres"`},
+		{`audit_retention = "0s"`, `store.audit_retention: only for backend = "postgres"`},
 		{"bakend = 1", "store.bakend: unknown key"},
 	} {
-		_, err := loadConfig(writeConfig(t, withStore(tc.section)))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: err = %v, want %q", tc.section, err, tc.want)
+		file := writeConfig(t, withStore(tc.section))
+		_, err := loadConfig(file)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: err = %v, want %q and the file", tc.section, err, tc.want)
+		}
+	}
+}
+
+// The retentions the database's maintenance gets: defaults, "0s" (kept
+// forever) and set values.
+func TestStoreRetentions(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		section string
+		want    postgres.MaintainConfig
+	}{
+		{"", postgres.MaintainConfig{EndedSessionRetention: 30 * day, AccountingRetention: 90 * day, AuditRetention: 365 * day}},
+		{"ended_session_retention = \"0s\"\naccounting_retention = \"0s\"\naudit_retention = \"0s\"", postgres.MaintainConfig{}},
+		{"accounting_retention = \"4380h\"\naudit_retention = \"0s\"", postgres.MaintainConfig{EndedSessionRetention: 30 * day, AccountingRetention: 182*day + 12*time.Hour}},
+	} {
+		l, err := loadConfig(writeConfig(t, withStore("backend = \"postgres\"\ndsn_file = \"x\"\n"+tc.section)))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.section, err)
+		}
+		if got := l.cfg.Store.maintainConfig(); got != tc.want {
+			t.Errorf("%q: maintenance %+v, want %+v", tc.section, got, tc.want)
 		}
 	}
 }

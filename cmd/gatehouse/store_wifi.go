@@ -29,7 +29,8 @@ type wifiShared struct {
 	store wifi.Store
 	audit *storeAuditor // [store] audit = true, else nil; set by newOps
 	log   *slog.Logger
-	// maintain: schema migration retries and the purge of ended sessions.
+	// maintain: schema migration retries and the purges (ended sessions,
+	// accounting records, audit events).
 	maintain postgres.MaintainConfig
 }
 
@@ -70,8 +71,7 @@ func buildWiFiShared(l *loaded, s *servers, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: log,
-		maintain: postgres.MaintainConfig{EndedSessionRetention: c.Store.endedSessionRetention()}}
+	w := &wifiShared{db: db, spool: sp, store: db.WiFi(), log: log, maintain: c.Store.maintainConfig()}
 	s.radius.SetShared(wifi.Node{Spool: sp, Store: w.store})
 	s.wifi, s.auditStore = w, c.Store.Audit
 	return nil
@@ -81,7 +81,8 @@ func buildWiFiShared(l *loaded, s *servers, logger *slog.Logger) error {
 // keeps the schema current (retrying with backoff while the database is
 // unreachable: the advisory lock makes that safe on every node at once;
 // the replayer retries meanwhile, the spool keeping the records) and purges
-// ended sessions older than [store] ended_session_retention.
+// ended sessions, accounting records and audit events older than [store]
+// ended_session_retention, accounting_retention and audit_retention.
 func (w *wifiShared) Run(ctx context.Context) error {
 	maintDone := make(chan struct{})
 	go func() { defer close(maintDone); w.db.Maintain(ctx, w.maintain) }()

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 )
@@ -13,6 +12,14 @@ type MaintainConfig struct {
 	// EndedSessionRetention is how long an ended Wi-Fi session's row is
 	// kept (counted from its last update); 0 keeps them forever.
 	EndedSessionRetention time.Duration
+	// AccountingRetention is how long an accounting record
+	// (radius_accounting) is kept, counted from received_at; 0 keeps them
+	// forever. It must be far longer than any outage a spool rides out: a
+	// record resent after its copy was purged is stored again.
+	AccountingRetention time.Duration
+	// AuditRetention is how long an audit event (audit_events) is kept,
+	// counted from its time (at); 0 keeps them forever.
+	AuditRetention time.Duration
 	// PurgeEvery is the period of the purge (default 1h; the first runs
 	// once the schema is current).
 	PurgeEvery time.Duration
@@ -24,35 +31,45 @@ type MaintainConfig struct {
 	RetryMax time.Duration
 }
 
+// defaultPurgeBatch is MaintainConfig.PurgeBatch's default.
+const defaultPurgeBatch = 1000
+
 // Maintain keeps this database current until ctx is done, on any node
 // (everything it does is idempotent and safe on every node at once): it
 // applies the binary's pending migrations, retrying with backoff while the
 // server cannot be reached (a node that starts before its database does
 // not wait for its next start to get a schema: its spool replays as soon
-// as the schema is there), then purges old ended Wi-Fi sessions every
-// PurgeEvery. It returns nil when ctx is done.
+// as the schema is there), then every PurgeEvery purges the ended Wi-Fi
+// sessions, accounting records and audit events older than their
+// retentions (a kind whose retention is 0 is kept). A kind whose purge
+// fails is logged and retried at the next round; the others go on. It
+// returns nil when ctx is done.
 func (db *DB) Maintain(ctx context.Context, cfg MaintainConfig) error {
 	if cfg.PurgeEvery <= 0 {
 		cfg.PurgeEvery = time.Hour
 	}
 	if cfg.PurgeBatch <= 0 {
-		cfg.PurgeBatch = 1000
+		cfg.PurgeBatch = defaultPurgeBatch
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 30 * time.Second
 	}
-	if !db.migrateRetrying(ctx, cfg.RetryMax) || cfg.EndedSessionRetention <= 0 {
+	kinds := db.purges(cfg)
+	if !db.migrateRetrying(ctx, cfg.RetryMax) || len(kinds) == 0 {
 		return nil
 	}
 	for {
-		n, err := db.WiFi().PurgeEnded(ctx, time.Now().Add(-cfg.EndedSessionRetention), cfg.PurgeBatch)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			db.logger().Warn("postgres: purge of ended Wi-Fi sessions failed; retried later", "err", err, "purged", n)
-		case n > 0:
-			db.logger().Info("postgres: ended Wi-Fi sessions purged", "rows", n, "retention", cfg.EndedSessionRetention.String())
+		for _, k := range kinds {
+			n, err := k.run(ctx, time.Now().Add(-k.retention), cfg.PurgeBatch)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				db.logger().Warn("postgres: purge failed; retried later", "table", k.table, "key", k.key,
+					"retention", k.retention.String(), "purged", n, "err", err)
+			case n > 0:
+				db.logger().Info("postgres: "+k.what+" purged", "table", k.table, "rows", n, "retention", k.retention.String())
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -60,6 +77,29 @@ func (db *DB) Maintain(ctx context.Context, cfg MaintainConfig) error {
 		case <-time.After(cfg.PurgeEvery):
 		}
 	}
+}
+
+// purgeKind is one kind of row Maintain purges.
+type purgeKind struct {
+	what, table, key string // for the log: what, its table, the [store] key
+	retention        time.Duration
+	run              func(ctx context.Context, before time.Time, batch int) (int64, error)
+}
+
+// purges lists the kinds cfg purges (a retention of 0 keeps its kind).
+func (db *DB) purges(cfg MaintainConfig) []purgeKind {
+	w := db.WiFi()
+	var ks []purgeKind
+	for _, k := range []purgeKind{
+		{"ended Wi-Fi sessions", "wifi_sessions", "store.ended_session_retention", cfg.EndedSessionRetention, w.PurgeEnded},
+		{"accounting records", "radius_accounting", "store.accounting_retention", cfg.AccountingRetention, w.PurgeAccounting},
+		{"audit events", "audit_events", "store.audit_retention", cfg.AuditRetention, w.PurgeAudit},
+	} {
+		if k.retention > 0 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
 
 // migrateRetrying runs Migrate until it succeeds (true) or ctx is done
@@ -98,24 +138,4 @@ func (db *DB) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return db.log
-}
-
-// PurgeEnded deletes the ended Wi-Fi sessions last updated before before,
-// batch rows per statement (each its own short transaction; rows another
-// transaction holds are skipped, and taken by the next purge). It returns
-// how many it deleted. Open sessions are never touched.
-func (w *WiFi) PurgeEnded(ctx context.Context, before time.Time, batch int) (int64, error) {
-	var total int64
-	for {
-		ct, err := w.db.pool.Exec(ctx, `DELETE FROM wifi_sessions WHERE class_token = ANY(ARRAY(
-			SELECT class_token FROM wifi_sessions WHERE ended AND updated_at < $1
-			ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED))`, before, batch)
-		if err != nil {
-			return total, fmt.Errorf("postgres: purge ended sessions: %w", err)
-		}
-		total += ct.RowsAffected()
-		if ct.RowsAffected() < int64(batch) {
-			return total, nil
-		}
-	}
 }
