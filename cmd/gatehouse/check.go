@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,6 +181,7 @@ type checkSummary struct {
 	} `json:"vpn"`
 	Metrics string `json:"metrics"` // "off" or the address
 	Audit   string `json:"audit"`   // a file, "stdout" or "off"
+	Cores   string `json:"cores"`   // server.cores: "adaptive" or "all"
 	// Capabilities lists the Linux capabilities serve needs, or "none".
 	Capabilities []string `json:"capabilities"`
 }
@@ -267,6 +269,10 @@ func checkSummaryOf(l *loaded) *checkSummary {
 	if out.Audit == "" || out.Audit == "file" {
 		out.Audit = filepath.Join(sc.StateDir, "audit.jsonl")
 	}
+	out.Cores = sc.Cores
+	if out.Cores == "" {
+		out.Cores = "adaptive"
+	}
 	out.Capabilities = capabilities(c)
 	if len(out.Capabilities) == 0 {
 		out.Capabilities = []string{"none"}
@@ -309,6 +315,11 @@ func writeCheckText(w io.Writer, l *loaded, rep *checkReport, dirOK bool) {
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintf(w, "metrics:       %s\naudit:         %s\n", s.Metrics, s.Audit)
+	if n := runtime.GOMAXPROCS(0); s.Cores == "adaptive" && n > 1 {
+		fmt.Fprintf(w, "cores:         adaptive: 1 while the load fits in one core, %d under load\n", n)
+	} else {
+		fmt.Fprintf(w, "cores:         %d\n", n)
+	}
 	fmt.Fprintf(w, "capabilities:  %s\n", strings.Join(s.Capabilities, "; "))
 	if d := rep.Directory; d != nil {
 		for _, g := range d.Groups {
