@@ -210,9 +210,17 @@ func cmdStore(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "store: postgres, schema version %d of %d", st.Version(), st.Known)
+	fmt.Fprintf(stdout, "store: postgres, schema version %d of %d known", st.Version(), st.Known)
 	if len(st.Pending) > 0 {
 		fmt.Fprintf(stdout, ", %d pending (gatehouse store migrate, or start gatehouse serve)", len(st.Pending))
+	}
+	if len(st.Ahead) > 0 {
+		// Another node's newer binary migrated; this one still runs on it.
+		var vs []string
+		for _, a := range st.Ahead {
+			vs = append(vs, fmt.Sprintf("%d %s (compatible from %d)", a.Version, a.Name, a.CompatibleFrom))
+		}
+		fmt.Fprintf(stdout, ": ahead of this binary, compatible: upgrade this node (newer: %s)", strings.Join(vs, ", "))
 	}
 	fmt.Fprintln(stdout)
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,60 @@ func TestStoreCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"store", "status", "-config", cfg}, &out, &errb); code == 0 || strings.Contains(errb.String(), "pw-do-not-print") || !strings.Contains(errb.String(), "store.dsn_file") {
 		t.Fatalf("bad dsn: exit %d, %q", code, errb.String())
+	}
+}
+
+// gatehouse store status on a database another node's newer binary
+// migrated: a newer version declared compatible with this binary is
+// reported as ahead (this node runs; upgrade it), one that is not is
+// refused with its version named.
+func TestStoreCommandSchemaAhead(t *testing.T) {
+	pg := pgtest.Start(t)
+	dsn := pg.CreateDatabase("gh_cmd_ahead")
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, withStore(`backend = "postgres"`+"\n"+`dsn_file = "`+dsnFile+`"`))
+	storeCmd := func(sub string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"store", sub, "-config", cfg}, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	if _, e, code := storeCmd("migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, e)
+	}
+	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	known, _ := postgres.Migrations()
+	k := len(known)
+	if _, err := db.Pool().Exec(ctx, "ALTER TABLE gatehouse_schema_migrations ADD COLUMN IF NOT EXISTS compatible_from integer"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, "INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES ($1, 'future', 'x', $2)", k+1, k); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("schema version %d of %d known: ahead of this binary, compatible", k+1, k)
+	for _, sub := range []string{"status", "migrate"} {
+		out, e, code := storeCmd(sub)
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "upgrade this node") || strings.Contains(out, "applied") {
+			t.Fatalf("%s, ahead and compatible: exit %d, %q, %q; want %q", sub, code, out, e, want)
+		}
+	}
+	if _, err := db.Pool().Exec(ctx, "UPDATE gatehouse_schema_migrations SET compatible_from = $1 WHERE version = $1", k+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"status", "migrate"} {
+		out, e, code := storeCmd(sub)
+		if code == 0 || !strings.Contains(e, fmt.Sprintf("schema version %d is newer than this binary knows (%d)", k+1, k)) ||
+			!strings.Contains(e, fmt.Sprintf("%d (future) compatible from %d", k+1, k+1)) {
+			t.Fatalf("%s, ahead and not compatible: exit %d, %q, %q", sub, code, out, e)
+		}
 	}
 }
 
