@@ -126,7 +126,18 @@ func TestStoreCommandSchemaAhead(t *testing.T) {
 	defer cancel()
 	known, _ := postgres.Migrations()
 	k := len(known)
-	if _, err := db.Pool().Exec(ctx, "ALTER TABLE gatehouse_schema_migrations ADD COLUMN IF NOT EXISTS compatible_from integer"); err != nil {
+	// Seen from this binary before it migrates a node: the newest shipped
+	// migration pending, declared compatible with the one before.
+	if _, err := db.Pool().Exec(ctx, "DELETE FROM gatehouse_schema_migrations WHERE version = $1", k); err != nil {
+		t.Fatal(err)
+	}
+	out, e, code := storeCmd("status")
+	if want := fmt.Sprintf("schema version %d of %d known, 1 pending", k-1, k); code != 0 || !strings.Contains(out, want) ||
+		!strings.Contains(out, fmt.Sprintf("compatible with schema %d: nodes not yet upgraded keep running", k-1)) {
+		t.Fatalf("status, one pending: exit %d, %q, %q; want %q and compatible", code, out, e, want)
+	}
+	if _, err := db.Pool().Exec(ctx, "INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES ($1, $2, $3, $4)",
+		k, known[k-1].Name, known[k-1].Sum, known[k-1].CompatibleFrom); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Pool().Exec(ctx, "INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES ($1, 'future', 'x', $2)", k+1, k); err != nil {
@@ -163,6 +174,27 @@ func TestWiFiStoreConfigErrors(t *testing.T) {
 		_, err := loadConfig(writeConfig(t, tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// What store status says of pending migrations for the nodes not yet
+// upgraded.
+func TestPendingCompat(t *testing.T) {
+	m := func(v, cf int) postgres.Migration {
+		return postgres.Migration{Version: v, Name: fmt.Sprint("m", v), CompatibleFrom: cf}
+	}
+	for _, tc := range []struct {
+		pending []postgres.Migration
+		want    string
+	}{
+		{[]postgres.Migration{m(4, 3)}, "compatible with schema 3: nodes not yet upgraded keep running"},
+		{[]postgres.Migration{m(4, 1), m(5, 2)}, "compatible with schema 3: nodes not yet upgraded keep running"},
+		{[]postgres.Migration{m(4, 3), m(5, 5)}, "not compatible with schema 3: nodes not yet upgraded refuse the database once 0005_m5 is applied (compatible from 5)"},
+		{[]postgres.Migration{m(4, 4)}, "not compatible with schema 3"},
+	} {
+		if got := pendingCompat(tc.pending, 3); !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q, want %q", tc.pending, got, tc.want)
 		}
 	}
 }
