@@ -210,10 +210,34 @@ func cmdStore(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "store: postgres, schema version %d of %d", st.Version(), st.Known)
+	fmt.Fprintf(stdout, "store: postgres, schema version %d of %d known", st.Version(), st.Known)
 	if len(st.Pending) > 0 {
 		fmt.Fprintf(stdout, ", %d pending (gatehouse store migrate, or start gatehouse serve)", len(st.Pending))
+		if v := st.Version(); v > 0 {
+			fmt.Fprintf(stdout, "; %s", pendingCompat(st.Pending, v))
+		}
+	}
+	if len(st.Ahead) > 0 {
+		// Another node's newer binary migrated; this one still runs on it.
+		var vs []string
+		for _, a := range st.Ahead {
+			vs = append(vs, fmt.Sprintf("%d %s (compatible from %d)", a.Version, a.Name, a.CompatibleFrom))
+		}
+		fmt.Fprintf(stdout, ": ahead of this binary, compatible: upgrade this node (newer: %s)", strings.Join(vs, ", "))
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// pendingCompat says whether nodes whose binaries know schema v keep
+// running once pending is applied (a rolling upgrade), or which migration
+// stops them.
+func pendingCompat(pending []postgres.Migration, v int) string {
+	for _, m := range pending {
+		if m.CompatibleFrom > v {
+			return fmt.Sprintf("not compatible with schema %d: nodes not yet upgraded refuse the database once %04d_%s is applied (compatible from %d): upgrade every node in a short window",
+				v, m.Version, m.Name, m.CompatibleFrom)
+		}
+	}
+	return fmt.Sprintf("compatible with schema %d: nodes not yet upgraded keep running; upgrade them one at a time", v)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,6 +97,71 @@ func TestStoreCommand(t *testing.T) {
 	}
 }
 
+// gatehouse store status on a database another node's newer binary
+// migrated: a newer version declared compatible with this binary is
+// reported as ahead (this node runs; upgrade it), one that is not is
+// refused with its version named.
+func TestStoreCommandSchemaAhead(t *testing.T) {
+	pg := pgtest.Start(t)
+	dsn := pg.CreateDatabase("gh_cmd_ahead")
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, withStore(`backend = "postgres"`+"\n"+`dsn_file = "`+dsnFile+`"`))
+	storeCmd := func(sub string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"store", sub, "-config", cfg}, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	if _, e, code := storeCmd("migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, e)
+	}
+	db, err := postgres.Open(postgres.Config{DSN: dsn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	known, _ := postgres.Migrations()
+	k := len(known)
+	// Seen from this binary before it migrates a node: the newest shipped
+	// migration pending, declared compatible with the one before.
+	if _, err := db.Pool().Exec(ctx, "DELETE FROM gatehouse_schema_migrations WHERE version = $1", k); err != nil {
+		t.Fatal(err)
+	}
+	out, e, code := storeCmd("status")
+	if want := fmt.Sprintf("schema version %d of %d known, 1 pending", k-1, k); code != 0 || !strings.Contains(out, want) ||
+		!strings.Contains(out, fmt.Sprintf("compatible with schema %d: nodes not yet upgraded keep running", k-1)) {
+		t.Fatalf("status, one pending: exit %d, %q, %q; want %q and compatible", code, out, e, want)
+	}
+	if _, err := db.Pool().Exec(ctx, "INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES ($1, $2, $3, $4)",
+		k, known[k-1].Name, known[k-1].Sum, known[k-1].CompatibleFrom); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, "INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES ($1, 'future', 'x', $2)", k+1, k); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("schema version %d of %d known: ahead of this binary, compatible", k+1, k)
+	for _, sub := range []string{"status", "migrate"} {
+		out, e, code := storeCmd(sub)
+		if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "upgrade this node") || strings.Contains(out, "applied") {
+			t.Fatalf("%s, ahead and compatible: exit %d, %q, %q; want %q", sub, code, out, e, want)
+		}
+	}
+	if _, err := db.Pool().Exec(ctx, "UPDATE gatehouse_schema_migrations SET compatible_from = $1 WHERE version = $1", k+1); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"status", "migrate"} {
+		out, e, code := storeCmd(sub)
+		if code == 0 || !strings.Contains(e, fmt.Sprintf("schema version %d is newer than this binary knows (%d)", k+1, k)) ||
+			!strings.Contains(e, fmt.Sprintf("%d (future) compatible from %d", k+1, k+1)) {
+			t.Fatalf("%s, ahead and not compatible: exit %d, %q, %q", sub, code, out, e)
+		}
+	}
+}
+
 func TestWiFiStoreConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		edit func(string) string
@@ -108,6 +174,27 @@ func TestWiFiStoreConfigErrors(t *testing.T) {
 		_, err := loadConfig(writeConfig(t, tc.edit))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("err = %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// What store status says of pending migrations for the nodes not yet
+// upgraded.
+func TestPendingCompat(t *testing.T) {
+	m := func(v, cf int) postgres.Migration {
+		return postgres.Migration{Version: v, Name: fmt.Sprint("m", v), CompatibleFrom: cf}
+	}
+	for _, tc := range []struct {
+		pending []postgres.Migration
+		want    string
+	}{
+		{[]postgres.Migration{m(4, 3)}, "compatible with schema 3: nodes not yet upgraded keep running"},
+		{[]postgres.Migration{m(4, 1), m(5, 2)}, "compatible with schema 3: nodes not yet upgraded keep running"},
+		{[]postgres.Migration{m(4, 3), m(5, 5)}, "not compatible with schema 3: nodes not yet upgraded refuse the database once 0005_m5 is applied (compatible from 5)"},
+		{[]postgres.Migration{m(4, 4)}, "not compatible with schema 3"},
+	} {
+		if got := pendingCompat(tc.pending, 3); !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q, want %q", tc.pending, got, tc.want)
 		}
 	}
 }

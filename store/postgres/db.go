@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,6 +28,10 @@ type Config struct {
 type DB struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// aheadWarned is the newest schema version, ahead of this binary, that
+	// Migrate warned about (0: none): once per version and process, not
+	// on every reconnect.
+	aheadWarned atomic.Int64
 }
 
 // Open validates cfg and builds the pool; it does not wait for the server.

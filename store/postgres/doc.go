@@ -7,6 +7,9 @@
 // and applies the missing ones, each in its own transaction together with
 // its row in gatehouse_schema_migrations. A shipped migration is never
 // edited: the runner records each file's SHA-256 and refuses a database
-// whose applied migration differs from the binary's, or whose schema is
-// newer than the binary knows.
+// whose applied migration differs from the binary's, or that misses one.
+// Each migration declares (-- compatible-from: K, stored in the table) the
+// oldest schema whose binaries still run on it: a binary runs on a newer
+// schema iff every version it does not know declares it compatible
+// (migrations.go has the rule), and refuses it otherwise.
 package postgres

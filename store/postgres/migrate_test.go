@@ -109,10 +109,17 @@ func TestStatusRefusesForeignSchema(t *testing.T) {
 	if _, err := db.Migrate(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool().Exec(ctx(t), "INSERT INTO gatehouse_schema_migrations (version, name, sha256) VALUES (99, 'future', 'x')"); err != nil {
+	known, _ := Migrations()
+	// A newer version that declares no compatibility (NULL) is refused.
+	if _, err := db.Pool().Exec(ctx(t), "INSERT INTO gatehouse_schema_migrations (version, name, sha256) VALUES ($1, 'future', 'x')", len(known)+1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Status(ctx(t)); err == nil || !strings.Contains(err.Error(), "newer than this binary") {
+	if _, err := db.Status(ctx(t)); err == nil || !strings.Contains(err.Error(), "newer than this binary") || !strings.Contains(err.Error(), "(future) declares no compatibility") {
+		t.Fatalf("err = %v", err)
+	}
+	// A gap is refused whatever the newer version declares.
+	db.Pool().Exec(ctx(t), "UPDATE gatehouse_schema_migrations SET version = 99, compatible_from = 1 WHERE name = 'future'")
+	if _, err := db.Migrate(ctx(t)); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("err = %v", err)
 	}
 	db.Pool().Exec(ctx(t), "DELETE FROM gatehouse_schema_migrations WHERE version = 99")

@@ -1,4 +1,5 @@
 -- gatehouse schema 1: the state nodes of one deployment share.
+-- compatible-from: 1
 -- Every table is keyed by site, so one database can serve several sites.
 
 -- VPN peers: one enrolled certificate = one WireGuard peer and its lease.

@@ -1,4 +1,5 @@
 -- gatehouse schema 2: incremental resync of the VPN registry.
+-- compatible-from: 1
 --
 -- Every insert or update of vpn_peers stamps the row (trigger) with
 --   rev      a number from the sequence vpn_peers_rev_seq: the row's revision;

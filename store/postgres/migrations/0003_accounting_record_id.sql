@@ -1,4 +1,5 @@
 -- gatehouse schema 3: one row per accounting record across nodes.
+-- compatible-from: 1
 --
 -- record_id names an accounting record the same way on every node (a hash
 -- of the client entry's name and of the request's attributes but those a
