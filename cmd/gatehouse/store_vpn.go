@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -74,6 +75,11 @@ func (s *servers) migrateAtStart(ctx context.Context, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, storeMigrateAtStart)
 	defer cancel()
 	ms, err := s.db.Migrate(ctx)
+	if errors.Is(err, postgres.ErrIncompatibleSchema) {
+		logger.Error("store: the PostgreSQL schema is incompatible with this binary: upgrade gatehouse on this node; meanwhile Wi-Fi logins and cached VPN peers are served, enrollment is refused",
+			"err", err)
+		return
+	}
 	if err != nil {
 		logger.Error("store: PostgreSQL unavailable at start: Wi-Fi logins and cached VPN peers are served; enrollment is refused until it answers (retrying in the background)",
 			"err", err)

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -104,7 +105,7 @@ func TestOlderBinaryRefusesIncompatibleSchema(t *testing.T) {
 		_, err := older.migrate(ctx(t), ms[:2])
 		_, serr := older.status(ctx(t), ms[:2])
 		for _, e := range []error{err, serr} {
-			if e == nil || !strings.Contains(e.Error(), "schema version 3 is newer than this binary knows (2)") || !strings.Contains(e.Error(), tc.want) {
+			if e == nil || !errors.Is(e, ErrIncompatibleSchema) || !strings.Contains(e.Error(), "schema version 3 is newer than this binary knows (2)") || !strings.Contains(e.Error(), tc.want) {
 				t.Errorf("compatible_from = %s: err = %v, want %q", tc.set, e, tc.want)
 			}
 		}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
@@ -121,7 +122,11 @@ func (db *DB) migrateRetrying(ctx context.Context, retryMax time.Duration) bool 
 			return false
 		}
 		if msg := err.Error(); msg != last {
-			db.logger().Warn("postgres: schema not checked yet (records stay in the local spool until it is); retrying", "err", err)
+			if errors.Is(err, ErrIncompatibleSchema) {
+				db.logger().Error("postgres: the database schema is incompatible with this binary: records stay in the local spool until gatehouse on this node is upgraded", "err", err)
+			} else {
+				db.logger().Warn("postgres: schema not checked yet (records stay in the local spool until it is); retrying", "err", err)
+			}
 			last = msg
 		}
 		select {

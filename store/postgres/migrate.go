@@ -2,12 +2,19 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// ErrIncompatibleSchema is wrapped by the errors of a database whose schema
+// this binary must not use: newer, and not declared compatible with it, or
+// a known migration whose text differs. Retrying does not help; upgrading
+// the binary (or restoring the schema) does.
+var ErrIncompatibleSchema = errors.New("postgres: database schema incompatible with this binary")
 
 // migrateLock is the advisory lock key that serialises migrations across
 // nodes ("gatehous" in ASCII).
@@ -213,7 +220,7 @@ func status(ctx context.Context, c *pgx.Conn, ms []Migration) (*Status, error) {
 		case a.Version != i+1:
 			return st, fmt.Errorf("postgres: schema migration %d is missing from the database (next applied: %d %s)", i+1, a.Version, a.Name)
 		case a.Version <= len(ms) && ms[i].Sum != a.Sum:
-			return st, fmt.Errorf("postgres: schema migration %d (%s) in the database differs from this binary's", a.Version, a.Name)
+			return st, fmt.Errorf("%w: schema migration %d (%s) in the database differs from this binary's", ErrIncompatibleSchema, a.Version, a.Name)
 		case a.Version <= len(ms):
 		case a.CompatibleFrom == 0:
 			refused = append(refused, fmt.Sprintf("%d (%s) declares no compatibility", a.Version, a.Name))
@@ -224,8 +231,8 @@ func status(ctx context.Context, c *pgx.Conn, ms []Migration) (*Status, error) {
 		}
 	}
 	if len(refused) > 0 {
-		return st, fmt.Errorf("postgres: schema version %d is newer than this binary knows (%d) and not compatible with it: migration %s: upgrade gatehouse on this node",
-			st.Version(), len(ms), strings.Join(refused, ", migration "))
+		return st, fmt.Errorf("%w: schema version %d is newer than this binary knows (%d) and not compatible with it: migration %s: upgrade gatehouse on this node",
+			ErrIncompatibleSchema, st.Version(), len(ms), strings.Join(refused, ", migration "))
 	}
 	if len(st.Ahead) == 0 {
 		st.Pending = ms[len(st.Applied):]

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gatehouse/gatehouse/store/postgres"
 	"github.com/gatehouse/gatehouse/vpn"
 )
 
@@ -54,8 +55,13 @@ func (st *Store) Run(ctx context.Context, t Target) error {
 		msg := err.Error()
 		st.lastErr.Store(&msg)
 		if !down {
-			st.log.Error("pgstore: database unavailable: connected VPN peers keep working, enrollment is refused; retrying",
-				"err", err)
+			if errors.Is(err, postgres.ErrIncompatibleSchema) {
+				st.log.Error("pgstore: the database schema is incompatible with this binary: connected VPN peers keep working, but changes made on other nodes (enrollments, removals, revocations) are not applied here and enrollment is refused until gatehouse on this node is upgraded",
+					"err", err)
+			} else {
+				st.log.Error("pgstore: database unavailable: connected VPN peers keep working, enrollment is refused; retrying",
+					"err", err)
+			}
 			down = true
 		}
 		select {

@@ -2,6 +2,9 @@ package pgstore
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,4 +54,53 @@ func TestRunFollowsCompatibleNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the removal applied on the old node", func() bool { _, n := tg.get(vpntest.FP(1)); return n > 0 })
+}
+
+// The other side of it: a schema version this node's binary does not know
+// and that is not declared compatible with it. The node refuses it and
+// says so plainly (not "database unavailable"): it no longer applies
+// other nodes' changes until it is upgraded.
+func TestRunIncompatibleNewerSchemaSaysSo(t *testing.T) {
+	pg := pgtest.Start(t)
+	open := newDB(t, pg)
+	newer := New(open(), Config{Site: "hq", Node: "upgraded"}, nil)
+	for _, q := range []string{
+		"ALTER TABLE gatehouse_schema_migrations ADD COLUMN IF NOT EXISTS compatible_from integer",
+		"INSERT INTO gatehouse_schema_migrations (version, name, sha256, compatible_from) VALUES (4, 'peer_rename', 'x', 4)",
+	} {
+		if _, err := newer.db.Pool().Exec(tctx(t), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs syncLog
+	old := New(open(), Config{Site: "hq", Node: "old"}, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- old.Run(ctx, newTarget()) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the refusal logged", func() bool { return strings.Contains(logs.String(), "schema is incompatible with this binary") })
+	if strings.Contains(logs.String(), "database unavailable") {
+		t.Errorf("an incompatible schema logged as an outage:\n%s", logs.String())
+	}
+	if old.Available() == nil {
+		t.Error("the node says the registry is available on a schema it refused")
+	}
+}
+
+// syncLog is a log buffer safe for the store's goroutine and the test.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
