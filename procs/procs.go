@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -57,10 +58,13 @@ const (
 // Config tunes a Controller. The zero value is usable.
 type Config struct {
 	// Max is the Ps under load, and what Run leaves in force when it
-	// returns. Zero means runtime.GOMAXPROCS(0) when New is called: the
-	// runtime's default (the CPUs the process may use, within its cgroup
-	// CPU limit) or the GOMAXPROCS environment variable. With Max 1 the
-	// controller has nothing to do and Run only waits.
+	// returns. Zero means the runtime's default: the GOMAXPROCS
+	// environment variable if set, else the CPUs the process may use
+	// within its cgroup CPU limit — which the runtime keeps following
+	// while the controller has every P in force, and which it re-reads
+	// each time it gives them (a container's CPU limit may change while it
+	// runs). With Max 1 the controller has nothing to do and Run only
+	// waits.
 	Max int
 	// Interval is how often the load is measured; zero means 250ms.
 	Interval time.Duration
@@ -76,14 +80,16 @@ var active atomic.Bool
 
 // Controller sets GOMAXPROCS from the load; see the package doc.
 type Controller struct {
-	max      int
+	auto     bool         // Max follows the runtime's default (Config.Max 0, no GOMAXPROCS variable)
+	max      atomic.Int32 // the Ps under load (as last learnt, with auto)
 	interval time.Duration
 	hold     time.Duration
 	log      *slog.Logger
 
-	// Replaced by tests: the process's CPU time so far, and the setter.
+	// Replaced by tests: the process's CPU time so far, and the setter
+	// (n ≤ 0: the runtime's default, returned).
 	cpu func() (time.Duration, error)
-	set func(int)
+	set func(n int) int
 
 	procs   atomic.Int32
 	changes atomic.Uint64
@@ -94,6 +100,7 @@ func New(cfg Config, logger *slog.Logger) (*Controller, error) {
 	if cfg.Max < 0 || cfg.Interval < 0 || cfg.Hold < 0 {
 		return nil, errors.New("procs: negative Max, Interval or Hold")
 	}
+	auto := cfg.Max == 0 && os.Getenv("GOMAXPROCS") == ""
 	if cfg.Max == 0 {
 		cfg.Max = runtime.GOMAXPROCS(0)
 	}
@@ -106,8 +113,9 @@ func New(cfg Config, logger *slog.Logger) (*Controller, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{max: cfg.Max, interval: cfg.Interval, hold: cfg.Hold, log: logger,
-		cpu: processCPU, set: func(n int) { runtime.GOMAXPROCS(n) }}
+	c := &Controller{auto: auto, interval: cfg.Interval, hold: cfg.Hold, log: logger,
+		cpu: processCPU, set: setProcs}
+	c.max.Store(int32(cfg.Max))
 	c.procs.Store(int32(runtime.GOMAXPROCS(0)))
 	return c, nil
 }
@@ -120,7 +128,26 @@ func (c *Controller) Procs() int { return int(c.procs.Load()) }
 func (c *Controller) Changes() uint64 { return c.changes.Load() }
 
 // Max is the Ps under load.
-func (c *Controller) Max() int { return c.max }
+func (c *Controller) Max() int { return int(c.max.Load()) }
+
+// setProcs sets GOMAXPROCS to n, or with n ≤ 0 to the runtime's default
+// (which the runtime then keeps following), and returns it.
+func setProcs(n int) int {
+	if n <= 0 {
+		runtime.SetDefaultGOMAXPROCS()
+		return runtime.GOMAXPROCS(0)
+	}
+	runtime.GOMAXPROCS(n)
+	return n
+}
+
+// top is what apply takes for every P: the runtime's default with auto.
+func (c *Controller) top() int {
+	if c.auto {
+		return 0
+	}
+	return c.Max()
+}
 
 // Run adapts GOMAXPROCS until ctx is done, then sets it to Max and
 // returns nil. It starts with one P (a server starts idle). Without a CPU
@@ -132,16 +159,16 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	defer active.Store(false)
-	defer c.apply(c.max, "stopping")
-	if c.max <= 1 {
-		c.apply(c.max, "one core")
+	defer c.apply(c.top(), "stopping")
+	if c.Max() <= 1 {
+		c.apply(c.top(), "one core")
 		<-ctx.Done()
 		return nil
 	}
 	last, err := c.cpu()
 	if err != nil {
-		c.log.Warn("procs: no CPU clock; GOMAXPROCS stays at its maximum", "max", c.max, "err", err)
-		c.apply(c.max, "no CPU clock")
+		c.log.Warn("procs: no CPU clock; GOMAXPROCS stays at its maximum", "max", c.Max(), "err", err)
+		c.apply(c.top(), "no CPU clock")
 		<-ctx.Done()
 		return nil
 	}
@@ -166,23 +193,33 @@ func (c *Controller) Run(ctx context.Context) error {
 			busy := float64(cpu-last) / float64(wall)
 			last, prev = cpu, now
 			before := st.procs
-			st = st.next(busy, wall, c.max, c.hold)
+			st = st.next(busy, wall, c.Max(), c.hold)
 			if st.procs != before {
-				c.apply(st.procs, "load", "busy", busy, "hold", st.hold)
+				n := st.procs
+				if n > 1 {
+					n = c.top()
+				}
+				st.procs = c.apply(n, "load", "busy", busy, "hold", st.hold)
 			}
 		}
 	}
 }
 
-// apply sets GOMAXPROCS to n if it is not n already.
-func (c *Controller) apply(n int, why string, attrs ...any) {
-	if int(c.procs.Load()) == n {
-		return
+// apply sets GOMAXPROCS to n if it is not n already (n ≤ 0: to the
+// runtime's default, always) and returns the count in force.
+func (c *Controller) apply(n int, why string, attrs ...any) int {
+	if n > 0 && int(c.procs.Load()) == n {
+		return n
 	}
-	c.set(n)
-	c.procs.Store(int32(n))
-	c.changes.Add(1)
-	c.log.Debug("procs: GOMAXPROCS", append([]any{"procs", n, "why", why}, attrs...)...)
+	got := c.set(n)
+	if n <= 0 {
+		c.max.Store(int32(got))
+	}
+	if int(c.procs.Swap(int32(got))) != got {
+		c.changes.Add(1)
+	}
+	c.log.Debug("procs: GOMAXPROCS", append([]any{"procs", got, "why", why}, attrs...)...)
+	return got
 }
 
 // state is the controller's memory between intervals.

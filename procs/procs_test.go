@@ -2,6 +2,7 @@ package procs
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -145,7 +146,7 @@ func TestRunFollowsLoad(t *testing.T) {
 	}
 	f := &fakeCPU{}
 	var set atomic.Int32
-	c.cpu, c.set = f.read, func(n int) { set.Store(int32(n)) }
+	c.cpu, c.set = f.read, func(n int) int { set.Store(int32(n)); return n }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -170,11 +171,12 @@ func TestRunFollowsLoad(t *testing.T) {
 func TestRunWithOneCore(t *testing.T) {
 	c, _ := New(Config{Max: 1, Interval: time.Millisecond}, nil)
 	var calls atomic.Int32
-	c.set = func(n int) {
+	c.set = func(n int) int {
 		if n != 1 {
 			t.Errorf("set %d with Max 1", n)
 		}
 		calls.Add(1)
+		return n
 	}
 	c.procs.Store(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -192,8 +194,8 @@ func TestRunOnePerProcess(t *testing.T) {
 	second, _ := New(Config{Max: 4, Interval: time.Millisecond}, nil)
 	f := &fakeCPU{}
 	var firstSet, secondSet atomic.Int32
-	first.cpu, first.set = f.read, func(n int) { firstSet.Store(int32(n)) }
-	second.cpu, second.set = f.read, func(n int) { secondSet.Store(int32(n)) }
+	first.cpu, first.set = f.read, func(n int) int { firstSet.Store(int32(n)); return n }
+	second.cpu, second.set = f.read, func(n int) int { secondSet.Store(int32(n)); return n }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
 	go func() { done <- first.Run(ctx) }()
@@ -261,5 +263,23 @@ func TestRunRealRuntime(t *testing.T) {
 	}
 	if get() != max {
 		t.Errorf("after Run: GOMAXPROCS %d, want %d", get(), max)
+	}
+}
+
+// TestMaxFollowsTheDefault: with Config.Max 0 and no GOMAXPROCS variable
+// the controller gives the runtime's default back (which follows the
+// cgroup limit); an admin's GOMAXPROCS is a fixed maximum.
+func TestMaxFollowsTheDefault(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	if c, _ := New(Config{}, nil); !c.auto || c.top() != 0 {
+		t.Errorf("no GOMAXPROCS: auto %v top %d, want the runtime's default", c.auto, c.top())
+	}
+	if c, _ := New(Config{Max: 3}, nil); c.auto || c.top() != 3 {
+		t.Errorf("Max 3: auto %v top %d", c.auto, c.top())
+	}
+	t.Setenv("GOMAXPROCS", "3")
+	if c, _ := New(Config{}, nil); c.auto || c.top() != runtime.GOMAXPROCS(0) {
+		t.Errorf("GOMAXPROCS set: auto %v top %d, want the fixed %d", c.auto, c.top(), runtime.GOMAXPROCS(0))
 	}
 }

@@ -37,7 +37,7 @@ type coresCollector struct {
 func newCoresCollector(procs func() (cur, max int, changes uint64)) *coresCollector {
 	return &coresCollector{procs: procs,
 		cur:    desc("cores_in_use", "Cores running Go code at once (GOMAXPROCS) as server.cores = \"adaptive\" sets it: 1 while the load fits in one core."),
-		max:    desc("cores_max", "Cores under load (GOMAXPROCS at start: the CPUs the process may use, or the GOMAXPROCS environment variable)."),
+		max:    desc("cores_max", "Cores under load: the GOMAXPROCS environment variable, else the CPUs the process may use within its cgroup limit (as last read: at start and each time the load needed more than one)."),
 		change: desc("cores_changes_total", "Changes of GOMAXPROCS by server.cores = \"adaptive\"."),
 	}
 }
