@@ -1,7 +1,6 @@
 package radius
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,28 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
-
-// syncBuf is a bytes.Buffer safe for a process's output and the test.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // radsecproxyUDPSecret is the secret between eapol_test/radclient and
 // radsecproxy (radclient's helper uses testSecret).
@@ -41,7 +23,7 @@ const radsecproxyUDPSecret = testSecret
 // radsecproxyUDPSecret), every realm to gatehouse's RadSec address over
 // TLS, presenting certFile/keyFile and trusting gatehouse's server CA. It
 // returns the UDP address and radsecproxy's log.
-func startRadsecproxy(t *testing.T, bin string, gatehouse net.Addr, caFile, certFile, keyFile string) (string, *syncBuf) {
+func startRadsecproxy(t *testing.T, bin string, gatehouse net.Addr, caFile, certFile, keyFile string) (string, *policytest.SyncBuffer) {
 	t.Helper()
 	// A free UDP port: bound, then released for radsecproxy.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -85,7 +67,7 @@ realm * {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "-f", "-c", cf, "-i", filepath.Join(t.TempDir(), "pid"))
-	out := &syncBuf{}
+	out := &policytest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {

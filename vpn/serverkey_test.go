@@ -1,7 +1,6 @@
 package vpn
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,16 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
 // keyServer returns a netstack server on dir (not started), logging to
 // logs; mutate edits its Config.
-func keyServer(t *testing.T, dir string, logs *lockedBuffer, mutate func(*Config)) *Server {
+func keyServer(t *testing.T, dir string, logs *policytest.SyncBuffer, mutate func(*Config)) *Server {
 	t.Helper()
 	port := freeUDPPort(t)
 	cfg := Config{Enabled: true, ListenPort: port, Endpoint: "127.0.0.1:1", AddressPool: "100.96.0.0/24",
@@ -59,23 +58,6 @@ func runKeyServer(t *testing.T, srv *Server) error {
 		}
 	})
 	return nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // storePeers writes n records into dir's registry, the first suspended if
@@ -125,7 +107,7 @@ func TestMissingKeyRefused(t *testing.T) {
 			dir := t.TempDir()
 			storePeers(t, dir, tt.peers, tt.suspended)
 			keyFile := filepath.Join(dir, KeyFileName)
-			var logs lockedBuffer
+			var logs policytest.SyncBuffer
 			srv := keyServer(t, dir, &logs, func(c *Config) {
 				if tt.explicit {
 					keyFile = filepath.Join(t.TempDir(), "site.key")
@@ -199,7 +181,7 @@ func TestBadKeyFileRefused(t *testing.T) {
 			} else if err := os.WriteFile(keyFile, []byte(tt.content), tt.mode); err != nil {
 				t.Fatal(err)
 			}
-			var logs lockedBuffer
+			var logs policytest.SyncBuffer
 			srv := keyServer(t, dir, &logs, nil) // the default path, an empty registry
 			checkErr := srv.CheckKey()
 			runErr := runKeyServer(t, srv)
@@ -237,7 +219,7 @@ func TestKeyFileModeWarning(t *testing.T) {
 		if err := os.Chmod(keyFile, mode); err != nil {
 			t.Fatal(err)
 		}
-		var logs lockedBuffer
+		var logs policytest.SyncBuffer
 		srv := keyServer(t, dir, &logs, func(c *Config) { c.PrivateKeyFile = keyFile })
 		if err := runKeyServer(t, srv); err != nil {
 			t.Fatalf("%04o: %v", mode, err)

@@ -43,7 +43,7 @@ func crlPolicy(t *testing.T, nextUpdate time.Time) (*policy.Policy, *policytest.
 func TestCRLWatch(t *testing.T) {
 	now := time.Now()
 	p, ca := crlPolicy(t, now.Add(12*time.Hour))
-	var logs syncBuffer
+	var logs policytest.SyncBuffer
 	w := newCRLWatch(func() []crlInUse { return crlsInUse(p.CRLFiles(), revocation.Stats{}) }, slog.New(slog.NewTextHandler(&logs, nil)))
 	w.check(now)
 	w.check(now.Add(time.Minute))

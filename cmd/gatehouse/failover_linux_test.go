@@ -87,7 +87,7 @@ func TestHostapdFailover(t *testing.T) {
 		out, _ := exec.Command("ip", append([]string{"netns", "exec", ns, wpaCli, "-p", ctrl, "-i", b}, args...)...).CombinedOutput()
 		return string(out)
 	}
-	count := func(l *syncBuffer, sub string) int { return strings.Count(l.String(), sub) }
+	count := func(l *policytest.SyncBuffer, sub string) int { return strings.Count(l.String(), sub) }
 
 	// 1. Accepted by A, accounting to B, B adopts it.
 	waitLong(t, "802.1X success through node A", 30*time.Second, func() bool {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/radius/radbench"
 )
 
@@ -24,7 +25,7 @@ import (
 // path, the state dir and a stop function returning serve's exit code.
 type opsServe struct {
 	metrics, radius, ldif, state string
-	logs                         *syncBuffer
+	logs                         *policytest.SyncBuffer
 	stop                         func() int
 }
 

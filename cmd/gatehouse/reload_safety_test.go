@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/policy"
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
 // shippedCopy copies the shipped config.toml, byte for byte, into a temp
@@ -39,7 +40,7 @@ func shippedCopy(t testing.TB) (string, []byte) {
 
 // testReloader returns a reloader of f, with the file loaded and in force,
 // driven by calling attempt directly (no settle wait), logging into logs.
-func testReloader(t testing.TB, f string, logs *syncBuffer) (*reloader, *policy.Authorizer) {
+func testReloader(t testing.TB, f string, logs *policytest.SyncBuffer) (*reloader, *policy.Authorizer) {
 	t.Helper()
 	l, err := loadConfig(f)
 	if err != nil {
@@ -141,7 +142,7 @@ func TestZeroRules(t *testing.T) {
 // ERROR and the policy in force stays.
 func TestReloadRefusesNoRules(t *testing.T) {
 	f, full := shippedCopy(t)
-	logs := &syncBuffer{}
+	logs := &policytest.SyncBuffer{}
 	r, a := testReloader(t, f, logs)
 	orig := a.Policy()
 	s := string(full)
@@ -211,7 +212,7 @@ func TestReloadReadOnce(t *testing.T) {
 // compiled, and the complete file is loaded.
 func TestReloadSettles(t *testing.T) {
 	f, full := shippedCopy(t)
-	logs := &syncBuffer{}
+	logs := &policytest.SyncBuffer{}
 	r, a := testReloader(t, f, logs)
 	r.every, r.settle = 10*time.Millisecond, 300*time.Millisecond
 	r.hup = make(chan os.Signal, 1)
@@ -304,7 +305,7 @@ func TestReloadOutOfFDs(t *testing.T) {
 
 func reloadOutOfFDsChild(t *testing.T) {
 	f, full := shippedCopy(t)
-	logs := &syncBuffer{}
+	logs := &policytest.SyncBuffer{}
 	r, a := testReloader(t, f, logs)
 	ctx := context.Background()
 	rule := func() string { return a.Policy().Summary().Rules[2] }

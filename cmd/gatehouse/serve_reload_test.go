@@ -84,7 +84,7 @@ func startLiveServe(t *testing.T, fast bool, edit func(string) string) *liveServ
 	if fast {
 		opts.every, opts.settle = 100*time.Millisecond, 200*time.Millisecond
 	}
-	srv := &served{logs: &syncBuffer{}, before: runtime.NumGoroutine(), done: make(chan int, 1)}
+	srv := &served{logs: &policytest.SyncBuffer{}, before: runtime.NumGoroutine(), done: make(chan int, 1)}
 	var ctx context.Context
 	ctx, srv.cancel = context.WithCancel(context.Background())
 	go func() {

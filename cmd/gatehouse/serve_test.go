@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +26,6 @@ func freeUDPPort(t testing.TB) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // eapolTest runs eapol_test as a Wi-Fi client with one of the test PKI's
@@ -93,7 +73,7 @@ func eapolRun(t *testing.T, bin string, port int, pki, certFile, keyFile string,
 
 // served is `gatehouse serve` running in this process on a config file.
 type served struct {
-	logs   *syncBuffer
+	logs   *policytest.SyncBuffer
 	before int // goroutines before it started
 	cancel context.CancelFunc
 	done   chan int
@@ -105,7 +85,7 @@ type served struct {
 // RADIUS listens. stdout may be nil (then it shares the log buffer).
 func startServe(t testing.TB, f string, stdout io.Writer) *served {
 	t.Helper()
-	s := &served{logs: &syncBuffer{}, before: runtime.NumGoroutine(), done: make(chan int, 1)}
+	s := &served{logs: &policytest.SyncBuffer{}, before: runtime.NumGoroutine(), done: make(chan int, 1)}
 	if stdout == nil {
 		stdout = s.logs
 	}

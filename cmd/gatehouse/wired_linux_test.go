@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/policy/policytest"
 )
 
 // A wired 802.1X port for the hostapd tests: a veth pair whose end a is
@@ -87,7 +89,7 @@ network={
 
 // wiredProcs is hostapd and wpa_supplicant running on a wired port.
 type wiredProcs struct {
-	hlog, wlog syncBuffer // their output
+	hlog, wlog policytest.SyncBuffer // their output
 	cancel     context.CancelFunc
 	h, s       *exec.Cmd
 	once       sync.Once

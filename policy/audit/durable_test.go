@@ -65,7 +65,7 @@ func readTrail(t *testing.T, file string) []string {
 func TestDiskFull(t *testing.T) {
 	dir := policytest.SmallFS(t, 64<<10)
 	file := filepath.Join(dir, "audit.jsonl")
-	var logs syncBuffer
+	var logs policytest.SyncBuffer
 	w, err := New(Config{File: file, Queue: 1000, FlushEvery: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -194,23 +194,6 @@ func TestOpenCutsPartialLine(t *testing.T) {
 	if q, err := os.ReadFile(file + ".partial"); err != nil || string(q) != string(whole[:40])+"\n" {
 		t.Fatalf("partial line not kept: %q %v", q, err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // flakyFile is a real file whose Sync fails while failSync is set.

@@ -7,17 +7,21 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/store/pgtest"
 )
 
+// logBuf is a node's log.
+type logBuf struct{ policytest.SyncBuffer }
+
 // count is how many times sub was logged.
-func (s *syncBuffer) count(sub string) int { return strings.Count(s.String(), sub) }
+func (s *logBuf) count(sub string) int { return strings.Count(s.String(), sub) }
 
 // node opens a pool on dsn playing a binary whose migrations are ms; its
 // log goes to the returned buffer.
-func node(t *testing.T, dsn string) (*DB, *syncBuffer) {
+func node(t *testing.T, dsn string) (*DB, *logBuf) {
 	t.Helper()
-	var buf syncBuffer
+	var buf logBuf
 	db, err := Open(Config{DSN: dsn, MaxConns: 4}, slog.New(slog.NewTextHandler(&buf, nil)))
 	if err != nil {
 		t.Fatal(err)

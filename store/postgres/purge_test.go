@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/store/pgtest"
 	"github.com/gatehouse/gatehouse/store/spool"
 	"github.com/gatehouse/gatehouse/store/wifi"
@@ -88,24 +88,6 @@ func (f *purgeFixture) waitGone(table string, age time.Duration) {
 	}
 }
 
-// syncBuffer is a log sink safe for the Maintain goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 const (
 	acctRetention  = 90 * 24 * time.Hour
 	auditRetention = 365 * 24 * time.Hour
@@ -121,7 +103,7 @@ func TestPurgeAccountingAndAudit(t *testing.T) {
 	f.insert(1, 10, now.Add(-400*24*time.Hour))  // older than both retentions
 	f.insert(101, 4, now.Add(-100*24*time.Hour)) // accounting: old; audit: kept
 	f.insert(201, 5, now.Add(-24*time.Hour))     // kept
-	var logs syncBuffer
+	var logs policytest.SyncBuffer
 	db, err := Open(Config{DSN: pg.DSN("gh_retention"), MaxConns: 4}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +228,7 @@ func TestPurgeOneKindFailing(t *testing.T) {
 		}
 	}
 	dsn := strings.Replace(pg.DSN("gh_purge_fail"), pg.User+"@", "purger:pw-do-not-log@", 1)
-	var logs syncBuffer
+	var logs policytest.SyncBuffer
 	db, err := Open(Config{DSN: dsn, MaxConns: 4}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/policy/policytest"
 	"github.com/gatehouse/gatehouse/store/pgtest"
 	"github.com/gatehouse/gatehouse/vpn/vpntest"
 )
@@ -72,7 +72,7 @@ func TestRunIncompatibleNewerSchemaSaysSo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs syncLog
+	var logs policytest.SyncBuffer
 	old := New(open(), Config{Site: "hq", Node: "old"}, slog.New(slog.NewTextHandler(&logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -85,22 +85,4 @@ func TestRunIncompatibleNewerSchemaSaysSo(t *testing.T) {
 	if old.Available() == nil {
 		t.Error("the node says the registry is available on a schema it refused")
 	}
-}
-
-// syncLog is a log buffer safe for the store's goroutine and the test.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
