@@ -8,7 +8,7 @@
 // looking for the work, usually finds nothing and sleeps again
 // (golang/go#43997). On a gatehouse serving resumed EAP-TLS logins that is
 // 12–20% of the server's CPU: measured on the same load with GOMAXPROCS=1
-// and 2 (README, "Speed"). With one P the hand-off stays on the thread that
+// and 2 (README, "Performance"). With one P the hand-off stays on the thread that
 // made it. Under load the Ps are busy, the wake-ups find work, and the
 // controller gives the runtime every core.
 //
@@ -149,8 +149,9 @@ func (c *Controller) top() int {
 	return c.Max()
 }
 
-// Run adapts GOMAXPROCS until ctx is done, then sets it to Max and
-// returns nil. It starts with one P (a server starts idle). Without a CPU
+// Run adapts GOMAXPROCS until ctx is done, then gives every P back (Max,
+// or the runtime's default, which it then keeps following) and returns
+// nil. It starts with one P (a server starts idle). Without a CPU
 // clock (getrusage fails, or another OS) it leaves Max in force and waits.
 func (c *Controller) Run(ctx context.Context) error {
 	if !active.CompareAndSwap(false, true) {

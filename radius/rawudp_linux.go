@@ -22,7 +22,7 @@ import (
 // until the process is idle again. A RADIUS server goes idle between most
 // datagrams, so that was one thread wake-up and a few more sleeps per
 // datagram: 8% of the CPU of a resumed EAP-TLS login (perf, README
-// "Speed"). A non-blocking recvfrom or sendto never blocks, which is the
+// "Performance"). A non-blocking recvfrom or sendto never blocks, which is the
 // rule for raw calls.
 
 // rawUDP reads one UDP socket's datagrams; one per reading goroutine.
